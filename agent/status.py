@@ -1,0 +1,98 @@
+"""The status registry: components report here; the HTTP endpoints only read from here.
+
+Every value stored must be JSON-safe and free of secrets: ``/status`` prints it as is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+class Verdict(StrEnum):
+    """The mailserver's health as judged by the checks (see design: Health)."""
+
+    UNKNOWN = "unknown"  # not yet checked: never unhealthy
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(slots=True)
+class ComponentStatus:
+    name: str
+    state: State = State.STARTING
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = field(default_factory=time.time)
+    restarts: int = 0
+    last_crash: str | None = None
+
+    def set(self, state: State, message: str = "", **details: Any) -> None:
+        self.state = state
+        self.message = message
+        if details:
+            self.details.update(details)
+        self.updated_at = time.time()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "message": self.message,
+            "details": self.details,
+            "updatedAt": self.updated_at,
+            "restarts": self.restarts,
+            "lastCrash": self.last_crash,
+        }
+
+
+@dataclass(slots=True)
+class HealthVerdict:
+    verdict: Verdict = Verdict.UNKNOWN
+    reasons: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = field(default_factory=time.time)
+
+
+class StatusRegistry:
+    """Process-wide, loop-confined (no locks needed: one asyncio thread mutates it)."""
+
+    def __init__(self) -> None:
+        self._components: dict[str, ComponentStatus] = {}
+        self.health = HealthVerdict()
+        self.settings_loaded = False
+        self.started_at = time.time()
+
+    def component(self, name: str) -> ComponentStatus:
+        """Get or create the status entry for ``name``."""
+        entry = self._components.get(name)
+        if entry is None:
+            entry = self._components[name] = ComponentStatus(name)
+        return entry
+
+    def set_verdict(
+        self, verdict: Verdict, reasons: list[str], checks: dict[str, Any] | None = None
+    ) -> None:
+        self.health = HealthVerdict(verdict, list(reasons), dict(checks or {}), time.time())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "startedAt": self.started_at,
+            "settingsLoaded": self.settings_loaded,
+            "health": {
+                "verdict": self.health.verdict.value,
+                "reasons": self.health.reasons,
+                "checks": self.health.checks,
+                "updatedAt": self.health.updated_at,
+            },
+            "components": {n: c.as_dict() for n, c in sorted(self._components.items())},
+        }
