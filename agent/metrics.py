@@ -15,7 +15,9 @@ from agent import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BUILD_INFO = Info("dms_agent_build", "Build information of the running dms-agent.", registry=REGISTRY)
+BUILD_INFO = Info(
+    "dms_agent_build", "Build information of the running dms-agent.", registry=REGISTRY
+)
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
 COMPONENT_UP = Gauge(

@@ -1,0 +1,192 @@
+"""Builds the components from the settings and supervises them.
+
+Each component is a long-running coroutine (``run()``) wrapped by ``supervise``: a crash is
+logged, shown in /status and a metric, and the component restarts after an exponential backoff,
+while its siblings keep running (a bare TaskGroup would cancel them all). Work that must not be
+cut by shutdown (a running `setup` command) protects itself with ``asyncio.shield``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.events import EventSink, LogEventSink
+from agent.executor import Executor
+from agent.hub import Hub
+from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
+from agent.settings import Settings
+from agent.status import State, StatusRegistry
+
+log = logging.getLogger("dms_agent.app")
+
+
+class Component(Protocol):
+    name: str
+
+    async def run(self) -> None:
+        """Run until cancelled. Raising means a crash: the supervisor restarts it."""
+
+
+@dataclass(slots=True)
+class AgentContext:
+    """What every component may use. Built once per settings generation."""
+
+    settings: Settings
+    status: StatusRegistry
+    hub: Hub = field(default_factory=Hub)
+    events: EventSink = field(default_factory=LogEventSink)
+    executor: Executor | None = None
+
+
+Builder = Callable[[AgentContext], list[Component]]
+
+# Each capability appends its builder here (one line each).
+BUILDERS: list[Builder] = []
+
+
+@dataclass(slots=True)
+class Backoff:
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        base: float = min(self.maximum, self.initial * self.factor**attempt)
+        return base * (0.5 + random.random() / 2)  # jitter: never a thundering herd
+
+
+async def supervise(
+    component: Component, status: StatusRegistry, backoff: Backoff | None = None
+) -> None:
+    """Run ``component`` forever, restarting it after crashes with exponential backoff."""
+    backoff = backoff or Backoff()
+    entry = status.component(component.name)
+    attempt = 0
+    while True:
+        COMPONENT_UP.labels(component.name).set(1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await component.run()
+            log.info("component %s finished", component.name)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a crash of one component never takes the others down
+            COMPONENT_UP.labels(component.name).set(0)
+            COMPONENT_RESTARTS.labels(component.name).inc()
+            entry.restarts += 1
+            entry.last_crash = f"{type(exc).__name__}: {exc}"
+            if loop.time() - started > backoff.maximum:
+                attempt = 0  # it ran well for a while: start the backoff over
+            delay = backoff.delay(attempt)
+            attempt += 1
+            entry.set(State.FAILED, f"crashed, restarting in {delay:.1f}s: {entry.last_crash}")
+            log.exception("component %s crashed; restart in %.1fs", component.name, delay)
+            await asyncio.sleep(delay)
+
+
+class Agent:
+    """The running agent: settings, components, server. ``reload`` swaps the settings."""
+
+    def __init__(
+        self, settings: Settings, settings_path: Path | None, status: StatusRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.settings_path = settings_path
+        self.status = status or StatusRegistry()
+        self.hub = Hub()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._builders = BUILDERS
+
+    def context(self) -> AgentContext:
+        return AgentContext(settings=self.settings, status=self.status, hub=self.hub)
+
+    async def start_components(self) -> None:
+        ctx = self.context()
+        for build in self._builders:
+            for component in build(ctx):
+                task = asyncio.create_task(supervise(component, self.status), name=component.name)
+                self._tasks.append(task)
+        self.status.settings_loaded = True
+
+    async def stop_components(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def reload(self) -> bool:
+        """Re-read the settings; keep the running ones if the new file is invalid."""
+        from agent.errors import InvalidDocument
+        from agent.settings import load_settings
+
+        try:
+            new = await asyncio.to_thread(load_settings, self.settings_path)
+        except InvalidDocument as exc:
+            SETTINGS_RELOADS.labels("rejected").inc()
+            for err in exc.errors:
+                log.error("settings rejected, keeping the running ones: %s", err)
+            self.status.component("settings").set(
+                State.DEGRADED, "new settings rejected", errors=[str(e) for e in exc.errors]
+            )
+            return False
+        if new == self.settings:
+            SETTINGS_RELOADS.labels("unchanged").inc()
+            return True
+        if new.server != self.settings.server:
+            log.warning("server settings changed: they take effect at the next restart")
+        log.info("settings changed: restarting components")
+        await self.stop_components()
+        self.settings = new
+        await self.start_components()
+        SETTINGS_RELOADS.labels("applied").inc()
+        self.status.component("settings").set(State.OK, "settings applied")
+        return True
+
+    async def watch_settings(self) -> None:
+        """Reload when the settings file changes (or its kubelet ``..data`` swaps)."""
+        if self.settings_path is None:
+            return
+        from watchfiles import awatch
+
+        folder = self.settings_path.resolve().parent
+        watched = self.settings_path.parent
+        async for _ in awatch(watched, folder, step=50, recursive=False):
+            await self.reload()
+
+
+async def run_agent(settings: Settings, settings_path: Path | None) -> None:
+    """The main job: server + components until SIGTERM/SIGINT."""
+    from agent.server import serve
+
+    agent = Agent(settings, settings_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
+    runner = await serve(agent.status, settings.server)
+    watcher = asyncio.create_task(agent.watch_settings(), name="settings-watch")
+    try:
+        await agent.start_components()
+        log.info("dms-agent running; components: %d", len(agent._tasks))
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await agent.stop_components()
+        await runner.cleanup()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""docker-mailserver specifics: its files, its setup command, reading its actual state."""

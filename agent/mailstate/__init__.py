@@ -1,0 +1,1 @@
+"""The declared mail state: model, parsing, validation, merging."""

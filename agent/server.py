@@ -1,0 +1,62 @@
+"""The HTTP endpoints. They read only the status registry: no endpoint does work of its own.
+
+- ``/livez``: the process and its event loop answer. Never fails on a component error.
+- ``/readyz``: settings loaded and serving. Never depends on reconcile or mail checks.
+- ``/healthz``: the mailserver verdict: 200 healthy or unknown, 503 unhealthy.
+- ``/status``: JSON of every component (never a secret).
+- ``/metrics``: Prometheus exposition of ``agent.metrics.REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from agent.metrics import REGISTRY
+from agent.settings import ServerSettings
+from agent.status import StatusRegistry, Verdict
+
+STATUS_KEY = web.AppKey("status", StatusRegistry)
+
+
+async def livez(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[STATUS_KEY].settings_loaded:
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="settings not loaded yet\n")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = request.app[STATUS_KEY].health
+    status = 503 if health.verdict is Verdict.UNHEALTHY else 200
+    if "application/json" in request.headers.get("Accept", ""):
+        body = {"verdict": health.verdict.value, "reasons": health.reasons, "checks": health.checks}
+        return web.json_response(body, status=status)
+    lines = [health.verdict.value, *(f"- {r}" for r in health.reasons)]
+    return web.Response(status=status, text="\n".join(lines) + "\n")
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATUS_KEY].snapshot())
+
+
+def make_app(registry: StatusRegistry) -> web.Application:
+    app = web.Application()
+    app[STATUS_KEY] = registry
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    return app
+
+
+async def serve(registry: StatusRegistry, settings: ServerSettings) -> web.AppRunner:
+    runner = web.AppRunner(make_app(registry), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    return runner
