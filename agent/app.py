@@ -160,9 +160,9 @@ class Agent:
             return
         from watchfiles import awatch
 
-        folder = self.settings_path.resolve().parent
-        watched = self.settings_path.parent
-        async for _ in awatch(watched, folder, step=50, recursive=False):
+        # Watch the folder, not the file: editors and kubelet replace the file (new inode),
+        # and in a kubelet mount the change shows as the ``..data`` symlink swap.
+        async for _ in awatch(self.settings_path.parent, step=50, recursive=False):
             await self.reload()
 
 
