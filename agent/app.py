@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,12 +45,26 @@ class AgentContext:
     hub: Hub = field(default_factory=Hub)
     events: EventSink = field(default_factory=LogEventSink)
     executor: Executor | None = None
+    # held around every `setup` command and every write to DMS's config folder: DMS takes no
+    # lock for add/update/alias/quota and loses writes under concurrency (dms-facts)
+    setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-Builder = Callable[[AgentContext], list[Component]]
+Builder = Callable[[AgentContext], Sequence[Component]]
 
-# Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = []
+# Each capability's builder as "module:function", imported when the agent starts (capabilities
+# import this module for AgentContext, so naming them here by string avoids an import cycle).
+BUILDERS: list[str | Builder] = [
+    "agent.dkim.manager:build",
+]
+
+
+def resolve_builder(entry: str | Builder) -> Builder:
+    if not isinstance(entry, str):
+        return entry
+    module, _, func = entry.partition(":")
+    builder: Builder = getattr(importlib.import_module(module), func)
+    return builder
 
 
 @dataclass(slots=True)
@@ -112,8 +127,8 @@ class Agent:
 
     async def start_components(self) -> None:
         ctx = self.context()
-        for build in self._builders:
-            for component in build(ctx):
+        for entry in self._builders:
+            for component in resolve_builder(entry)(ctx):
                 task = asyncio.create_task(supervise(component, self.status), name=component.name)
                 self._tasks.append(task)
         self.status.settings_loaded = True
