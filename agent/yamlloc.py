@@ -63,7 +63,8 @@ def load_yaml(text: str, source: str) -> LocatedDoc:
             builder.feed(loader.get_event())  # type: ignore[no-untyped-call]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        # at the end of input libyaml may point past the last line; name the last one
+        line = min(mark.line + 1, _last_line(text)) if mark is not None else None
         builder.errors.append(
             LocatedError(source, line, "", f"YAML syntax error: {exc.problem or exc}")
         )
@@ -233,6 +234,10 @@ class _Builder:
         except (yaml.YAMLError, ValueError) as exc:
             self._error(event, path, f"bad {tag.rsplit(':', 1)[-1]} value: {exc}")
             return event.value
+
+
+def _last_line(text: str) -> int:
+    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
 
 
 def _line(event: yaml.Event) -> int:

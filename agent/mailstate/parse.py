@@ -79,6 +79,13 @@ def parse_state(doc: LocatedDoc) -> Fragment:
     if not isinstance(value, dict):
         c.at((), f"a state document must be a mapping with `apiVersion: {API_VERSION}`")
         c.check()
+    if "apiVersion" not in value:  # likely not a state document at all: one error, not 10,000
+        c.at(
+            (),
+            f"missing `apiVersion: {API_VERSION}`; a passwords document needs 'password' in "
+            "its name",
+        )
+        c.check()
     _structure(c, StateDoc, value, _state_model_at)
     frag = Fragment(doc.source)
     _domains(c, frag, value.get("domains"))
@@ -161,8 +168,6 @@ def _message(kind: str, msg: str, loc: tuple[str | int, ...], model_at: Any) -> 
         return "unknown key"
     if loc == ("apiVersion",) and kind == "literal_error":
         return f"must be {API_VERSION}"
-    if kind == "missing" and loc == ("apiVersion",):
-        return f"missing: a state document starts with `apiVersion: {API_VERSION}`"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         if model_at(loc) is PasswordEntry:
             return "must be {password: ...} or {hash: ...}, never a bare string"
