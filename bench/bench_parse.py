@@ -1,7 +1,9 @@
 """Parse + validate a 10,000-account state document and a 10,000-entry passwords document.
 
-Prints the median of several runs for each stage and for the whole load; the goal for the state
-document (YAML + validation) is <= 300 ms. Run: /work/venv/bin/python bench/bench_parse.py
+Prints, per stage, the median wall time and the median CPU time of the process over several
+runs (on a shared machine the wall time includes waiting for a core; CPU time is what the code
+costs). The goal for the state document (YAML + validation) is <= 300 ms.
+Run: /work/venv/bin/python bench/bench_parse.py
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def passwords_text(n: int) -> str:
     )
 
 
-def median_ms(fn: Callable[[], Any]) -> float:
-    times = []
+def median_ms(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(median wall ms, median CPU ms)."""
+    wall, cpu = [], []
     for _ in range(RUNS):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
 def main() -> None:
@@ -77,10 +81,11 @@ def main() -> None:
         "both: desired_from_documents": median_ms(lambda: desired_from_documents(docs)),
     }
     print(f"{N} accounts, {N // 5} aliases, {N} passwords; median of {RUNS} runs")
-    for name, ms in rows.items():
-        print(f"  {name:32s} {ms:8.1f} ms")
-    goal = rows["state: YAML + validation"]
-    print(f"state document vs 300 ms goal: {goal / 300:.2f}x")
+    print(f"  {'stage':32s} {'wall':>8s}    {'cpu':>8s}")
+    for name, (wall, cpu) in rows.items():
+        print(f"  {name:32s} {wall:8.1f} ms {cpu:8.1f} ms")
+    wall, cpu = rows["state: YAML + validation"]
+    print(f"state document vs 300 ms goal: wall {wall / 300:.2f}x, cpu {cpu / 300:.2f}x")
 
 
 if __name__ == "__main__":

@@ -245,26 +245,40 @@ def _dkim(c: _Doc, path: tuple[str, ...], dkim: dict[str, Any]) -> DkimSpec | No
 def _accounts(c: _Doc, frag: Fragment, accounts: Any) -> None:
     if not isinstance(accounts, dict):
         return
+    # The loop runs once per account: the common case (valid, new address, no settings or
+    # valid ones) stays inline; errors take the slower reporting path through _key.
     seen: dict[str, str] = {}
+    lines, source, out = c.doc.lines, c.source, frag.accounts
+    valid = syntax.ADDRESS_RE.fullmatch
     for key, spec in accounts.items():
         path = ("accounts", key)
-        address = _key(c, seen, key, path, syntax.check_address)
-        quota: str | None = None
-        restrict: frozenset[Restriction] = frozenset()
-        if isinstance(spec, dict):  # checked even under a bad address: report everything
-            if spec.get("quota") is not None:
-                quota, problem = syntax.check_quota(spec["quota"])
-                if problem:
-                    c.at((*path, "quota"), problem)
-                elif address is not None:
-                    frag.settings[(address, "quota")] = (c.source, c.doc.line_of((*path, "quota")))
-            restrict = _restrict(c, frag, address or key, (*path, "restrict"), spec.get("restrict"))
-        if address is None:
-            continue
-        frag.accounts[address] = (
-            Account(address, quota, restrict),
-            (c.source, c.doc.line_of(path)),
-        )
+        lowered = key.lower()
+        address: str | None = lowered
+        if lowered in seen or valid(lowered) is None:
+            address = _key(c, seen, key, path, syntax.check_address)
+        else:
+            seen[lowered] = key
+        if spec:  # checked even under a bad address: report everything at once
+            account = _account_settings(c, frag, key, address, spec)
+        elif address is not None:
+            account = Account(address)
+        if address is not None:
+            out[address] = (account, (source, lines.get(path)))
+
+
+def _account_settings(c: _Doc, frag: Fragment, key: str, address: str | None, spec: Any) -> Account:
+    path = ("accounts", key)
+    quota: str | None = None
+    restrict: frozenset[Restriction] = frozenset()
+    if isinstance(spec, dict):
+        if spec.get("quota") is not None:
+            quota, problem = syntax.check_quota(spec["quota"])
+            if problem:
+                c.at((*path, "quota"), problem)
+            elif address is not None:
+                frag.settings[(address, "quota")] = (c.source, c.doc.line_of((*path, "quota")))
+        restrict = _restrict(c, frag, address or key, (*path, "restrict"), spec.get("restrict"))
+    return Account(address or key, quota, restrict)
 
 
 def _restrict(
