@@ -206,9 +206,12 @@ def test_classification_by_name() -> None:
             doc("README.md", "# not state"),
             doc("mailserver.YML", HEAD + "accounts:\n  a@x.com: {}\n"),
             doc("secret.yaml", "a@x.com: {password: pw}\n", secret=True),
+            doc("pw.yml", HEAD + "b@x.com: {password: pw}\n", secret=True),
+            doc("in-secret.yml", HEAD + "accounts:\n  b@x.com: {}\n", secret=True),
         ]
     )
-    assert set(desired.state.passwords) == {"a@x.com"}
+    assert set(desired.state.passwords) == {"a@x.com", "b@x.com"}
+    assert set(desired.state.accounts) == {"a@x.com", "b@x.com"}
     assert desired.warnings == ["cm[README.md]: (document): not a state document; ignored"]
     # a YAML document that is neither: the missing apiVersion is the error
     (err,) = errors_of(doc("other.yaml", "a@x.com: {password: pw}\nb@x.com: {password: p}\n"))

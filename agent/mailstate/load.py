@@ -6,8 +6,8 @@ How a document is read is decided by its ``name`` (a ConfigMap/Secret key or a f
   ``postfix-send-access.cf``, ``postfix-receive-access.cf``): DMS's native formats.
 - ``*.yaml`` / ``*.yml`` whose name contains ``password``: a passwords document.
 - other ``*.yaml`` / ``*.yml``: a state document, which must say ``apiVersion: dms-agent/v1``;
-  in a secret source (``SourceDocument.secret``) a YAML document without ``apiVersion`` is a
-  passwords document.
+  in a secret source (``SourceDocument.secret``) a YAML document is a passwords document
+  unless it has ``apiVersion`` and one of ``domains``, ``accounts``, ``aliases``, ``policy``.
 - anything else is ignored, with a warning.
 
 Every document is checked on its own, then all are merged: an account, alias or password
@@ -35,6 +35,7 @@ from agent.mailstate.parse import parse_passwords, parse_state
 from agent.sources.document import SourceDocument
 from agent.yamlloc import load_yaml
 
+_STATE_KEYS = {"domains", "accounts", "aliases", "policy"}
 NO_PASSWORD = "no password in any passwords document"
 # Keys the generation digest of documents holding secrets, so a logged generation cannot be
 # used to test password guesses offline. Generations of such documents differ between runs.
@@ -82,8 +83,10 @@ def _parse_document(doc: SourceDocument) -> tuple[Fragment | None, bool]:
         return None, False
     located = load_yaml(doc.text, doc.origin)
     value = located.value
-    has_version = isinstance(value, dict) and "apiVersion" in value
-    if "password" in lower or (doc.secret and not has_version):
+    state_like = (
+        isinstance(value, dict) and "apiVersion" in value and bool(_STATE_KEYS & value.keys())
+    )
+    if "password" in lower or (doc.secret and not state_like):
         return parse_passwords(located), True
     return parse_state(located), False
 
