@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Modules under agent/commands, in the order --help lists them. Each has register(subparsers).
-COMMANDS = ["run", "dkim"]
+COMMANDS = [
+    "run",
+    "validate",
+    "schema",
+    "dkim",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
