@@ -7,6 +7,7 @@ explicit skips with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,11 +15,12 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dms_double.fixtures import DmsDouble, doveadm_verify
+from tests.dms_double.fixtures import DOUBLE, DmsDouble, doveadm_verify
 from tests.rig.proc import require_binary
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -106,44 +108,33 @@ def test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias(
         assert "is already an alias" in plain(alias.stderr)
 
 
-class read_only_copy:  # noqa: N801 - used as a context manager, reads like a function
+@contextlib.contextmanager
+def read_only_copy(dms: DmsDouble) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     """Run the double on a read-only copy of the config folder (dropping root if needed)."""
+    top = Path(tempfile.mkdtemp(prefix="dms-ro-"))
+    config = top / "config"
+    shutil.copytree(dms.config_dir, config)
+    top.chmod(0o755)
+    env = {**os.environ, **dms.env, "DMS_DOUBLE_CONFIG_DIR": str(config)}
+    env.pop("DMS_DOUBLE_STATE_DIR")
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root writes anywhere: run as nobody
+        setpriv = require_binary("setpriv", "util-linux")
+        for path in [config, *config.iterdir()]:
+            os.chown(path, 65534, 65534)
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    config.chmod(0o555)
+    python = dms.wrapper.read_text().splitlines()[-1].split()[1]
 
-    def __init__(self, dms: DmsDouble) -> None:
-        self.dms = dms
-        self.dir = Path(tempfile.mkdtemp(prefix="dms-ro-"))
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [*prefix, python, str(DOUBLE), *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, input="", check=False)
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        config = self.dir / "config"
-        shutil.copytree(self.dms.config_dir, config)
-        self.dir.chmod(0o755)
-        env = {**os.environ, **self.dms.env, "DMS_DOUBLE_CONFIG_DIR": str(config)}
-        env.pop("DMS_DOUBLE_STATE_DIR")
-        prefix: list[str] = []
-        if os.geteuid() == 0:
-            setpriv = require_binary("setpriv", "util-linux")
-            for path in [config, *config.iterdir()]:
-                os.chown(path, 65534, 65534)
-            prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-        config.chmod(0o555)
-        python = self.dms.wrapper.read_text().splitlines()[-1].split()[1]
-        double = str(Path(__file__).parent / "dms_double" / "setup")
-
-        def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*prefix, python, double, *args],
-                capture_output=True,
-                text=True,
-                env=env,
-                input="",
-                check=False,
-            )
-
-        return run
-
-    def __exit__(self, *exc: object) -> None:
-        (self.dir / "config").chmod(0o755)
-        shutil.rmtree(self.dir)
+    try:
+        yield run
+    finally:
+        config.chmod(0o755)
+        shutil.rmtree(top)
 
 
 # -- email add ----------------------------------------------------------------------------------
@@ -439,16 +430,21 @@ def test_alias_list_format_and_missing_file(dms: DmsDouble) -> None:
 # -- quotas -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "ok"),
-    [("0", True), ("10B", True), ("5k", True), ("300M", True), ("2G", True), ("1T", True),
-     ("2g", False), ("1.5G", False), ("G", False), ("00", False), ("-1M", False), ("2GB", False)],
-)  # fmt: skip
-def test_quota_set_value_format(dms: DmsDouble, value: str, ok: bool) -> None:
+QUOTA_VALUES = {
+    "0": True, "10B": True, "5k": True, "300M": True, "2G": True, "1T": True,
+    "2g": False, "1.5G": False, "G": False, "00": False, "-1M": False, "2GB": False, "5K": False,
+}  # fmt: skip
+
+
+def test_quota_set_value_must_match_the_dms_pattern(dms: DmsDouble) -> None:
     add(dms, "alice@example.com")
-    done = dms.run("quota", "set", "alice@example.com", value)
-    assert (done.returncode == 0) is ok
-    assert dms.quotas() == ({"alice@example.com": value} if ok else {})
+    for value, ok in QUOTA_VALUES.items():
+        done = dms.run("quota", "set", "alice@example.com", value)
+        assert (done.returncode == 0) is ok, value
+        if ok:
+            assert dms.quotas() == {"alice@example.com": value}
+        else:
+            assert "Invalid quota format" in plain(done.stderr)
 
 
 def test_quota_set_needs_the_account_and_replaces(dms: DmsDouble) -> None:
@@ -505,7 +501,7 @@ def test_opendkim_defaults_domains_files_and_skip_existing(dms: DmsDouble) -> No
     private = keys / "example.com" / "mail.private"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert "BEGIN" in private.read_text()
-    assert 'p=MIIBIjAN' in (keys / "example.com" / "mail.txt").read_text()  # 2048-bit RSA
+    assert "p=MIIBIjAN" in (keys / "example.com" / "mail.txt").read_text()  # 2048-bit RSA
     assert dms.read("opendkim/KeyTable").splitlines() == [
         "mail._domainkey.example.com example.com:mail:/etc/opendkim/keys/example.com/mail.private",
         "mail._domainkey.example.org example.org:mail:/etc/opendkim/keys/example.org/mail.private",
@@ -619,6 +615,15 @@ def test_file_formats(dms: DmsDouble) -> None:
     assert re.fullmatch(r"alice@example\.com\|\{SHA512-CRYPT\}\$6\$[^$]+\$[^$\n]+\n", line)
     assert dms.read("postfix-virtual.cf") == "team@example.com alice@example.com,bob@example.org\n"
     assert dms.read("dovecot-quotas.cf") == "alice@example.com:2G\n"
+
+
+def test_appending_to_a_file_without_final_newline_joins_the_last_line(dms: DmsDouble) -> None:
+    """Bash `echo "entry" >>file` (how DMS adds a new entry) does not add a missing newline."""
+    dms.write("postfix-virtual.cf", "team@example.com a@example.com")
+    assert dms.run("alias", "add", "new@example.com", "b@example.com").returncode == 0
+    assert dms.read("postfix-virtual.cf") == (
+        "team@example.com a@example.comnew@example.com b@example.com\n"
+    )
 
 
 def test_new_entries_append_in_place_edits_make_a_new_inode(dms: DmsDouble) -> None:

@@ -105,7 +105,7 @@ class DmsDouble:
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.env.items()))
         self.wrapper.write_text(
             "#!/bin/sh\n# DMS v15.1.0 `setup` double with its environment (tests/dms_double).\n"
-            f"{exports}exec {shlex.quote(_python())} {shlex.quote(str(DOUBLE))} \"$@\"\n"
+            f'{exports}exec {shlex.quote(_python())} {shlex.quote(str(DOUBLE))} "$@"\n'
         )
         self.wrapper.chmod(0o755)
 
@@ -242,4 +242,4 @@ def doveadm() -> Doveadm:
     return Doveadm()
 
 
-__all__ = ["DmsDouble", "Doveadm", "doveadm_hash", "doveadm_verify", "dms", "doveadm", "make_dms"]
+__all__ = ["DmsDouble", "Doveadm", "dms", "doveadm", "doveadm_hash", "doveadm_verify", "make_dms"]
