@@ -97,7 +97,7 @@ def test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias(
     dms: DmsDouble,
 ) -> None:
     """A read-only config folder: sed cannot create its temp file (exit 4)."""
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     assert dms.run("alias", "add", "team@example.com", "alice@example.com").returncode == 0
     with read_only_copy(dms) as run:
         update = run("email", "update", "alice@example.com", "new")
@@ -233,7 +233,7 @@ def test_key_lookup_ignores_case_but_sed_does_not(dms: DmsDouble) -> None:
 
 
 def test_email_del_without_y_asks_and_end_of_input_keeps_the_mail(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     maildir = dms.create_maildir("alice@example.com", b"hello")
     done = dms.run("email", "del", "alice@example.com", stdin="")
     assert done.returncode == 0, done.stderr
@@ -241,14 +241,14 @@ def test_email_del_without_y_asks_and_end_of_input_keeps_the_mail(dms: DmsDouble
 
 
 def test_email_del_without_y_answer_y_deletes_the_mail(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     maildir = dms.create_maildir("alice@example.com", b"hello")
     assert dms.run("email", "del", "alice@example.com", stdin="y\n").returncode == 0
     assert not maildir.exists() and dms.accounts() == {}
 
 
 def test_email_del_y_with_missing_maildir_exits_1_and_keeps_the_account(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     dms.run("alias", "add", "team@example.com", "alice@example.com")
     dms.run("quota", "set", "alice@example.com", "1G")
     done = dms.run("email", "del", "-y", "alice@example.com")
@@ -259,8 +259,8 @@ def test_email_del_y_with_missing_maildir_exits_1_and_keeps_the_account(dms: Dms
 
 
 def test_email_del_removes_from_aliases_and_quota(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
-    add(dms, "bob@example.com")
+    dms.seed("alice@example.com")
+    dms.seed("bob@example.com")
     for alias, recipient in [
         ("solo@example.com", "alice@example.com"),
         ("team@example.com", "alice@example.com"),
@@ -287,14 +287,14 @@ def test_email_del_missing_account_exits_1_but_0_without_accounts_file(dms: DmsD
     assert dms.run("email", "del", "-y", "ghost@example.com").returncode == 0  # no file
     dms.write("postfix-accounts.cf", "")
     assert dms.run("email", "del", "-y", "ghost@example.com").returncode == 0  # empty file
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     done = dms.run("email", "del", "-y", "ghost@example.com")
     assert done.returncode == 1 and "does not exist" in plain(done.stderr)
 
 
 def test_email_del_several_addresses_stops_at_first_failure(dms: DmsDouble) -> None:
     for address in ("a@example.com", "b@example.com", "c@example.com"):
-        add(dms, address)
+        dms.seed(address)
         dms.create_maildir(address)
     done = dms.run("email", "del", "-y", "a@example.com", "ghost@example.com", "c@example.com")
     assert done.returncode == 1
@@ -302,8 +302,8 @@ def test_email_del_several_addresses_stops_at_first_failure(dms: DmsDouble) -> N
 
 
 def test_email_del_takes_a_lock_retried_and_stale_after_a_minute(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
-    add(dms, "bob@example.com")
+    dms.seed("alice@example.com")
+    dms.seed("bob@example.com")
     lock = dms.file("delmailuser.lock")
     lock.write_text("someone-else\n")
     dms.set_env(DMS_DOUBLE_LOCK_RETRY="0.1")
@@ -348,8 +348,8 @@ def test_add_update_alias_quota_take_no_lock(dms: DmsDouble) -> None:
 
 
 def test_email_list_format_with_quotas_and_aliases(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
-    add(dms, "bob@example.com")
+    dms.seed("alice@example.com")
+    dms.seed("bob@example.com")
     dms.run("alias", "add", "team@example.com", "alice@example.com")
     dms.run("alias", "add", "post@example.com", "alice@example.com")
     dms.run("quota", "set", "alice@example.com", "2G")
@@ -365,7 +365,7 @@ def test_email_list_format_with_quotas_and_aliases(dms: DmsDouble) -> None:
 
 def test_email_list_without_quotas_lists_only_addresses(make_dms) -> None:  # type: ignore[no-untyped-def]
     dms = make_dms(quotas=False)
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     assert dms.run("email", "list").stdout == "* alice@example.com\n\n"
 
 
@@ -399,7 +399,7 @@ def test_alias_add_appends_and_refuses_duplicates(dms: DmsDouble) -> None:
 
 
 def test_alias_add_refuses_an_account_and_validates_nothing(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     for alias in ("alice@example.com", "alice@example.co", "alice"):
         done = dms.run("alias", "add", alias, "x@example.org")
         assert done.returncode == 1 and "defined as an account" in plain(done.stderr), alias
@@ -437,7 +437,7 @@ QUOTA_VALUES = {
 
 
 def test_quota_set_value_must_match_the_dms_pattern(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     for value, ok in QUOTA_VALUES.items():
         done = dms.run("quota", "set", "alice@example.com", value)
         assert (done.returncode == 0) is ok, value
@@ -450,7 +450,7 @@ def test_quota_set_value_must_match_the_dms_pattern(dms: DmsDouble) -> None:
 def test_quota_set_needs_the_account_and_replaces(dms: DmsDouble) -> None:
     missing = dms.run("quota", "set", "ghost@example.com", "1G")
     assert missing.returncode == 1 and "does not exist" in plain(missing.stderr)
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     dms.run("quota", "set", "alice@example.com", "1G")
     dms.run("quota", "set", "alice@example.com", "3G")
     assert dms.read("dovecot-quotas.cf") == "alice@example.com:3G\n"
@@ -458,7 +458,7 @@ def test_quota_set_needs_the_account_and_replaces(dms: DmsDouble) -> None:
 
 def test_quota_del_needs_the_account_and_exits_0_without_quota(dms: DmsDouble) -> None:
     assert dms.run("quota", "del", "ghost@example.com").returncode == 1
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     assert dms.run("quota", "del", "alice@example.com").returncode == 0
     dms.run("quota", "set", "alice@example.com", "1G")
     assert dms.run("quota", "del", "alice@example.com").returncode == 0
@@ -491,7 +491,7 @@ def genkey() -> None:
 
 @pytest.mark.usefixtures("genkey")
 def test_opendkim_defaults_domains_files_and_skip_existing(dms: DmsDouble) -> None:
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     dms.run("alias", "add", "@example.org", "alice@example.com")
     dms.run("alias", "add", "postmaster", "alice@example.com")  # no domain: not a DKIM domain
     done = dms.run("config", "dkim")
@@ -661,7 +661,7 @@ def test_parallel_unlocked_writes_lose_an_account(dms: DmsDouble) -> None:
     The double widens sed's read-to-rename window (DMS_DOUBLE_SED_WINDOW) so the race that DMS
     has (measured: 1-4 of 30 accounts lost) shows up in one deterministic, fast round.
     """
-    add(dms, "alice@example.com")
+    dms.seed("alice@example.com")
     dms.set_env(DMS_DOUBLE_SED_WINDOW="0.6")
     update = subprocess.Popen(
         [*dms.setup_argv, "email", "update", "alice@example.com", "new"],

@@ -10,6 +10,7 @@ under CI=true).
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import subprocess
@@ -137,6 +138,13 @@ class DmsDouble:
         path.write_text(text)
         return path
 
+    def seed(self, *addresses: str, password: str = "pw") -> None:
+        """Write accounts straight into postfix-accounts.cf (real hash, one doveadm call per
+        password per session): for tests whose subject is not `email add` itself."""
+        with self.file("postfix-accounts.cf").open("a") as fh:
+            for address in addresses:
+                fh.write(f"{address}|{_cached_hash(password)}\n")
+
     def accounts(self) -> dict[str, str]:
         """postfix-accounts.cf as {address: hash} (a third field, if any, stays in the hash)."""
         result = {}
@@ -228,6 +236,11 @@ def doveadm_verify(hashed: str, password: str, email: str | None = None) -> bool
         argv += ["-u", email]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     return proc.returncode == 0 and "(verified)" in proc.stdout
+
+
+@functools.cache
+def _cached_hash(password: str) -> str:
+    return doveadm_hash("seed@example.test", password)
 
 
 class Doveadm:
