@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dms_double.fixtures import DOUBLE, DmsDouble, doveadm_verify
+from tests.dms_double.fixtures import DOUBLE, DmsDouble, doveadm_verify, python
 from tests.rig.proc import require_binary
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -124,10 +124,9 @@ def read_only_copy(dms: DmsDouble) -> Iterator[Callable[..., subprocess.Complete
             os.chown(path, 65534, 65534)
         prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
     config.chmod(0o555)
-    python = dms.wrapper.read_text().splitlines()[-1].split()[1]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [*prefix, python, str(DOUBLE), *args]
+        argv = [*prefix, python(), "-I", str(DOUBLE), *args]
         return subprocess.run(argv, capture_output=True, text=True, env=env, input="", check=False)
 
     try:

@@ -37,7 +37,7 @@ DEFAULT_SETTINGS = {
 }
 
 
-def _python() -> str:
+def python() -> str:
     """The system interpreter starts in ~15 ms (a pyenv shim takes ~130 ms); stdlib only."""
     system = Path("/usr/bin/python3")
     return str(system) if system.exists() else sys.executable
@@ -106,7 +106,7 @@ class DmsDouble:
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.env.items()))
         self.wrapper.write_text(
             "#!/bin/sh\n# DMS v15.1.0 `setup` double with its environment (tests/dms_double).\n"
-            f'{exports}exec {shlex.quote(_python())} {shlex.quote(str(DOUBLE))} "$@"\n'
+            f'{exports}exec {shlex.quote(python())} -I {shlex.quote(str(DOUBLE))} "$@"\n'
         )
         self.wrapper.chmod(0o755)
 
