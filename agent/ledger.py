@@ -51,7 +51,12 @@ class LedgerEntry:
     since: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "hash": self.hash, "origin": self.origin, "since": self.since}
+        return {
+            "digest": self.digest,
+            "hash": self.hash,
+            "origin": self.origin,
+            "since": self.since,
+        }
 
     @staticmethod
     def from_json(raw: Mapping[str, Any]) -> LedgerEntry:

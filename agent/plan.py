@@ -374,7 +374,8 @@ def _guard_deletions(
         keys = {op.key for op in refuse}
         ops[:] = [op for op in ops if op.key not in keys]
         out.refused = refuse
-        out.refused_reason = "; ".join(reasons) + " (approve once: dms-agent apply --allow-deletions N)"
+        approve = " (approve once: dms-agent apply --allow-deletions N)"
+        out.refused_reason = "; ".join(reasons) + approve
 
 
 def _guard_dms_quirks(actual: Actual, ops: list[Op], out: Plan) -> None:
