@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +28,6 @@ from agent.ledger import Ledger, new_entry
 from agent.plan import Op
 
 OpStatus = Literal["ok", "failed", "unknown"]
-MAILDIR_MISSING = re.compile(r"mailbox directory .* does not exist", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +104,9 @@ class Applier:
         config_dir: Path | None,
         mail_dir: Path | None,
         dkim_backend: DkimBackend = "opendkim",
+        container_mail_dir: str = "/var/mail",
     ) -> None:
+        self.container_mail_dir = container_mail_dir
         self.ledger = ledger
         self.executor = executor
         self.setup = list(setup)
@@ -152,39 +152,39 @@ class Applier:
 
     async def _run_command(self, op: Op) -> OpResult:
         assert self.executor is not None
-        keep_mail = self._maildir_missing(op)
+        keep_mail = await self._maildir_missing(op)
         try:
             cmd = command_for(op, self.setup, self.dkim_backend, keep_mail=keep_mail)
         except CommandError as exc:
             return OpResult(op, "failed", str(exc))
         res = await self._exec(cmd)
-        duration = res.duration
-        if op.kind == "account_del" and not keep_mail and res.exit_code == 1:
-            # DMS's -y refuses when the maildir is missing and deletes nothing: there is no mail
-            # to keep, so remove the account answering "keep mail" (a known outcome, not a
-            # blind retry).
-            if MAILDIR_MISSING.search(ANSI.sub("", res.stdout + res.stderr)):
-                cmd = command_for(op, self.setup, self.dkim_backend, keep_mail=True)
-                res = await self._exec(cmd)
-                duration += res.duration
         secrets = [op.password.secret.value] if op.password is not None else []
         if res.unknown:
             why = "timed out" if res.timed_out else "outcome unknown"
-            return OpResult(op, "unknown", f"{why}: {safe_message(res, secrets)}", None, duration)
+            msg = f"{why}: {safe_message(res, secrets)}"
+            return OpResult(op, "unknown", msg, None, res.duration)
         if not res.ok:
-            return OpResult(op, "failed", safe_message(res, secrets), res.exit_code, duration)
-        return OpResult(op, "ok", "", 0, duration)
+            return OpResult(op, "failed", safe_message(res, secrets), res.exit_code, res.duration)
+        return OpResult(op, "ok", "", 0, res.duration)
 
     async def _exec(self, cmd: Command) -> Result:
         assert self.executor is not None
         return await self.executor.run(cmd.argv, cmd.stdin, self.timeout)
 
-    def _maildir_missing(self, op: Op) -> bool:
-        """True when deleting the mail is asked but there is none (known only when mounted)."""
-        if op.kind != "account_del" or not op.delete_mail_data or self.mail_dir is None:
+    async def _maildir_missing(self, op: Op) -> bool:
+        """True when deleting the mail is asked but there is none. DMS's ``-y`` then exits 1
+        and deletes nothing; with no mail to keep, answering "keep mail" removes the account.
+        Checked on the mounted mail folder, else in the mailserver (never from message texts).
+        """
+        if op.kind != "account_del" or not op.delete_mail_data:
             return False
         local, _, domain = op.target.partition("@")
-        return not (self.mail_dir / domain / local).is_dir()
+        if self.mail_dir is not None:
+            return not (self.mail_dir / domain / local).is_dir()
+        assert self.executor is not None
+        where = f"{self.container_mail_dir}/{domain}/{local}"
+        res = await self.executor.run(["test", "-d", where], None, self.timeout)
+        return res.exit_code == 1
 
     def _record(self, op: Op) -> None:
         """The ledger entry for a completed op (blocking: called in a thread)."""

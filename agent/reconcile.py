@@ -40,7 +40,7 @@ from agent.ledger import (
     load_key,
     new_entry,
 )
-from agent.mailstate.model import Desired
+from agent.mailstate.model import Desired, MailState
 from agent.plan import Plan, PlanPolicy, plan
 from agent.reconcile_metrics import (
     DRIFT,
@@ -141,7 +141,7 @@ class Engine:
         self._ledger_sig: tuple[Any, ...] | None = None
         self.info: DmsInfo | None = None
         self.retries: dict[str, Retry] = {}
-        self._digests: tuple[int, dict[str, str]] | None = None
+        self._digests: tuple[MailState, dict[str, str]] | None = None
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
 
@@ -205,7 +205,8 @@ class Engine:
 
     def digests(self, desired: Desired) -> dict[str, str]:
         """Keyed digests of the declared password intents, computed once per desired state."""
-        if self._digests is not None and self._digests[0] == id(desired.state):
+        # the state object itself is kept, so "is" can never match a new object at a reused id
+        if self._digests is not None and self._digests[0] is desired.state:
             return self._digests[1]
         passwords = desired.state.passwords
         if not passwords:
@@ -217,7 +218,7 @@ class Engine:
             except LedgerError as exc:
                 raise ReconcileError(str(exc)) from None
             result = intent_digests(key, passwords)
-        self._digests = (id(desired.state), result)
+        self._digests = (desired.state, result)
         return result
 
     def policy(self, allow_deletions: int = 0) -> PlanPolicy:
@@ -347,6 +348,7 @@ class Engine:
             self.config_dir,
             self.mail_dir,
             self.info.dkim_backend,
+            dms.container_mail_dir,
         )
         total = len(p.ops)
         started = time.monotonic()
