@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 from agent.executor import LocalExecutor
@@ -78,7 +79,8 @@ async def test_password_change_and_drift(dms_rig: DmsRig) -> None:
     assert [op.kind for op in report.plan.ops] == ["password_update"]  # type: ignore[union-attr]
     assert doveadm_verify(dms_rig.hash_of("u0@x.org"), "second secret")
     # changed outside (webmail, a manual setup): drift, kept under onChange
-    assert dms_rig.run_setup("email", "update", "u0@x.org", stdin="outside\noutside\n").returncode == 0
+    outside = dms_rig.run_setup("email", "update", "u0@x.org", stdin="outside\noutside\n")
+    assert outside.returncode == 0
     report = await eng.run_pass(d2)
     assert report.plan.drift == ["u0@x.org"] and report.plan.ops == []  # type: ignore[union-attr]
     assert doveadm_verify(dms_rig.hash_of("u0@x.org"), "outside")
@@ -106,7 +108,7 @@ async def test_prune_rename_and_unmanaged(dms_rig: DmsRig) -> None:
     accounts = dms_rig.file("postfix-accounts.cf")
     assert "hand@x.org|" in accounts and "u1@x.org|" not in accounts
     assert (dms_rig.mail_dir / "x.org" / "u1").is_dir()  # mail kept (deleteMailData off)
-    del_call = [c for c in dms_rig.calls() if c["argv"][:2] == ["email", "del"]][0]
+    del_call = next(c for c in dms_rig.calls() if c["argv"][:2] == ["email", "del"])
     assert "-y" not in del_call["argv"] and del_call["stdin_bytes"] == 2  # answered "n"
     # prune off: nothing removed
     keep = engine(dms_rig, dms_rig.settings(prune=False))
@@ -191,7 +193,7 @@ async def test_two_agents_on_one_folder_never_overlap(dms_rig: DmsRig) -> None:
     calls = dms_rig.mutating_calls()
     assert len(calls) == 6  # the second agent saw the first one's work: nothing twice
     spans = sorted((c["start"], c["end"]) for c in calls)
-    assert all(prev[1] <= nxt[0] for prev, nxt in zip(spans, spans[1:], strict=False))
+    assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(spans))
     assert {ra.outcome, rb.outcome} == {"applied", "noop"}
     ledger = json.loads((dms_rig.config_dir / "dms-agent-ledger.json").read_text())
     assert sorted(ledger["accounts"]) == sorted(d.state.accounts)
