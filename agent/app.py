@@ -23,6 +23,7 @@ from agent.executor import Executor
 from agent.hub import Hub
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
 from agent.settings import Settings
+from agent.sources.build import build as build_sources
 from agent.status import State, StatusRegistry
 
 log = logging.getLogger("dms_agent.app")
@@ -48,8 +49,11 @@ class AgentContext:
 
 Builder = Callable[[AgentContext], list[Component]]
 
+
 # Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = []
+BUILDERS: list[Builder] = [
+    build_sources,
+]
 
 
 @dataclass(slots=True)
@@ -108,7 +112,10 @@ class Agent:
         self._builders = BUILDERS
 
     def context(self) -> AgentContext:
-        return AgentContext(settings=self.settings, status=self.status, hub=self.hub)
+        from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
+
+        events = make_event_sink(self.settings)
+        return AgentContext(settings=self.settings, status=self.status, hub=self.hub, events=events)
 
     async def start_components(self) -> None:
         ctx = self.context()
