@@ -22,6 +22,7 @@ from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
+from agent.reconcile import build as build_reconcile
 from agent.settings import Settings
 from agent.sources.build import build as build_sources
 from agent.status import State, StatusRegistry
@@ -53,6 +54,7 @@ Builder = Callable[[AgentContext], list[Component]]
 # Each capability appends its builder here (one line each).
 BUILDERS: list[Builder] = [
     build_sources,
+    build_reconcile,
 ]
 
 
@@ -115,7 +117,15 @@ class Agent:
         from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
 
         events = make_event_sink(self.settings)
-        return AgentContext(settings=self.settings, status=self.status, hub=self.hub, events=events)
+        from agent.executor import build_executor  # kube exec only when the settings ask
+
+        return AgentContext(
+            settings=self.settings,
+            status=self.status,
+            hub=self.hub,
+            events=events,
+            executor=build_executor(self.settings),
+        )
 
     async def start_components(self) -> None:
         ctx = self.context()

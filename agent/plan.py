@@ -175,7 +175,7 @@ def plan(
     _restrict_ops(desired, actual, creating, ops)
     _alias_ops(desired, actual, ledger, policy, ops)
     _prune_ops(desired, actual, ledger, policy, ops, out)
-    _dkim_ops(desired, actual, ops, out)
+    _dkim_ops(desired, actual, policy, ops, out)
     ops.sort(key=lambda op: (ORDER.index(op.kind), op.target, op.value))
     _guard_deletions(desired, ledger, policy, ops, out)
     if policy.via_commands:
@@ -204,17 +204,17 @@ def _account_ops(
     passwords = desired.state.passwords
     hashes = actual.hashes
     for addr in desired.state.accounts:
-        if addr in out.pending:
-            continue
         intent = passwords.get(addr)
         digest = digests.get(addr)
         if addr not in actual.state.accounts:
             if intent is None:
-                out.pending[addr] = "new account without a password (the passwords document)"
+                # skew: the passwords document has not caught up; the rest goes ahead
+                out.pending.setdefault(addr, "new account without a password")
                 continue
             ops.append(Op("account_add", addr, password=intent, digest=digest, reason="new"))
             creating.add(addr)
             continue
+        out.pending.pop(addr, None)  # an existing account needs no password to be managed
         current = hashes.get(addr) if hashes is not None else None
         entry = ledger.accounts.get(addr)
         if entry is None:
@@ -328,10 +328,15 @@ def _prune_ops(
             )
 
 
-def _dkim_ops(desired: Desired, actual: Actual, ops: list[Op], out: Plan) -> None:
+def _dkim_ops(
+    desired: Desired, actual: Actual, policy: PlanPolicy, ops: list[Op], out: Plan
+) -> None:
     """The basic case only: a declared domain without a key for its selector gets one."""
     wanted = [d for d in desired.state.domains.values() if d.dkim is not None]
     if not wanted:
+        return
+    if not policy.via_commands:
+        out.warnings.append("DKIM keys are made by DMS's `setup config dkim`: not without DMS")
         return
     if actual.dkim is None or actual.info.dkim_backend == "none":
         out.warnings.append("DKIM keys cannot be checked here (no DMS config folder or backend)")

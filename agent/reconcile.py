@@ -171,7 +171,12 @@ class Engine:
         dms = self.settings.dms
         try:
             return await observe(
-                self.config_dir, self.executor, dms.setup_command, dms.command_timeout, self.info
+                self.config_dir,
+                self.executor,
+                dms.setup_command,
+                dms.command_timeout,
+                self.info,
+                missing_ok=self.executor is None,
             )
         except ObserveError as exc:
             raise ReconcileError(str(exc)) from None

@@ -73,8 +73,11 @@ def _read(path: Path) -> str:
         return ""
 
 
-def read_files(config_dir: Path, info: DmsInfo | None = None) -> Actual:
-    """One consistent read of the config folder (blocking: run it in a thread)."""
+def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool = False) -> Actual:
+    """One consistent read of the config folder (blocking: run it in a thread).
+    ``missing_ok``: a folder not created yet is empty (the file executor's fresh target)."""
+    if missing_ok and not config_dir.exists():
+        return Actual(MailState(), {}, {}, info or DmsInfo(), "files")
     if not config_dir.is_dir():
         raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
     for _ in range(5):
@@ -284,6 +287,7 @@ async def observe(
     timeout: float,
     info: DmsInfo,
     busy_wait: float = 30.0,
+    missing_ok: bool = False,
 ) -> Actual:
     """Files when mounted (waiting out DMS's own locks), else `setup … list`."""
     if config_dir is None:
@@ -293,7 +297,7 @@ async def observe(
     deadline = time.monotonic() + busy_wait
     while True:
         try:
-            return await asyncio.to_thread(read_files, config_dir, info)
+            return await asyncio.to_thread(read_files, config_dir, info, missing_ok)
         except DmsBusy:
             if time.monotonic() > deadline:
                 raise
