@@ -169,7 +169,12 @@ class Applier:
 
     async def _exec(self, cmd: Command) -> Result:
         assert self.executor is not None
-        return await self.executor.run(cmd.argv, cmd.stdin, self.timeout)
+        try:
+            return await self.executor.run(cmd.argv, cmd.stdin, self.timeout)
+        except OSError as exc:
+            # the transport refused before the command started (e.g. exec forbidden, API
+            # unreachable): a known "not done", retried with the op's backoff
+            return Result(255, "", f"could not run: {exc}", 0.0)
 
     async def _maildir_missing(self, op: Op) -> bool:
         """True when deleting the mail is asked but there is none. DMS's ``-y`` then exits 1

@@ -156,10 +156,13 @@ class Engine:
         if self.executor is None:
             self.info = info_from_env(dms.environment)
             return None
-        started = await dms_started(self.executor, dms.ready_command, dms.command_timeout)
-        if not started.ready:
-            return started.message
-        self.info = await read_info(self.executor, dms.environment, dms.command_timeout)
+        try:
+            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout)
+            if not started.ready:
+                return started.message
+            self.info = await read_info(self.executor, dms.environment, dms.command_timeout)
+        except OSError as exc:
+            return f"cannot reach the mailserver: {exc}"
         return None
 
     async def observe(self) -> Actual:
@@ -178,7 +181,7 @@ class Engine:
                 self.info,
                 missing_ok=self.executor is None,
             )
-        except ObserveError as exc:
+        except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None
 
     # --- ledger & digests -----------------------------------------------------------------
