@@ -55,6 +55,8 @@ Builder = Callable[[AgentContext], Sequence[Component]]
 # Each capability's builder as "module:function", imported when the agent starts (capabilities
 # import this module for AgentContext, so naming them here by string avoids an import cycle).
 BUILDERS: list[str | Builder] = [
+    "agent.sources.build:build",
+    "agent.reconcile:build",
     "agent.dkim.manager:build",
 ]
 
@@ -123,7 +125,18 @@ class Agent:
         self._builders = BUILDERS
 
     def context(self) -> AgentContext:
-        return AgentContext(settings=self.settings, status=self.status, hub=self.hub)
+        from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
+
+        events = make_event_sink(self.settings)
+        from agent.executor import build_executor  # kube exec only when the settings ask
+
+        return AgentContext(
+            settings=self.settings,
+            status=self.status,
+            hub=self.hub,
+            events=events,
+            executor=build_executor(self.settings),
+        )
 
     async def start_components(self) -> None:
         ctx = self.context()

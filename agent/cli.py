@@ -12,6 +12,9 @@ from agent import __version__
 # Modules under agent/commands, in the order --help lists them. Each has register(subparsers).
 COMMANDS = [
     "run",
+    "plan",
+    "apply",
+    "takeover",
     "validate",
     "schema",
     "dkim",

@@ -4,4 +4,6 @@ tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
 pytest_plugins: list[str] = [
     "tests.dms_double.fixtures",
+    "tests.reconcile_rig",
+    "tests.kube_api.fixtures",
 ]
