@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import re
 import shutil
@@ -96,6 +97,17 @@ def require_tool(name: str, how: str) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str, how: str) -> Any:
+    """Import ``name``, or skip (fail under CI=true)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python module {name} missing ({how})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
+
+
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **kwargs)
 
@@ -103,8 +115,8 @@ def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 @functools.cache
 def _helm_template(helm: str, sets: tuple[str, ...], show_only: str | None = None) -> str:
     argv = [helm, "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION]
-    for item in sets:
-        argv += ["--set", item]
+    for item in sets:  # "a.b=c", or a whole flag such as "--set-string=a.b=c"
+        argv += [item] if item.startswith("--") else ["--set", item]
     if show_only:
         argv += ["--show-only", show_only]
     proc = run(argv)
