@@ -96,7 +96,10 @@ def test_defaults_have_no_proxy_ports_and_target_the_plain_ones(helm: str) -> No
     }
     assert all(p["targetPort"] == p["name"] for p in external["ports"])
     files = one(docs, "ConfigMap", "mailserver-files")["data"]
-    assert "haproxy_trusted_networks" not in files["dovecot.cf"] and "postconf" not in files["user-patches.sh"]
+    assert (
+        "haproxy_trusted_networks" not in files["dovecot.cf"]
+        and "postconf" not in files["user-patches.sh"]
+    )
 
 
 def test_haproxy_adds_proxy_twins_at_plus_10000_for_the_external_service_only(helm: str) -> None:
@@ -133,10 +136,13 @@ def test_webhook_wires_url_secret_and_node_ip(helm: str) -> None:
     secret = one(docs, "Secret")
     assert secret["stringData"]["webhook-secret"] == "EXAMPLE-hook-secret"
     assert lb["secretFile"] == "/etc/dms-agent/secrets/webhook-secret"
-    assert "EXAMPLE-hook-secret" not in one(docs, "ConfigMap", "mailserver-agent")["data"][
-        "settings.yaml"
-    ]
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container(docs, "agent")["env"]}
+    assert (
+        "EXAMPLE-hook-secret"
+        not in one(docs, "ConfigMap", "mailserver-agent")["data"]["settings.yaml"]
+    )
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container(docs, "agent")["env"]
+    }
     assert env["NODE_IP"] == "status.hostIP"
 
 
@@ -180,7 +186,9 @@ def test_metrics_toggles_service_monitor_and_rules(helm: str) -> None:
     # Only the metrics Service matches, not the mail Services.
     for other in ("mailserver", "mailserver-external"):
         other_labels = one(docs, "Service", other)["metadata"]["labels"]
-        assert not all(other_labels.get(k) == v for k, v in monitor["selector"]["matchLabels"].items())
+        assert not all(
+            other_labels.get(k) == v for k, v in monitor["selector"]["matchLabels"].items()
+        )
     assert monitor["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     rules = one(docs, "PrometheusRule")["spec"]
     plain = yaml.safe_load((render.MANIFESTS / "prometheusrule.yaml").read_text())["spec"]

@@ -11,7 +11,9 @@ Doc = dict[str, Any]
 
 
 def one(docs: Iterable[Doc], kind: str, name: str | None = None) -> Doc:
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    found = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -47,4 +49,8 @@ def secret_data(secret: Doc, key: str) -> str:
 
 def all_volume_mounts(docs: Iterable[Doc]) -> list[Doc]:
     spec = pod_spec(docs)
-    return [m for c in [*spec.get("initContainers", []), *spec["containers"]] for m in c.get("volumeMounts", [])]
+    return [
+        m
+        for c in [*spec.get("initContainers", []), *spec["containers"]]
+        for m in c.get("volumeMounts", [])
+    ]
