@@ -277,7 +277,7 @@ def test_pre_stop_waits_for_a_running_setup_then_returns(
     assert (tmp_path / "stopping").exists()  # the agent is told
     # A process that looks like DMS's setup (its argv holds /usr/local/bin/setup).
     fake = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 1.5; :", "/usr/local/bin/setup", "email", "add"]
+        ["/bin/sh", "-c", "sleep 0.3; :", "/usr/local/bin/setup", "email", "add"]
     )
     try:
         started = time.monotonic()
@@ -286,4 +286,4 @@ def test_pre_stop_waits_for_a_running_setup_then_returns(
     finally:
         fake.kill()
         fake.wait()
-    assert 1.0 <= waited < 10.0
+    assert 0.3 <= waited < 10.0
