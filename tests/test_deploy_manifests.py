@@ -287,3 +287,29 @@ def test_pre_stop_waits_for_a_running_setup_then_returns(
         fake.kill()
         fake.wait()
     assert 0.3 <= waited < 10.0
+
+
+def test_prepare_script_readies_the_config_folder(
+    kustomized: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the prepare script chowns to uid 10001: needs root, as in the pod")
+    config, files = tmp_path / "config", tmp_path / "files"
+    config.mkdir()
+    files.mkdir()
+    data = one(kustomized, "ConfigMap", "mailserver-files")["data"]
+    for name, text in data.items():
+        (files / name).write_text(text)
+    (config / "dovecot.cf").write_text("stale from an earlier haproxy setup\n")
+    script = container(kustomized, "prepare")["command"][2]
+    script = script.replace("/tmp/docker-mailserver", str(config))
+    script = script.replace("/etc/dms-files", str(files))
+    for _ in range(2):  # every pod start
+        proc = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    ledger_dir = (config / ".dms-agent").stat()
+    assert (ledger_dir.st_uid, ledger_dir.st_gid) == (10001, 10001)
+    assert ledger_dir.st_mode & 0o777 == 0o700
+    for name, text in data.items():
+        assert (config / name).read_text() == text  # the ConfigMap owns these files
+    assert os.access(config / "user-patches.sh", os.X_OK)
