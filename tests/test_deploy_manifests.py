@@ -287,6 +287,11 @@ def test_pre_stop_waits_for_a_running_setup_then_returns(
         fake.kill()
         fake.wait()
     assert 0.3 <= waited < 10.0
+    # A restarted container (preStop also runs before a liveness restart) clears the mark.
+    post_start = container(kustomized, "mailserver")["lifecycle"]["postStart"]["exec"]["command"]
+    assert post_start == ["rm", "-f", "/var/run/dms-agent/stopping"]
+    subprocess.run([*post_start[:-1], str(tmp_path / "stopping")], check=True)
+    assert not (tmp_path / "stopping").exists()
 
 
 def test_prepare_script_readies_the_config_folder(
