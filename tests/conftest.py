@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.dms_double.fixtures",
     "tests.reconcile_rig",
     "tests.kube_api.fixtures",
+    "tests.deploy.fixtures",
 ]
