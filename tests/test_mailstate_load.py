@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -274,7 +276,7 @@ def test_garbage_never_crashes_and_errors_are_located(items: list[tuple[str, str
         for err in exc.errors:
             assert err.file in {d.origin for d in docs}
             lines = docs[int(err.file[1:])].text.count("\n") + 1
-            assert err.line is None or 1 <= err.line <= lines
+            assert err.line is not None and 1 <= err.line <= lines
             assert err.message
 
 
@@ -295,3 +297,25 @@ def test_structured_garbage_accounts_never_crash(accounts: dict[str, object]) ->
     except InvalidDocument as exc:
         for err in exc.errors:
             assert err.line is not None and err.field
+
+
+_NAMES = ["s.yaml", "passwords.yaml", "postfix-accounts.cf", "postfix-virtual.cf"]
+
+
+@given(st.text(), st.sampled_from(_NAMES), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_any_text_never_crashes_and_errors_name_a_real_line(
+    text: str, name: str, head: bool
+) -> None:
+    if head:
+        text = HEAD + text
+    if name.endswith(".yaml"):  # YAML counts \r, NEL and the Unicode separators as breaks
+        n_lines = len(re.split("\r\n|[\r\n\x85\u2028\u2029]", text))
+    else:
+        n_lines = text.count("\n") + 1
+    try:
+        desired_from_documents([doc(name, text, "o")])
+    except InvalidDocument as exc:
+        for err in exc.errors:
+            assert err.file == "o"
+            assert err.line is not None and 1 <= err.line <= n_lines
