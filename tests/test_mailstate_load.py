@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import InvalidDocument, LocatedError
+from agent.mailstate import load
 from agent.mailstate.load import NO_PASSWORD, desired_from_documents, find_loops, generation
 from agent.sources.document import SourceDocument
 
@@ -228,6 +230,33 @@ def test_every_document_error_is_reported_and_nothing_applies() -> None:
         doc("passwords.yaml", "a@x.com: pw\n"),
     )
     assert [e.file for e in errors] == ["cm[a.yaml]", "cm[b.yaml]", "cm[passwords.yaml]"]
+
+
+def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    real = load._parse_document
+
+    def counting(d: SourceDocument) -> Any:
+        parsed.append(d.text)
+        return real(d)
+
+    monkeypatch.setattr(load, "_parse_document", counting)
+    state = doc("s.yaml", HEAD + "accounts:\n  a@x.com: {}\n# unique to this test\n")
+    first = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: one}\n")])
+    second = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: two}\n")])
+    assert first.state.accounts == second.state.accounts
+    assert parsed.count(state.text) == 1
+    assert len(parsed) == 3
+    assert first.state.passwords["a@x.com"].secret.value == "one"
+    assert second.state.passwords["a@x.com"].secret.value == "two"
+    # the same text under another origin is another document (origins appear in messages)
+    moved = desired_from_documents([doc("s.yaml", state.text, "elsewhere")])
+    assert moved.state.origins["a@x.com"] == "elsewhere:3"
+    # a document turned invalid is rejected even though its old text parsed before
+    with pytest.raises(InvalidDocument):
+        desired_from_documents([doc("s.yaml", HEAD + "accounts:\n  a@: {}\n")])
 
 
 def test_generation_is_order_independent_and_content_sensitive() -> None:

@@ -23,6 +23,8 @@ import asyncio
 import hashlib
 import hmac
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TypeVar
 
@@ -56,7 +58,7 @@ def desired_from_documents(docs: Sequence[SourceDocument]) -> Desired:
     secret_docs: set[int] = set()
     for i, doc in enumerate(docs):
         try:
-            frag, is_secret = _parse_document(doc)
+            frag, is_secret = _CACHE.parse(doc)
         except InvalidDocument as exc:
             errors.extend(exc.errors)
             continue
@@ -89,6 +91,39 @@ def _parse_document(doc: SourceDocument) -> tuple[Fragment | None, bool]:
     if "password" in lower or (doc.secret and not state_like):
         return parse_passwords(located), True
     return parse_state(located), False
+
+
+class _FragmentCache:
+    """Valid parsed documents by content, so that a change to one document (a Secret's
+    passwords) re-parses only that one, not the 10,000-account ConfigMap beside it.
+    Fragments are never mutated after parsing, so sharing them is safe."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, tuple[Fragment | None, bool]] = OrderedDict()
+        self._lock = threading.Lock()  # the async wrapper runs loads in worker threads
+
+    def parse(self, doc: SourceDocument) -> tuple[Fragment | None, bool]:
+        meta = f"{doc.origin}\0{doc.name}\0{doc.secret}\0".encode()
+        key = hashlib.blake2b(meta + doc.text.encode(), key=_PROCESS_KEY).digest()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        result = _parse_document(doc)  # raises on errors: invalid documents are not kept
+        with self._lock:
+            self._items[key] = result
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CACHE = _FragmentCache()
 
 
 def generation(docs: Sequence[SourceDocument], secret: Collection[int] = ()) -> str:
