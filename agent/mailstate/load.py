@@ -236,21 +236,31 @@ class _Merger:
             account = self.accounts.get(alias)
             if account is not None:
                 self.error(origin, alias, f"alias equals the account at {where(account[1])}")
-        for cycle in find_loops(self._edges()):
+        # Loops through exact aliases are certain. A loop through a catch-all holds only if
+        # no undeclared account (unmanaged, kept when pruning is off) takes the address: warn.
+        exact = find_loops(self._edges(catch_all=False))
+        for cycle in exact:
             origin = self.aliases[cycle[0]][1]
             self.error(origin, cycle[0], "alias loop: " + " -> ".join([*cycle, cycle[0]]))
+        certain = {frozenset(c) for c in exact}
+        for cycle in find_loops(self._edges(catch_all=True)):
+            if frozenset(cycle) not in certain:
+                origin = self.aliases[cycle[0]][1]
+                loop = " -> ".join([*cycle, cycle[0]])
+                self.warn(origin, cycle[0], f"alias loop through a catch-all: {loop}")
         self._dangling_recipients()
 
-    def _edges(self) -> dict[str, list[str]]:
-        """alias -> the aliases its recipients are delivered through (exact or catch-all)."""
+    def _edges(self, catch_all: bool) -> dict[str, list[str]]:
+        """alias -> the aliases its recipients are delivered through."""
         edges: dict[str, list[str]] = {}
         for alias, (recipients, _) in self.aliases.items():
             targets = []
             for r in recipients:
+                domain_key = "@" + r.partition("@")[2]
                 if r in self.aliases:
                     targets.append(r)
-                elif r not in self.accounts and "@" + r.partition("@")[2] in self.aliases:
-                    targets.append("@" + r.partition("@")[2])
+                elif catch_all and r not in self.accounts and domain_key in self.aliases:
+                    targets.append(domain_key)
             edges[alias] = targets
         return edges
 
