@@ -7,6 +7,7 @@ offending field. Only the safe subset of YAML is accepted (no tags that construc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,8 @@ def load_yaml(text: str, source: str) -> LocatedDoc:
         loader.dispose()
     if builder.errors:
         raise InvalidDocument(builder.errors)
+    if builder.lines.get((), 0) > _last_line(text):  # an empty value after `---` ends the text
+        builder.lines[()] = _last_line(text)
     return LocatedDoc(source, builder.value, builder.lines)
 
 
@@ -252,8 +255,12 @@ class _Builder:
             return event.value
 
 
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1 line breaks
+
+
 def _last_line(text: str) -> int:
-    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+    """The number of the last line holding text, counting lines as YAML does."""
+    return max(1, len(_BREAK.split(text.rstrip(" \t\r\n\x85\u2028\u2029"))))
 
 
 def _line(event: yaml.Event) -> int:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import InvalidDocument, LocatedError
+from agent.mailstate import load
 from agent.mailstate.load import NO_PASSWORD, desired_from_documents, find_loops, generation
 from agent.sources.document import SourceDocument
 
@@ -91,15 +95,25 @@ def test_alias_equal_to_account_even_across_documents() -> None:
     [
         ("  a@x.com: [a@x.com]\n", "a@x.com -> a@x.com"),
         ("  a@x.com: [b@x.com]\n  b@x.com: [c@x.com]\n  c@x.com: [a@x.com]\n", "a@x.com -> b@x"),
+    ],
+)
+def test_alias_loops_are_errors(aliases: str, loop: str) -> None:
+    errors = errors_of(doc("s.yaml", HEAD + "aliases:\n" + aliases))
+    assert len(errors) == 1
+    assert loop in errors[0].message
+    assert errors[0].line == 3
+
+
+@pytest.mark.parametrize(
+    ("aliases", "loop"),
+    [
         ("  '@x.com': [info@x.com]\n", "@x.com -> @x.com"),
         ("  a@x.com: [z@y.com]\n  '@y.com': [a@x.com]\n", "@y.com -> a@x.com -> @y.com"),
     ],
 )
-def test_alias_loops(aliases: str, loop: str) -> None:
-    errors = errors_of(doc("s.yaml", HEAD + "aliases:\n" + aliases))
-    assert len(errors) == 1
-    assert loop in errors[0].message
-    assert errors[0].line is not None
+def test_loops_through_a_catch_all_warn(aliases: str, loop: str) -> None:
+    desired = desired_from_documents([doc("s.yaml", HEAD + "aliases:\n" + aliases)])
+    assert any(f"alias loop through a catch-all: {loop}" in w for w in desired.warnings)
 
 
 def test_catch_all_to_an_account_in_its_domain_is_no_loop() -> None:
@@ -228,6 +242,33 @@ def test_every_document_error_is_reported_and_nothing_applies() -> None:
     assert [e.file for e in errors] == ["cm[a.yaml]", "cm[b.yaml]", "cm[passwords.yaml]"]
 
 
+def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    real = load._parse_document
+
+    def counting(d: SourceDocument) -> Any:
+        parsed.append(d.text)
+        return real(d)
+
+    monkeypatch.setattr(load, "_parse_document", counting)
+    state = doc("s.yaml", HEAD + "accounts:\n  a@x.com: {}\n# unique to this test\n")
+    first = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: one}\n")])
+    second = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: two}\n")])
+    assert first.state.accounts == second.state.accounts
+    assert parsed.count(state.text) == 1
+    assert len(parsed) == 3
+    assert first.state.passwords["a@x.com"].secret.value == "one"
+    assert second.state.passwords["a@x.com"].secret.value == "two"
+    # the same text under another origin is another document (origins appear in messages)
+    moved = desired_from_documents([doc("s.yaml", state.text, "elsewhere")])
+    assert moved.state.origins["a@x.com"] == "elsewhere:3"
+    # a document turned invalid is rejected even though its old text parsed before
+    with pytest.raises(InvalidDocument):
+        desired_from_documents([doc("s.yaml", HEAD + "accounts:\n  a@: {}\n")])
+
+
 def test_generation_is_order_independent_and_content_sensitive() -> None:
     a = doc("a.yaml", HEAD)
     b = doc("b.yaml", HEAD + "accounts: {}\n")
@@ -274,7 +315,7 @@ def test_garbage_never_crashes_and_errors_are_located(items: list[tuple[str, str
         for err in exc.errors:
             assert err.file in {d.origin for d in docs}
             lines = docs[int(err.file[1:])].text.count("\n") + 1
-            assert err.line is None or 1 <= err.line <= lines
+            assert err.line is not None and 1 <= err.line <= lines
             assert err.message
 
 
@@ -295,3 +336,25 @@ def test_structured_garbage_accounts_never_crash(accounts: dict[str, object]) ->
     except InvalidDocument as exc:
         for err in exc.errors:
             assert err.line is not None and err.field
+
+
+_NAMES = ["s.yaml", "passwords.yaml", "postfix-accounts.cf", "postfix-virtual.cf"]
+
+
+@given(st.text(), st.sampled_from(_NAMES), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_any_text_never_crashes_and_errors_name_a_real_line(
+    text: str, name: str, head: bool
+) -> None:
+    if head:
+        text = HEAD + text
+    if name.endswith(".yaml"):  # YAML counts \r, NEL and the Unicode separators as breaks
+        n_lines = len(re.split("\r\n|[\r\n\x85\u2028\u2029]", text))
+    else:
+        n_lines = text.count("\n") + 1
+    try:
+        desired_from_documents([doc(name, text, "o")])
+    except InvalidDocument as exc:
+        for err in exc.errors:
+            assert err.file == "o"
+            assert err.line is not None and 1 <= err.line <= n_lines

@@ -148,7 +148,7 @@ def test_api_version_missing_or_wrong() -> None:
     err = one_error("# c\napiVersion: dms-agent/v9\n")
     assert (err.line, err.field, err.message) == (2, "apiVersion", "must be dms-agent/v1")
     err = one_error("")
-    assert err.line is None and "mapping" in err.message
+    assert err.line == 1 and "mapping" in err.message
     err = one_error("- a\n")
     assert err.line == 1
 

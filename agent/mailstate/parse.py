@@ -62,10 +62,11 @@ class _Doc(Collector):
         self.doc = doc
 
     def at(self, path: Sequence[str | int], message: str) -> None:
-        self.error(self.doc.line_of(path), format_path(path), message)
+        # an empty document has no line of its own: name its first
+        self.error(self.doc.line_of(path) or 1, format_path(path), message)
 
     def warn_at(self, path: Sequence[str | int], message: str) -> None:
-        self.warn(self.doc.line_of(path), format_path(path), message)
+        self.warn(self.doc.line_of(path) or 1, format_path(path), message)
 
     def check(self) -> None:
         if self.errors:
