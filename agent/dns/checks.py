@@ -65,7 +65,9 @@ async def check_mx(env: Env, domain: str, send_only: bool) -> CheckResult:
     answer = await env.lookup.query(domain, "MX")
     want = env.settings.mx_host
     add = f"add `{domain}. MX 10 {want or '<your mail host>'}.`"
-    mxs = sorted((r.preference, r.exchange.to_text(True).lower()) for r in answer.records)
+    mxs = sorted(
+        (r.preference, r.exchange.to_text(True).lower().rstrip(".")) for r in answer.records
+    )
     found = ", ".join(f"{p} {x or '.'}" for p, x in mxs) or "no MX record"
     if answer.nxdomain:
         return result(domain, "mx", Finding(F, f"{domain} does not exist in DNS", found, "", add))
@@ -379,7 +381,7 @@ async def _mta_sts_policy(env: Env, domain: str) -> Finding:
         status = E if exc.temporary else F
         return Finding(status, f"MTA-STS policy: {exc}", "", "a valid STSv1 policy", serve)
     mx_answer = await env.lookup.query(domain, "MX")
-    hosts = {r.exchange.to_text(True).lower() for r in mx_answer.records} - {""}
+    hosts = {r.exchange.to_text(True).lower().rstrip(".") for r in mx_answer.records} - {""}
     if env.settings.mx_host:
         hosts.add(env.settings.mx_host)
     shown = f"mode: {policy.mode}; mx: {', '.join(policy.mx) or 'none'}"

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import dkim  # type: ignore[import-untyped]
-import dkim.util  # type: ignore[import-untyped]
+import dkim
+import dkim.util
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _RSPAMD = re.compile(r"^(?:rsa-\d+|ed25519)-(?P<rest>.+)\.public(?:\.dns)?\.txt$")

@@ -142,8 +142,11 @@ async def fetch_policy(
             if not ctype.lower().startswith("text/plain"):
                 raise PolicyError(f"{url} is served as {ctype or 'no type'}, not text/plain")
             body = await response.content.read(MAX_POLICY_BYTES + 1)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        reason = getattr(exc.certificate_error, "verify_message", "") or exc.certificate_error
+        raise PolicyError(f"certificate of mta-sts.{domain} rejected: {reason}") from None
     except aiohttp.ClientSSLError as exc:
-        raise PolicyError(f"TLS failed for {url}: {exc}") from None
+        raise PolicyError(f"TLS with mta-sts.{domain} failed: {exc}") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise PolicyError(f"cannot fetch {url}: {exc or type(exc).__name__}", True) from None
     if len(body) > MAX_POLICY_BYTES:

@@ -18,7 +18,7 @@ from typing import Any
 
 import dns.exception
 import dns.resolver
-import spf  # type: ignore[import-untyped]
+import spf
 
 from agent.dns.resolver import absolute, classify
 

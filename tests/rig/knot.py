@@ -109,7 +109,9 @@ def _wait_ready(server: KnotServer, timeout: float) -> None:
     last = "no answer yet"
     while pending:
         if server.daemon.proc.poll() is not None:
-            raise RuntimeError(f"knotd exited with {server.daemon.proc.returncode}:\n{server.logs()}")
+            raise RuntimeError(
+                f"knotd exited with {server.daemon.proc.returncode}:\n{server.logs()}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"knotd not ready ({last}):\n--- log ---\n{server.logs()}")
         zone = pending[0]
