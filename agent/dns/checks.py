@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import dns.resolver
@@ -59,6 +60,11 @@ async def guard(domain: str, check: str, body: Awaitable[CheckResult]) -> CheckR
 
 
 # ---------------------------------------------------------------- MX
+
+
+def exchange(mx: Any) -> str:
+    """An MX exchange as a lower-case name without the final dot; "" for a null MX."""
+    return str(mx.exchange.to_text(True)).lower().rstrip(".")
 
 
 async def check_mx(env: Env, domain: str, send_only: bool) -> CheckResult:
@@ -381,7 +387,7 @@ async def _mta_sts_policy(env: Env, domain: str) -> Finding:
         status = E if exc.temporary else F
         return Finding(status, f"MTA-STS policy: {exc}", "", "a valid STSv1 policy", serve)
     mx_answer = await env.lookup.query(domain, "MX")
-    hosts = {r.exchange.to_text(True).lower().rstrip(".") for r in mx_answer.records} - {""}
+    hosts = {exchange(r) for r in mx_answer.records} - {""}
     if env.settings.mx_host:
         hosts.add(env.settings.mx_host)
     shown = f"mode: {policy.mode}; mx: {', '.join(policy.mx) or 'none'}"

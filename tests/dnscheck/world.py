@@ -166,10 +166,12 @@ def make_ca(workdir: Path, names: list[str]) -> TestCA:
     openssl = require_binary("openssl", "openssl")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run(
-        [openssl, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]
-        + ["-subj", "/CN=dms-agent dns test CA"]
-        + ["-addext", "basicConstraints=critical,CA:TRUE"]
-        + ["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [
+            *[openssl, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            *["-subj", "/CN=dms-agent dns test CA"],
+            *["-addext", "basicConstraints=critical,CA:TRUE"],
+            *["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ],
         cwd=workdir,
     )
     run(
@@ -181,8 +183,10 @@ def make_ca(workdir: Path, names: list[str]) -> TestCA:
         f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
     )
     run(
-        [openssl, "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key"]
-        + ["-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf"],
+        [
+            *[openssl, "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key"],
+            *["-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf"],
+        ],
         cwd=workdir,
     )
     return TestCA(workdir / "ca.pem", workdir / "srv.pem", workdir / "srv.key")
