@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from agent.dns import component as dns_component
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
@@ -49,7 +50,9 @@ class AgentContext:
 Builder = Callable[[AgentContext], list[Component]]
 
 # Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = []
+BUILDERS: list[Builder] = [
+    dns_component.build,
+]
 
 
 @dataclass(slots=True)
