@@ -247,7 +247,7 @@ async def _dkim_one(
             )
         fix = f"publish `{name}. TXT` with the value in {key.source}"
         msg = f"DKIM selector {selector} is not published"
-        return Finding(F, msg, "none", key.p[:24] + "...", fix), DkimInfo(
+        return Finding(F, msg, "none", f"p=...{key.p[-16:]}", fix), DkimInfo(
             selector, False, False, key_source=source
         )
     if len(records) > 1:
@@ -271,10 +271,10 @@ def _dkim_compare(
             selector, True, False if key else None, key_source=source
         )
     published = dkimkeys.key_data(record) or ""
-    shown = f"{bits}-bit key p={published[:16]}..."
+    shown = f"{bits}-bit key p=...{published[-16:]}"
     if key is not None and published != key.p:
         msg = f"DKIM key {selector} in DNS is not the key DMS signs with"
-        expected = f"p={key.p[:16]}..."
+        expected = f"p=...{key.p[-16:]}"
         return Finding(F, msg, shown, expected, fix_from), DkimInfo(
             selector, True, False, bits, source
         )
@@ -290,7 +290,7 @@ def _dkim_compare(
         fix = "check dms.configDir: the agent found no public key file for this selector"
         msg = f"DKIM {selector} published; DMS holds no key to compare"
         return Finding(W, msg, shown, "a key in DMS's config folder", fix), info
-    return Finding(P, f"DKIM {selector} matches DMS's key", shown, f"p={key.p[:16]}..."), info
+    return Finding(P, f"DKIM {selector} matches DMS's key", shown, f"p=...{key.p[-16:]}"), info
 
 
 # ---------------------------------------------------------------- DMARC
@@ -381,6 +381,12 @@ async def _mta_sts_policy(env: Env, domain: str) -> Finding:
     assert env.http is not None
     s = env.settings.mta_sts
     serve = f"serve the policy over HTTPS at https://mta-sts.{domain}/.well-known/mta-sts.txt"
+    if s.connect_to is None:
+        v4, v6 = await env.lookup.addresses(f"mta-sts.{domain}")
+        if not v4 + v6:
+            fix = f"publish an A/AAAA record for mta-sts.{domain} (a web server for the policy)"
+            msg = f"mta-sts.{domain} has no address: the policy cannot be fetched"
+            return Finding(F, msg, "none", f"A/AAAA of mta-sts.{domain}", fix)
     try:
         policy = await fetch_policy(env.http, domain, s.port, s.timeout)
     except PolicyError as exc:

@@ -52,6 +52,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
         ("stsbad.test", "mta-sts", F, "does not cover mail.hosting.test"),
+        ("nomx.test", "mta-sts", F, "certificate of mta-sts.nomx.test rejected"),
     ],
 )
 def test_each_mistake_is_found(
