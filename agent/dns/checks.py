@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import dns.resolver
 import dns.reversename
 
 from agent.dns import dkimkeys, spfeval
@@ -34,9 +33,8 @@ class Env:
 
     settings: DnsSettings
     lookup: Lookup
-    sync_resolver: dns.resolver.Resolver
+    spf_ask: spfeval.Ask  # pyspf's lookups, answered by ``lookup`` on the event loop
     http: aiohttp.ClientSession | None = None
-    on_error: Callable[[str], None] = lambda kind: None
     dkim_keys: dict[str, dict[str, PublicKey]] = field(default_factory=dict)
 
 
@@ -173,11 +171,7 @@ async def check_spf(env: Env, domain: str) -> CheckResult:
     record = records[0]
     findings = [_spf_all(record)]
     probe = spfeval.probe_for(egress)
-    outcomes, errors = await asyncio.to_thread(
-        spfeval.evaluate, env.sync_resolver, domain, [probe, *egress], env.settings.lifetime
-    )
-    for kind in errors:
-        env.on_error(kind)
+    outcomes = await asyncio.to_thread(spfeval.evaluate, env.spf_ask, domain, [probe, *egress])
     findings.append(_spf_limits(record, outcomes[0]))
     findings.extend(_spf_egress(domain, record, o) for o in outcomes[1:])
     return result(domain, "spf", *findings)

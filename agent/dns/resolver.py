@@ -73,13 +73,6 @@ def make_async_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-def make_sync_resolver(settings: DnsSettings) -> dns.resolver.Resolver:
-    """For libraries that need a blocking resolver in a worker thread (pyspf)."""
-    resolver = dns.resolver.Resolver(configure=not settings.nameservers)
-    configure(resolver, settings)
-    return resolver
-
-
 def absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(name.rstrip(".") + ".")
 
@@ -104,9 +97,13 @@ class Lookup:
         self,
         resolver: dns.asyncresolver.Resolver,
         on_error: Callable[[str], None] | None = None,
+        in_flight: int = 16,
     ) -> None:
         self._resolver = resolver
         self._on_error = on_error
+        # Few queries at once keep each loop iteration short (answers arrive, and are parsed,
+        # a few at a time); the nameserver is not the bottleneck.
+        self._slots = asyncio.Semaphore(in_flight)
         self._pending: dict[tuple[str, str], asyncio.Future[Answer]] = {}
 
     async def query(self, name: str, rdtype: str) -> Answer:
@@ -119,9 +116,10 @@ class Lookup:
 
     async def _ask(self, name: str, rdtype: str) -> Answer:
         try:
-            answer = await self._resolver.resolve(
-                absolute(name), rdtype, search=False, raise_on_no_answer=False
-            )
+            async with self._slots:
+                answer = await self._resolver.resolve(
+                    absolute(name), rdtype, search=False, raise_on_no_answer=False
+                )
         except dns.resolver.NXDOMAIN:
             return Answer((), nxdomain=True)
         except dns.resolver.NoAnswer:

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiohttp
 
-from agent.dns import checks, dkimkeys
+from agent.dns import checks, dkimkeys, spfeval
 from agent.dns.config import DnsSettings
 from agent.dns.model import CheckResult, DomainReport
 from agent.dns.mtasts import LookupResolver, ssl_context
-from agent.dns.resolver import Lookup, make_async_resolver, make_sync_resolver
+from agent.dns.resolver import Lookup, make_async_resolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +70,11 @@ async def run(
 ) -> dict[str, DomainReport]:
     """Check every domain of ``plan`` and the MX host; reports keyed by domain / host name."""
     lookup = Lookup(make_async_resolver(settings), on_error)
+    loop = asyncio.get_running_loop()
     env = checks.Env(
         settings=settings,
         lookup=lookup,
-        sync_resolver=await asyncio.to_thread(make_sync_resolver, settings),
-        on_error=on_error or (lambda kind: None),
+        spf_ask=spfeval.loop_asker(lookup, loop, settings.lifetime + 1),
         dkim_keys=await asyncio.to_thread(_load_keys, config_dir, plan.names),
     )
     ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)

@@ -1,31 +1,35 @@
-"""SPF evaluation with pyspf, in a worker thread, asking OUR nameservers.
+"""SPF evaluation with pyspf, in a worker thread, its lookups answered by OUR resolver.
 
 pyspf looks names up through its module-level ``DNSLookup`` function, which by default uses
 dnspython's process-wide resolver (``/etc/resolv.conf``). We replace that hook once with a
-dispatcher that uses the resolver the calling thread registered for the duration of its
-evaluation (a thread-local), and falls back to pyspf's own function otherwise. So each
-evaluation uses the configured nameservers, port and timeouts, and concurrent evaluations with
-different settings do not interfere.
+dispatcher that uses the lookup function the calling thread registered for the duration of
+its evaluation (a thread-local), and falls back to pyspf's own function otherwise.
+
+The agent registers a function that hands each lookup back to the event loop's ``Lookup``
+(``run_coroutine_threadsafe``): the configured nameservers, port and timeouts apply, answers
+are shared with the other checks of the run (an include used by 200 domains is asked once),
+errors are counted in one place, and the thread holds the GIL only for pyspf's own parsing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dns.exception
-import dns.resolver
 import spf
 
-from agent.dns.resolver import absolute, classify
+from agent.dns.resolver import Answer, Lookup, LookupFailed
 
 # An address nobody authorises (240.0.0.0/4 is reserved): evaluating it walks the whole record,
 # so lookup limits, void lookups and include loops show even when the egress matches early.
 PROBE_V4 = "240.0.0.1"
 PROBE_V6 = "100::1"  # the IPv6 discard prefix (RFC 6666)
+
+Ask = Callable[[str, str], Answer]  # (name, qtype) -> Answer; raises LookupFailed
 
 _local = threading.local()
 _original_lookup = spf.DNSLookup
@@ -42,24 +46,31 @@ def _value(rdata: Any, qtype: str) -> Any:
 
 
 def _routed_lookup(name: str, qtype: str, strict: Any = True, timeout: float = 30) -> Any:
-    resolver: dns.resolver.Resolver | None = getattr(_local, "resolver", None)
-    if resolver is None:
+    ask: Ask | None = getattr(_local, "ask", None)
+    if ask is None:
         return _original_lookup(name, qtype, strict, timeout)
     try:
-        answer = resolver.resolve(
-            absolute(name), qtype, search=False, raise_on_no_answer=False, lifetime=timeout
-        )
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
-    except (dns.exception.DNSException, OSError) as exc:
-        _local.error_kinds.append(classify(exc))
-        raise spf.TempError(f"DNS {classify(exc)} for {qtype} {name}") from None
-    if answer.rrset is None:
-        return []
-    return [((name, qtype), _value(r, qtype)) for r in answer.rrset]
+        answer = ask(name, qtype)
+    except LookupFailed as exc:
+        raise spf.TempError(f"DNS {exc.kind} for {qtype} {name}") from None
+    return [((name, qtype), _value(r, qtype)) for r in answer.records]
 
 
 spf.DNSLookup = _routed_lookup
+
+
+def loop_asker(lookup: Lookup, loop: asyncio.AbstractEventLoop, timeout: float) -> Ask:
+    """An ``Ask`` for worker threads that runs each lookup on ``loop`` through ``lookup``."""
+
+    def ask(name: str, qtype: str) -> Answer:
+        future = asyncio.run_coroutine_threadsafe(lookup.query(name, qtype), loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise LookupFailed("timeout", name, qtype, "no answer in time") from None
+
+    return ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,34 +82,20 @@ class SpfOutcome:
     void_lookups: int
 
 
-def evaluate(
-    resolver: dns.resolver.Resolver,
-    domain: str,
-    addresses: Sequence[str],
-    timeout: float,
-) -> tuple[list[SpfOutcome], list[str]]:
-    """Blocking: evaluate ``domain``'s SPF for each address; also return DNS error kinds.
-
-    The evaluations share one answer cache (pyspf's, per query object), so the record tree
-    is asked once per call.
-    """
-    _local.resolver = resolver
-    _local.error_kinds = []
+def evaluate(ask: Ask, domain: str, addresses: Sequence[str]) -> list[SpfOutcome]:
+    """Blocking: evaluate ``domain``'s SPF for each address, its lookups through ``ask``."""
+    _local.ask = ask
     try:
         outcomes = []
-        cache: dict[Any, Any] = {}
         for address in addresses:
-            q = spf.query(
-                i=address, s=f"postmaster@{domain}", h=domain, strict=True, timeout=timeout
-            )
-            q.cache = cache
+            q = spf.query(i=address, s=f"postmaster@{domain}", h=domain, strict=True)
             result, _code, explanation = q.check()
             outcomes.append(
                 SpfOutcome(address, result, str(explanation), q.lookups, q.void_lookups)
             )
-        return outcomes, list(_local.error_kinds)
+        return outcomes
     finally:
-        _local.resolver = None
+        _local.ask = None
 
 
 def probe_for(addresses: Sequence[str]) -> str:
