@@ -148,7 +148,8 @@ def main() -> int:
     wall, lag = statistics.median(walls), max(lags)
     print(
         f"domains: {args.domains} (+ MX host), 6 checks each, runs: {args.runs}, "
-        f"concurrency: {settings.concurrency}, gc.freeze: {not args.no_freeze}, load average: {os.getloadavg()[0]:.1f}"
+        f"concurrency: {settings.concurrency}, gc.freeze: {not args.no_freeze}, "
+        f"load average: {os.getloadavg()[0]:.1f}"
     )
     print(f"non-pass results in the last run: {results[-1].bad} (expected 0)")
     print(
