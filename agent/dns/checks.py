@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import dns.reversename
 
-from agent.dns import dkimkeys, spfeval
+from agent.dns import dkimkeys, spfeval, tlsa
 from agent.dns.config import DnsSettings
 from agent.dns.dkimkeys import PublicKey
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
@@ -424,3 +424,33 @@ async def check_tls_rpt(env: Env, domain: str) -> CheckResult:
         msg = "TLS-RPT needs rua= with mailto: or https: URIs"
         return result(domain, "tls-rpt", Finding(F, msg, records[0], want, fix))
     return result(domain, "tls-rpt", Finding(P, "TLS-RPT record valid", records[0]))
+
+
+# ---------------------------------------------------------------- TLSA (DANE)
+
+
+async def check_tlsa(env: Env, host: str) -> CheckResult:
+    name = f"_25._tcp.{host}"
+    answer = await env.lookup.query(name, "TLSA")
+    records = [tlsa.Tlsa(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in answer.records]
+    if not records:
+        return result(host, "tlsa", Finding(P, "no TLSA record (DANE not in use)", "none"))
+    shown = " | ".join(str(r) for r in records)
+    v4, v6 = await env.lookup.addresses(host)
+    if not v4 + v6:
+        raise LookupFailed("other", host, "A", "the MX host has no address")
+    try:
+        cert = await tlsa.served_certificate((v4 + v6)[0], env.settings.smtp_port, host)
+    except tlsa.SmtpTlsError as exc:
+        msg = f"cannot read the certificate served on port 25: {exc}"
+        return result(host, "tlsa", Finding(E, msg, shown, "", "check that SMTP answers"))
+    want = tlsa.suggested(cert)
+    end_entity = [r for r in records if r.usage in (1, 3)]
+    if any(tlsa.matches(r, cert) for r in end_entity):
+        return result(host, "tlsa", Finding(P, "TLSA matches the served certificate", shown))
+    if not end_entity:
+        msg = "only CA (usage 0/2) TLSA records: not verifiable from here"
+        return result(host, "tlsa", Finding(W, msg, shown, want, f"consider `{name}. TLSA {want}`"))
+    fix = f"publish `{name}. TLSA {want}` (and remove the stale records)"
+    msg = "TLSA does not match the served certificate: DANE senders will not deliver"
+    return result(host, "tlsa", Finding(F, msg, shown, want, fix))

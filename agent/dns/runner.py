@@ -127,7 +127,10 @@ async def _dkim(env: checks.Env, spec: DomainSpec, report: DomainReport) -> Chec
 async def _host(env: checks.Env, host: str, bound: asyncio.Semaphore) -> DomainReport:
     async with bound:
         report = DomainReport(host)
-        jobs = [checks.guard(host, "mx-address", checks.check_mx_address(env, host))]
+        jobs = [
+            checks.guard(host, "mx-address", checks.check_mx_address(env, host)),
+            checks.guard(host, "tlsa", checks.check_tlsa(env, host)),
+        ]
         if env.settings.egress_addresses():
             jobs.append(checks.guard(host, "ptr", checks.check_ptr(env, host)))
         for res in await asyncio.gather(*jobs):

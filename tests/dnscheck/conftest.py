@@ -52,8 +52,8 @@ def dns_world(
     work = tmp_path_factory.mktemp("dnsworld")
     config_dir = work / "dms-config"
     keys = world.make_keys(config_dir, work)
-    knot = knot_factory(world.zones(keys))
     ca = world.make_ca(work, ["mta-sts.good.test", "mta-sts.stsbad.test"])
+    knot = knot_factory(world.zones(keys, world.cert_der(ca)))
     for server in world.policy_server(ca):
         yield World(knot, config_dir, ca, server.port, keys)
 

@@ -21,7 +21,9 @@ def test_correct_domain_passes_every_check(reports: dict[str, DomainReport]) -> 
     bad = {k: r.as_dict() for k, r in good.results.items() if r.status != P}
     assert not bad
     host = reports[world.MX]
-    assert {k: r.status for k, r in host.results.items()} == {"mx-address": P, "ptr": P}
+    statuses = {k: r.status for k, r in host.results.items()}
+    assert statuses == {"mx-address": P, "tlsa": P, "ptr": P}
+    assert host.results["tlsa"].headline.message.startswith("no TLSA record")
 
 
 def test_dkim_info_is_published_for_the_dkim_capability(
@@ -125,3 +127,34 @@ def test_names_are_absolute_whatever_the_search_list(dns_world: World) -> None:
         return await Lookup(resolver).txt("_dmarc.good.test")
 
     assert asyncio.run(ask())[0].startswith("v=DMARC1")
+
+
+async def test_tlsa_matches_the_certificate_served_after_starttls(dns_world: World) -> None:
+    server = await world.starttls_server(dns_world.ca)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        results = {}
+        for host in ("dane-ok.hosting.test", "dane-bad.hosting.test"):
+            settings = dns_world.settings(mx_host=host, ipv4=["127.0.0.1"], ipv6=[], egress=[])
+            settings = settings.model_copy(update={"smtp_port": port})
+            reports = await runner.run(settings, runner.Plan([]), None)
+            results[host] = reports[host].results["tlsa"]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert results["dane-ok.hosting.test"].status == P, results["dane-ok.hosting.test"].as_dict()
+    bad = results["dane-bad.hosting.test"]
+    assert bad.status == F and "does not match" in bad.headline.message
+    assert bad.headline.expected.startswith("3 1 1 ")
+    ok_record = results["dane-ok.hosting.test"].headline.found
+    assert bad.headline.expected == ok_record  # the fix names the record that works
+
+
+async def test_tlsa_without_smtp_is_an_error(dns_world: World) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connection refused
+        port = closed.getsockname()[1]
+        settings = dns_world.settings(mx_host="dane-ok.hosting.test", ipv4=["127.0.0.1"])
+        settings = settings.model_copy(update={"smtp_port": port, "ipv6": [], "egress": []})
+        reports = await runner.run(settings, runner.Plan([]), None)
+    assert reports["dane-ok.hosting.test"].results["tlsa"].status == E

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from agent.dns.tlsa import association
 from tests.rig.proc import free_port, require_binary
 
 MX = "mail.hosting.test"
@@ -96,13 +97,17 @@ def make_keys(config_dir: Path, workdir: Path) -> Keys:
     return keys
 
 
-def zones(keys: Keys) -> dict[str, str]:
+def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str]:
     good_dkim = keys.good_opendkim_txt  # opendkim-genkey's record, as an operator pastes it
+    spki = association(smtp_cert_der, 1, 1).hex()
     z: dict[str, str] = {
         "hosting.test": (
             f"mail A {V4}\nmail AAAA {V6}\nwrong-a A 192.0.2.99\n"
             "other A 192.0.2.99\n"
             'good.test._report._dmarc.reports TXT "v=DMARC1"\n'
+            # DANE: MX hosts on loopback, where the test's STARTTLS server listens
+            f"dane-ok A 127.0.0.1\n_25._tcp.dane-ok TLSA 3 1 1 {spki}\n"
+            f"dane-bad A 127.0.0.1\n_25._tcp.dane-bad TLSA 3 1 1 {'ab' * 32}\n"
         ),
         "2.0.192.in-addr.arpa": f"25 PTR {MX}.\n26 PTR other.hosting.test.\n",
         "elsewhere.test": "mx A 198.51.100.7\n",
@@ -232,6 +237,40 @@ class PolicyServer:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+async def starttls_server(ca: TestCA) -> asyncio.Server:
+    """A minimal SMTP responder on 127.0.0.1: banner, EHLO offering STARTTLS, then TLS.
+
+    A stand-in: the TLSA check only needs the certificate served after STARTTLS."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(ca.cert, ca.key)
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 dane.test ESMTP\r\n")
+            while line := await reader.readline():
+                verb = line.strip().upper()
+                if verb.startswith(b"EHLO"):
+                    writer.write(b"250-dane.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+                elif verb == b"STARTTLS":
+                    writer.write(b"220 go ahead\r\n")
+                    await writer.drain()
+                    await writer.start_tls(ctx)
+                else:
+                    writer.write(b"221 bye\r\n")
+                    break
+                await writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+def cert_der(ca: TestCA) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ca.cert.read_text())
 
 
 def policy_server(ca: TestCA) -> Iterator[PolicyServer]:
