@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from agent.dns.dkimkeys import PublicKey
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
 from agent.dns.mtasts import PolicyError, fetch_policy
 from agent.dns.resolver import Lookup, LookupFailed
+
+log = logging.getLogger("dms_agent.dns")
 
 P, W, F, E = Status.PASS, Status.WARN, Status.FAIL, Status.ERROR
 
@@ -43,9 +46,15 @@ def result(domain: str, check: str, *findings: Finding) -> CheckResult:
 
 
 async def guard(domain: str, check: str, body: Awaitable[CheckResult]) -> CheckResult:
+    """Run one check; a failed lookup or a bug in one check is that check's ``error``."""
     try:
         return await body
-    except LookupFailed as exc:
+    except Exception as exc:  # one broken check must not take the others down
+        if not isinstance(exc, LookupFailed):
+            log.exception("dns check %s of %s crashed", check, domain)
+            msg = f"the check itself failed ({type(exc).__name__}: {exc})"
+            fix = "report this as a dms-agent bug, with the log line"
+            return result(domain, check, Finding(E, msg, fix=fix))
         return result(
             domain,
             check,

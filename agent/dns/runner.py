@@ -49,9 +49,9 @@ def plan_from(settings: DnsSettings, desired: Any, only: Iterable[str] = ()) -> 
             if domain.dkim is not None:
                 sel.add(domain.dkim.selector)
         for address in [*state.accounts, *state.aliases]:
-            part = address.rpartition("@")[2].lower()
-            if part:
-                selectors.setdefault(part, set())
+            _local, at, part = address.rpartition("@")
+            if at and part:  # a bare local-part alias ("postmaster") names no domain
+                selectors.setdefault(part.lower(), set())
     for name in [*settings.domains, *settings.send_only_domains]:
         selectors.setdefault(name, set())
     wanted = [n.lower().rstrip(".") for n in only]

@@ -46,7 +46,7 @@ class World:
 
 @pytest.fixture(scope="session")
 def dns_world(
-    knot_factory: Callable[[dict[str, str]], KnotServer],
+    knot_factory: Callable[[dict[str, str | None]], KnotServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     work = tmp_path_factory.mktemp("dnsworld")

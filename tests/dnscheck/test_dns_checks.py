@@ -106,6 +106,21 @@ async def test_silent_nameserver_gives_error_never_fail(dns_world: World) -> Non
     assert "timeout" in errors
 
 
+@pytest.mark.parametrize(
+    ("domain", "kind"), [("broken.test", "servfail"), ("not-served.example", "refused")]
+)
+async def test_servfail_and_refused_are_errors_never_fails(
+    dns_world: World, domain: str, kind: str
+) -> None:
+    settings = dns_world.settings(mx_host=None)
+    errors: list[str] = []
+    plan = runner.plan_from(settings, None, [domain])
+    reports = await runner.run(settings, plan, dns_world.config_dir, errors.append)
+    statuses = {c: r.status for c, r in reports[domain].results.items()}
+    assert set(statuses.values()) == {E}, statuses
+    assert kind in errors
+
+
 def test_dkim_keys_are_read_from_both_backends(dns_world: World) -> None:
     from agent.dns.dkimkeys import load_public_keys
 

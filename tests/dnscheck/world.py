@@ -97,10 +97,11 @@ def make_keys(config_dir: Path, workdir: Path) -> Keys:
     return keys
 
 
-def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str]:
+def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
     good_dkim = keys.good_opendkim_txt  # opendkim-genkey's record, as an operator pastes it
     spki = association(smtp_cert_der, 1, 1).hex()
-    z: dict[str, str] = {
+    z: dict[str, str | None] = {
+        "broken.test": None,  # configured, never loaded: knotd answers SERVFAIL
         "hosting.test": (
             f"mail A {V4}\nmail AAAA {V6}\nwrong-a A 192.0.2.99\n"
             "other A 192.0.2.99\n"

@@ -2,9 +2,10 @@
 
 ``knot_factory(zones)`` writes the zone files the test gives (name -> zone text), starts
 ``knotd`` in the foreground on a free port (UDP and TCP), and returns once every zone answers
-a real SOA query. A zone text without an SOA gets a default SOA and NS prepended. The server
-stops at the end of the session; its log is attached to the report of any test that fails while
-it runs, and is part of the error when it does not start.
+a real SOA query. A zone text without an SOA gets a default SOA and NS prepended. A zone whose
+text is ``None`` is configured without a file: knotd answers SERVFAIL for it (a broken zone).
+The server stops at the end of the session; its log is attached to the report of any test that
+fails while it runs, and is part of the error when it does not start.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _zone_text(origin: str, text: str) -> str:
     return head + text.strip() + "\n"
 
 
-def _config(workdir: Path, port: int, zones: dict[str, str]) -> str:
+def _config(workdir: Path, port: int, zones: dict[str, str | None]) -> str:
     lines = [
         "server:",
         f'    rundir: "{workdir}"',
@@ -82,17 +83,18 @@ def _config(workdir: Path, port: int, zones: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_knot(workdir: Path, zones: dict[str, str], timeout: float = 10.0) -> KnotServer:
+def start_knot(workdir: Path, zones: dict[str, str | None], timeout: float = 10.0) -> KnotServer:
     knotd = require_binary("knotd", "knot")
     (workdir / "zones").mkdir(parents=True, exist_ok=True)
     (workdir / "db").mkdir(exist_ok=True)
     for name, text in zones.items():
-        (workdir / "zones" / f"{name}.zone").write_text(_zone_text(name, text))
+        if text is not None:
+            (workdir / "zones" / f"{name}.zone").write_text(_zone_text(name, text))
     port = free_port()
     conf = workdir / "knot.conf"
     conf.write_text(_config(workdir, port, zones))
     daemon = Daemon("knotd", [knotd, "-c", str(conf)], workdir)
-    server = KnotServer(daemon, "127.0.0.1", port, tuple(zones))
+    server = KnotServer(daemon, "127.0.0.1", port, tuple(n for n, t in zones.items() if t))
     try:
         _wait_ready(server, timeout)
     except Exception:
@@ -130,10 +132,10 @@ def _wait_ready(server: KnotServer, timeout: float) -> None:
 @pytest.fixture(scope="session")
 def knot_factory(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[dict[str, str]], KnotServer]]:
+) -> Iterator[Callable[[dict[str, str | None]], KnotServer]]:
     servers: list[KnotServer] = []
 
-    def start(zones: dict[str, str]) -> KnotServer:
+    def start(zones: dict[str, str | None]) -> KnotServer:
         server = start_knot(tmp_path_factory.mktemp("knot"), zones)
         servers.append(server)
         return server
