@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import random
@@ -58,6 +59,7 @@ BUILDERS: list[str | Builder] = [
     "agent.sources.build:build",
     "agent.reconcile:build",
     "agent.dkim.manager:build",
+    "agent.dns.component:build",
 ]
 
 
@@ -208,6 +210,10 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
     watcher = asyncio.create_task(agent.watch_settings(), name="settings-watch")
     try:
         await agent.start_components()
+        # Everything imported and built so far lives as long as the process: take it out of
+        # the collector's generations, so a full collection no longer walks it (measured in
+        # bench/dns_checks.py: 65-90 ms loop stalls without, under 17 ms with).
+        gc.freeze()
         log.info("dms-agent running; components: %d", len(agent._tasks))
         await stop.wait()
         log.info("shutting down")

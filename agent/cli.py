@@ -18,6 +18,7 @@ COMMANDS = [
     "validate",
     "schema",
     "dkim",
+    "check_dns",
 ]
 
 

@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.reconcile_rig",
     "tests.kube_api.fixtures",
     "tests.deploy.fixtures",
+    "tests.rig.knot",
 ]

@@ -74,7 +74,8 @@ class Daemon:
         )
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_tcp(self, host: str, port: int, timeout: float = 10.0) -> None:

@@ -1,0 +1,176 @@
+"""``dms-agent check-dns [DOMAIN...]``: the DNS checks once, without a running agent.
+
+Domains come from the arguments, else from the mail state (``--state``, else the settings'
+``kind: path`` sources) plus ``dns.domains``. Flags override the settings' ``dns:`` section, so
+``check-dns --mx-host mail.example.com --ipv4 203.0.113.25 example.com`` needs no file at all.
+
+Exit status: 0 every check passed or warned, 1 something failed, 3 something could not be
+checked (error) but nothing failed, 2 bad settings or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.dns import runner
+from agent.dns.config import DnsSettings
+from agent.dns.model import DomainReport, Status
+from agent.mailstate.model import Account, Desired, DkimSpec, Domain, MailState
+from agent.settings import Settings
+from agent.sources.document import read_path
+
+EXIT_FAIL, EXIT_ERROR = 1, 3
+COLOURS = {"pass": "32", "warn": "33", "fail": "31", "error": "35"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check-dns",
+        help="check the mail domains' DNS records (MX, SPF, DKIM, DMARC, MTA-STS, ...) once",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_options(p)
+    p.add_argument("domains", nargs="*", metavar="DOMAIN", help="check only these domains")
+    p.add_argument("--state", type=Path, metavar="PATH", help="mail state file or folder")
+    p.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="ask this nameserver (repeatable; default: settings, else resolv.conf)",
+    )
+    p.add_argument("--mx-host", metavar="NAME", help="the expected MX host name")
+    p.add_argument("--ipv4", action="append", metavar="ADDR", help="the MX host's IPv4")
+    p.add_argument("--ipv6", action="append", metavar="ADDR", help="the MX host's IPv6")
+    p.add_argument("--egress", action="append", metavar="ADDR", help="outgoing mail's address")
+    p.add_argument("--send-only", action="append", metavar="DOMAIN", help="a send-only domain")
+    p.add_argument("--dms-config-dir", type=Path, metavar="DIR", help="DMS config folder (DKIM)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="one lookup's lifetime")
+    p.add_argument("--output", choices=["table", "json"], default="table")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if settings is None:
+        return EXIT_INVALID_SETTINGS
+    try:
+        dns = dns_settings(settings.dns, args)
+        desired = load_state(args.state, settings)
+    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+        print(f"check-dns: {exc}", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    plan = runner.plan_from(dns, desired, args.domains)
+    if not plan.domains and not dns.mx_host:
+        print("check-dns: no domain to check (give DOMAIN, --state or settings)", file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    config_dir = args.dms_config_dir or settings.dms.config_dir
+    reports = asyncio.run(runner.run(dns, plan, config_dir))
+    if args.output == "json":
+        json.dump(as_json(reports), sys.stdout, indent=2)
+        print()
+    else:
+        print_table(reports, sys.stdout, use_colour(args.color, sys.stdout))
+    return exit_code(reports)
+
+
+def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
+    """The settings' ``dns:`` with the command line's flags on top (validated again)."""
+    data: dict[str, Any] = base.model_dump()
+    flags = {
+        "nameservers": args.nameserver,
+        "mx_host": args.mx_host,
+        "ipv4": args.ipv4,
+        "ipv6": args.ipv6,
+        "egress": args.egress,
+        "send_only_domains": args.send_only,
+        "lifetime": args.timeout,
+    }
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if args.timeout is not None:
+        data["timeout"] = min(data["timeout"], args.timeout)
+    return DnsSettings.model_validate(data)
+
+
+def load_state(path: Path | None, settings: Settings) -> Desired | None:
+    """Domains and DKIM selectors from state documents (``--state``, else path sources).
+
+    This reads only what the checks need and tolerates the rest; validating a state document
+    is ``dms-agent``'s loader's job, not this command's.
+    """
+    paths = [path] if path else [s.path for s in settings.sources if s.kind == "path" and s.path]
+    state = MailState()
+    for folder in paths:
+        for doc in read_path(folder) or ():
+            if doc.name.endswith((".yaml", ".yml")) and doc.name != "passwords.yaml":
+                _merge(state, yaml.safe_load(doc.text))
+    return Desired(state) if paths else None
+
+
+def _merge(state: MailState, data: Any) -> None:
+    if not isinstance(data, dict):
+        return
+    for name, spec in (data.get("domains") or {}).items():
+        dkim = spec.get("dkim") if isinstance(spec, dict) else None
+        selector = dkim.get("selector", "mail") if isinstance(dkim, dict) else None
+        key = str(name).lower()
+        state.domains[key] = Domain(key, DkimSpec(str(selector)) if selector else None)
+    for address in data.get("accounts") or {}:
+        state.accounts[str(address).lower()] = Account(str(address).lower())
+    for address in data.get("aliases") or {}:
+        state.aliases[str(address).lower()] = ()
+
+
+def as_json(reports: dict[str, DomainReport]) -> dict[str, Any]:
+    counts = {s.value: 0 for s in Status}
+    for rep in reports.values():
+        for res in rep.results.values():
+            counts[res.status.value] += 1
+    return {"summary": counts, "domains": {d: r.as_dict() for d, r in sorted(reports.items())}}
+
+
+def exit_code(reports: dict[str, DomainReport]) -> int:
+    statuses = {r.status for rep in reports.values() for r in rep.results.values()}
+    if Status.FAIL in statuses:
+        return EXIT_FAIL
+    if Status.ERROR in statuses:
+        return EXIT_ERROR
+    return 0
+
+
+def use_colour(mode: str, out: TextIO) -> bool:
+    if mode != "auto":
+        return mode == "always"
+    return out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def print_table(reports: dict[str, DomainReport], out: TextIO, colour: bool) -> None:
+    def paint(status: str) -> str:
+        text = f"{status.upper():5}"
+        return f"\033[{COLOURS[status]}m{text}\033[0m" if colour else text
+
+    rows = [(d, c, r) for d, rep in sorted(reports.items()) for c, r in rep.results.items()]
+    width = max((len(d) for d, _, _ in rows), default=6)
+    print(f"{'DOMAIN':{width}}  {'CHECK':10}  {'STATUS':5}  MESSAGE", file=out)
+    for domain, check, res in rows:
+        head = res.headline
+        print(f"{domain:{width}}  {check:10}  {paint(res.status.value)}  {head.message}", file=out)
+        if res.status is Status.PASS:
+            continue
+        pad = " " * (width + 21)
+        for label, value in (("found", head.found), ("expected", head.expected), ("fix", head.fix)):
+            if value:
+                print(f"{pad}{label + ':':9} {value}", file=out)
+    summary = as_json(reports)["summary"]
+    print("\n" + ", ".join(f"{n} {s}" for s, n in summary.items()), file=out)

@@ -1,0 +1,123 @@
+"""The ``dns`` component: runs the checks on a schedule and whenever the desired mail state
+changes, then publishes the results (hub, /status, metrics, Events).
+
+DNS results never touch liveness, readiness or the mailserver verdict: a wrong record is a
+problem for a person to fix, not a reason to restart anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from agent.dns import metrics, runner
+from agent.dns.model import DomainReport, Status
+from agent.events import EventType
+from agent.status import State
+
+if TYPE_CHECKING:
+    from agent.app import AgentContext, Component
+
+log = logging.getLogger("dms_agent.dns")
+
+MAX_EVENTS_PER_RUN = 20  # one summary Event carries the rest
+
+
+class DnsChecker:
+    name = "dns"
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.dns
+        self._previous: dict[tuple[str, str], Status] = {}
+        self.runs = 0
+
+    async def run(self) -> None:
+        hub = self.ctx.hub
+        self.ctx.status.component(self.name).set(State.STARTING, "first run pending")
+        while True:
+            seen = hub.desired.version
+            await self.check_once()
+            try:  # the next run: at the interval, or at once when the desired state changes
+                await asyncio.wait_for(hub.desired.wait_newer(seen), self.settings.interval)
+            except TimeoutError:
+                pass
+
+    async def check_once(self) -> dict[str, DomainReport]:
+        started = time.monotonic()
+        plan = runner.plan_from(self.settings, self.ctx.hub.desired.value)
+        reports = await runner.run(
+            self.settings, plan, self.ctx.settings.dms.config_dir, metrics.count_error
+        )
+        duration = time.monotonic() - started
+        self.runs += 1
+        self._publish_metrics(reports, duration)
+        self._publish_status(reports, duration)
+        self._emit_events(reports)
+        self.ctx.hub.dns_results.set(reports)
+        return reports
+
+    def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
+        current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
+        for domain, check in set(self._previous) - set(current):
+            metrics.CHECK_STATE.remove(domain, check)  # a domain left the state: no stale series
+        for (domain, check), status in current.items():
+            metrics.CHECK_STATE.labels(domain, check).state(status.value)
+        metrics.DOMAINS.set(len(reports))
+        metrics.RUN_DURATION.set(duration)
+        metrics.LAST_RUN.set(time.time())
+
+    def _publish_status(self, reports: dict[str, DomainReport], duration: float) -> None:
+        counts = {s.value: 0 for s in Status}
+        problems = []
+        for domain, rep in sorted(reports.items()):
+            for res in rep.results.values():
+                counts[res.status.value] += 1
+                if res.status is not Status.PASS:
+                    head = res.headline
+                    problems.append(
+                        {"domain": domain, "check": res.check, "status": res.status.value}
+                        | {"message": head.message, "fix": head.fix}
+                    )
+        bad = counts["fail"] + counts["error"]
+        state = State.DEGRADED if bad else State.OK
+        message = f"{len(reports)} names checked: " + ", ".join(
+            f"{n} {s}" for s, n in counts.items() if n
+        )
+        self.ctx.status.component(self.name).set(
+            state,
+            message,
+            counts=counts,
+            problems=problems,
+            lastRun=time.time(),
+            durationSeconds=round(duration, 3),
+        )
+
+    def _emit_events(self, reports: dict[str, DomainReport]) -> None:
+        current = {(d, c): r for d, rep in reports.items() for c, r in rep.results.items()}
+        changes = []
+        for key, res in sorted(current.items()):
+            before = self._previous.get(key)
+            if res.status != before and not (before is None and res.status is Status.PASS):
+                changes.append((before, res))
+        self._previous = {k: r.status for k, r in current.items()}
+        for before, res in changes[:MAX_EVENTS_PER_RUN]:
+            head = res.headline
+            kind: EventType = "Normal" if res.status is Status.PASS else "Warning"
+            was = f" (was {before.value})" if before else ""
+            text = f"{res.domain} {res.check}: {res.status.value}{was}: {head.message}"
+            if head.fix:
+                text += f". Fix: {head.fix}"
+            self.ctx.events.emit(f"DnsCheck{res.status.value.capitalize()}", text, kind)
+        if len(changes) > MAX_EVENTS_PER_RUN:
+            rest = len(changes) - MAX_EVENTS_PER_RUN
+            self.ctx.events.emit("DnsChecksChanged", f"{rest} more DNS results changed", "Warning")
+
+
+def build(ctx: AgentContext) -> list[Component]:
+    if not ctx.settings.dns.enabled:
+        ctx.status.component("dns").set(State.DISABLED, "dns.enabled is false")
+        return []
+    return [DnsChecker(ctx)]

@@ -1,0 +1,101 @@
+"""DKIM public keys as DMS holds them in its config folder — public halves only.
+
+- OpenDKIM: ``opendkim/keys/<domain>/<selector>.txt``, a zone-file TXT record whose value is
+  split into quoted strings.
+- Rspamd: ``rspamd/dkim/rsa-<bits>-<selector>-<domain>.public.dns.txt`` (the bare record
+  value) or ``....public.txt`` (zone-file style); ed25519 keys are ``ed25519-<selector>-<domain>``.
+
+Private key files (``*.private``, ``*.private.txt``) are never opened.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import dkim
+import dkim.util
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_RSPAMD = re.compile(r"^(?:rsa-\d+|ed25519)-(?P<rest>.+)\.public(?:\.dns)?\.txt$")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    selector: str
+    record: str  # the TXT value DMS expects in DNS ("v=DKIM1; k=rsa; p=...")
+    source: str  # the file it came from (a path, never key material)
+
+    @property
+    def p(self) -> str:
+        return key_data(self.record) or ""
+
+
+def record_value(text: str) -> str:
+    """The TXT value of a key file: its quoted strings joined, or the bare text."""
+    strings = _QUOTED.findall(text)
+    if strings:
+        return "".join(s.replace('\\"', '"') for s in strings).strip()
+    return text.strip()
+
+
+def tags(record: str) -> dict[str, str]:
+    """A DKIM tag=value list (dkimpy's parser); raises ValueError when it does not parse."""
+    try:
+        parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
+    except dkim.util.InvalidTagValueList as exc:
+        raise ValueError(f"not a tag=value list: {exc}") from None
+    return {k.decode().lower(): v.decode() for k, v in parsed.items()}
+
+
+def key_data(record: str) -> str | None:
+    """The ``p=`` value without whitespace, or None when absent or unparsable."""
+    try:
+        p = tags(record).get("p")
+    except ValueError:
+        return None
+    return None if p is None else re.sub(r"\s+", "", p)
+
+
+def key_bits(record: str) -> int | None:
+    """Key size by dkimpy's parser (256 for ed25519); raises ValueError for a broken key."""
+    k = tags(record).get("k", "rsa").strip().lower()
+    if k == "ed25519":
+        return 256
+    try:
+        _pk, bits, _ktag, _tlsrpt = dkim.evaluate_pk("", record.encode("ascii", "replace"))
+    except dkim.DKIMException as exc:
+        raise ValueError(str(exc)) from None
+    return int(bits) if bits is not None else None
+
+
+def load_public_keys(config_dir: Path | None, domain: str) -> dict[str, PublicKey]:
+    """Blocking: selector -> public key for ``domain`` from both DKIM backends' folders."""
+    keys: dict[str, PublicKey] = {}
+    if config_dir is None:
+        return keys
+    opendkim = config_dir / "opendkim" / "keys" / domain
+    if opendkim.is_dir():
+        for path in sorted(opendkim.glob("*.txt")):
+            keys[path.stem] = _read(path.stem, path)
+    rspamd = config_dir / "rspamd" / "dkim"
+    if rspamd.is_dir():
+        # public.dns.txt sorts before public.txt: the bare value wins when both exist
+        for path in sorted(rspamd.iterdir()):
+            m = _RSPAMD.match(path.name)
+            suffix = "-" + domain
+            if not m or not m["rest"].endswith(suffix):
+                continue
+            selector = m["rest"][: -len(suffix)]
+            if selector and selector not in keys:
+                keys[selector] = _read(selector, path)
+    return keys
+
+
+def _read(selector: str, path: Path) -> PublicKey:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return PublicKey(selector, "", f"{path} (unreadable: {exc.strerror})")
+    return PublicKey(selector, record_value(text), str(path))

@@ -1,0 +1,144 @@
+"""DNS lookups for the checks: dnspython's async resolver, absolute names, classified errors.
+
+Every name is made absolute before it is asked, so a search list and Kubernetes' ``ndots:5``
+never turn ``example.com`` into ``example.com.default.svc.cluster.local``. A lookup either
+returns records (possibly none: NXDOMAIN or no data is an answer) or raises ``LookupFailed``
+with a bounded ``kind`` (timeout, servfail, refused, other) — the checks turn that into an
+``error`` result, never a ``fail``. Identical lookups within one run are asked once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from agent.dns.config import DnsSettings, split_host_port
+
+ERROR_KINDS = ("timeout", "servfail", "refused", "other")
+
+
+class LookupFailed(Exception):
+    """No usable answer. ``kind`` is one of ERROR_KINDS (a metric label)."""
+
+    def __init__(self, kind: str, name: str, rdtype: str, detail: str) -> None:
+        super().__init__(f"{rdtype} {name}: {kind} ({detail})")
+        self.kind = kind
+        self.name = name
+        self.rdtype = rdtype
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Records of one lookup; ``nxdomain`` tells "no such name" from "no such type"."""
+
+    records: tuple[Any, ...]
+    nxdomain: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+
+def nameserver_objects(nameservers: list[str]) -> list[dns.nameserver.Nameserver]:
+    result: list[dns.nameserver.Nameserver] = []
+    for text in nameservers:
+        host, port = split_host_port(text)
+        result.append(dns.nameserver.Do53Nameserver(host, port))
+    return result
+
+
+def configure(resolver: dns.resolver.BaseResolver, settings: DnsSettings) -> None:
+    """Apply our nameservers and timeouts; no search list (names are absolute anyway)."""
+    if settings.nameservers:
+        resolver.nameservers = nameserver_objects(settings.nameservers)
+    resolver.timeout = settings.timeout
+    resolver.lifetime = settings.lifetime
+    resolver.search = []
+    resolver.use_search_by_default = False
+    resolver.ndots = 1
+
+
+def make_async_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
+    resolver = dns.asyncresolver.Resolver(configure=not settings.nameservers)
+    configure(resolver, settings)
+    return resolver
+
+
+def absolute(name: str) -> dns.name.Name:
+    return dns.name.from_text(name.rstrip(".") + ".")
+
+
+def classify(exc: Exception) -> str:
+    """The bounded kind of a failed lookup."""
+    if isinstance(exc, dns.exception.Timeout):
+        return "timeout"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        text = str(exc)
+        if "SERVFAIL" in text:
+            return "servfail"
+        if "REFUSED" in text:
+            return "refused"
+    return "other"
+
+
+class Lookup:
+    """One run's lookups: shared answers, errors counted through ``on_error(kind)``."""
+
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        on_error: Callable[[str], None] | None = None,
+        in_flight: int = 16,
+    ) -> None:
+        self._resolver = resolver
+        self._on_error = on_error
+        # Few queries at once keep each loop iteration short (answers arrive, and are parsed,
+        # a few at a time); the nameserver is not the bottleneck.
+        self._slots = asyncio.Semaphore(in_flight)
+        self._pending: dict[tuple[str, str], asyncio.Future[Answer]] = {}
+
+    async def query(self, name: str, rdtype: str) -> Answer:
+        key = (name.lower().rstrip("."), rdtype)
+        future = self._pending.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._ask(*key))
+            self._pending[key] = future
+        return await asyncio.shield(future)
+
+    async def _ask(self, name: str, rdtype: str) -> Answer:
+        try:
+            async with self._slots:
+                answer = await self._resolver.resolve(
+                    absolute(name), rdtype, search=False, raise_on_no_answer=False
+                )
+        except dns.resolver.NXDOMAIN:
+            return Answer((), nxdomain=True)
+        except dns.resolver.NoAnswer:
+            return Answer(())
+        except (dns.exception.DNSException, OSError) as exc:
+            kind = classify(exc)
+            if self._on_error is not None:
+                self._on_error(kind)
+            raise LookupFailed(kind, name, rdtype, type(exc).__name__) from None
+        if answer.rrset is None:
+            return Answer(())
+        return Answer(tuple(answer.rrset))
+
+    async def txt(self, name: str) -> list[str]:
+        """TXT records, each joined across its character-strings (RFC 7208 3.3, RFC 6376)."""
+        answer = await self.query(name, "TXT")
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer.records]
+
+    async def addresses(self, name: str) -> tuple[list[str], list[str]]:
+        """(A, AAAA) of ``name`` as text, asked together."""
+        a, aaaa = await asyncio.gather(self.query(name, "A"), self.query(name, "AAAA"))
+        return [r.address for r in a.records], [r.address for r in aaaa.records]

@@ -1,0 +1,175 @@
+"""Every deliberate DNS mistake is found, against the real knotd; correct records pass."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from agent.dns import runner
+from agent.dns.model import DomainReport, Status
+from tests.dnscheck import world
+from tests.dnscheck.conftest import World
+
+P, W, F, E = Status.PASS, Status.WARN, Status.FAIL, Status.ERROR
+
+
+def test_correct_domain_passes_every_check(reports: dict[str, DomainReport]) -> None:
+    good = reports["good.test"]
+    assert set(good.results) == {"mx", "spf", "dkim", "dmarc", "mta-sts", "tls-rpt"}
+    bad = {k: r.as_dict() for k, r in good.results.items() if r.status != P}
+    assert not bad
+    host = reports[world.MX]
+    statuses = {k: r.status for k, r in host.results.items()}
+    assert statuses == {"mx-address": P, "tlsa": P, "ptr": P}
+    assert host.results["tlsa"].headline.message.startswith("no TLSA record")
+
+
+def test_dkim_info_is_published_for_the_dkim_capability(
+    reports: dict[str, DomainReport],
+) -> None:
+    info = reports["good.test"].dkim["mail"]
+    assert info.published and info.matches and info.bits == 2048
+    assert info.key_source and info.key_source.endswith("opendkim/keys/good.test/mail.txt")
+    assert reports["dkimbad.test"].dkim["mail"].matches is False
+
+
+@pytest.mark.parametrize(
+    ("domain", "check", "status", "words"),
+    [
+        ("nomx.test", "mx", F, "no MX record"),
+        ("mxelse.test", "mx", F, "MX points elsewhere: mx.elsewhere.test"),
+        ("nullmx.test", "mx", F, "null MX"),
+        ("sendonly.test", "mx", P, "null MX: send-only"),
+        ("twospf.test", "spf", F, "2 SPF records"),
+        ("spf11.test", "spf", F, "Too many DNS lookups"),
+        ("spfvoid.test", "spf", F, "Void lookup limit"),
+        ("spfloop.test", "spf", F, "SPF is broken"),
+        ("spfmiss.test", "spf", F, "SPF gives fail for the egress address 192.0.2.25"),
+        ("dkimbad.test", "dkim", F, "not the key DMS signs with"),
+        ("dkim1024.test", "dkim", W, "only 1024 bits"),
+        ("dkimsplit.test", "dkim", P, "DKIM dkim matches DMS's key"),
+        ("dmarcnone.test", "dmarc", W, "p=none"),
+        ("nodmarc.test", "dmarc", F, "no DMARC record"),
+        ("twodmarc.test", "dmarc", F, "2 DMARC records"),
+        ("stsbad.test", "mta-sts", F, "does not cover mail.hosting.test"),
+        ("nomx.test", "mta-sts", F, "certificate of mta-sts.nomx.test rejected"),
+    ],
+)
+def test_each_mistake_is_found(
+    reports: dict[str, DomainReport], domain: str, check: str, status: Status, words: str
+) -> None:
+    res = reports[domain].results[check]
+    head = res.headline
+    assert res.status == status, res.as_dict()
+    assert words in head.message, res.as_dict()
+    if status != P:
+        assert head.fix, "every problem carries a one-line fix"
+        assert "\n" not in head.fix
+
+
+def test_fail_says_what_was_found_and_expected(reports: dict[str, DomainReport]) -> None:
+    head = reports["mxelse.test"].results["mx"].headline
+    assert head.found == "10 mx.elsewhere.test"
+    assert head.expected == world.MX
+    assert world.MX in head.fix
+
+
+async def test_wrong_a_record_of_the_mx_host(dns_world: World) -> None:
+    settings = dns_world.settings(mx_host="wrong-a.hosting.test", ipv6=[], egress=[])
+    reports = await runner.run(settings, runner.Plan([]), None)
+    res = reports["wrong-a.hosting.test"].results["mx-address"]
+    assert res.status == F
+    assert res.headline.found == "192.0.2.99" and res.headline.expected == world.V4
+
+
+async def test_ptr_that_does_not_resolve_back(dns_world: World) -> None:
+    settings = dns_world.settings(egress=["192.0.2.26"])
+    reports = await runner.run(settings, runner.Plan([]), None)
+    res = reports[world.MX].results["ptr"]
+    assert res.status == F
+    assert "does not resolve back" in res.headline.message
+    assert res.headline.found == "other.hosting.test"
+
+
+async def test_silent_nameserver_gives_error_never_fail(dns_world: World) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never read: every query times out
+        port = silent.getsockname()[1]
+        settings = dns_world.settings(nameservers=[f"127.0.0.1:{port}"], timeout=0.1, lifetime=0.3)
+        errors: list[str] = []
+        plan = runner.plan_from(settings, None, ["good.test"])
+        reports = await runner.run(settings, plan, dns_world.config_dir, errors.append)
+    statuses = {f"{d}/{c}": r.status for d, rep in reports.items() for c, r in rep.results.items()}
+    assert statuses and set(statuses.values()) == {E}, statuses
+    assert "timeout" in errors
+
+
+@pytest.mark.parametrize(
+    ("domain", "kind"), [("broken.test", "servfail"), ("not-served.example", "refused")]
+)
+async def test_servfail_and_refused_are_errors_never_fails(
+    dns_world: World, domain: str, kind: str
+) -> None:
+    settings = dns_world.settings(mx_host=None)
+    errors: list[str] = []
+    plan = runner.plan_from(settings, None, [domain])
+    reports = await runner.run(settings, plan, dns_world.config_dir, errors.append)
+    statuses = {c: r.status for c, r in reports[domain].results.items()}
+    assert set(statuses.values()) == {E}, statuses
+    assert kind in errors
+
+
+def test_dkim_keys_are_read_from_both_backends(dns_world: World) -> None:
+    from agent.dns.dkimkeys import load_public_keys
+
+    good = load_public_keys(dns_world.config_dir, "good.test")
+    assert set(good) == {"mail"} and good["mail"].p.startswith("MIIBIjAN")
+    split = load_public_keys(dns_world.config_dir, "dkimsplit.test")
+    assert split["dkim"].p == dns_world.keys.split_p
+    assert split["dkim"].source.endswith(".public.dns.txt")
+
+
+def test_names_are_absolute_whatever_the_search_list(dns_world: World) -> None:
+    """ndots/search must not matter: a resolver with a search list still asks good.test."""
+    from agent.dns.resolver import Lookup, make_async_resolver
+
+    async def ask() -> list[str]:
+        resolver = make_async_resolver(dns_world.settings())
+        resolver.search = [__import__("dns.name").name.from_text("svc.cluster.local.")]
+        resolver.ndots = 5
+        return await Lookup(resolver).txt("_dmarc.good.test")
+
+    assert asyncio.run(ask())[0].startswith("v=DMARC1")
+
+
+async def test_tlsa_matches_the_certificate_served_after_starttls(dns_world: World) -> None:
+    server = await world.starttls_server(dns_world.ca)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        results = {}
+        for host in ("dane-ok.hosting.test", "dane-bad.hosting.test"):
+            settings = dns_world.settings(mx_host=host, ipv4=["127.0.0.1"], ipv6=[], egress=[])
+            settings = settings.model_copy(update={"smtp_port": port})
+            reports = await runner.run(settings, runner.Plan([]), None)
+            results[host] = reports[host].results["tlsa"]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert results["dane-ok.hosting.test"].status == P, results["dane-ok.hosting.test"].as_dict()
+    bad = results["dane-bad.hosting.test"]
+    assert bad.status == F and "does not match" in bad.headline.message
+    assert bad.headline.expected.startswith("3 1 1 ")
+    ok_record = results["dane-ok.hosting.test"].headline.found
+    assert bad.headline.expected == ok_record  # the fix names the record that works
+
+
+async def test_tlsa_without_smtp_is_an_error(dns_world: World) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connection refused
+        port = closed.getsockname()[1]
+        settings = dns_world.settings(mx_host="dane-ok.hosting.test", ipv4=["127.0.0.1"])
+        settings = settings.model_copy(update={"smtp_port": port, "ipv6": [], "egress": []})
+        reports = await runner.run(settings, runner.Plan([]), None)
+    assert reports["dane-ok.hosting.test"].results["tlsa"].status == E

@@ -1,0 +1,92 @@
+"""``dms-agent check-dns`` as a person runs it: a real process against the real knotd."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.dnscheck import world
+from tests.dnscheck.conftest import World
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_dns(w: World, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "agent", "check-dns", "--nameserver", w.knot.nameserver]
+    argv += ["--mx-host", world.MX, "--ipv4", world.V4, "--ipv6", world.V6]
+    argv += ["--dms-config-dir", str(w.config_dir), *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMS_AGENT_")}
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_all_good_exits_zero_with_a_table(dns_world: World, tmp_path: Path) -> None:
+    settings = tmp_path / "agent.yaml"
+    settings.write_text(
+        "dns:\n"
+        f"  egress: [{world.V4}]\n"
+        "  mtaSts:\n"
+        f"    caBundle: {dns_world.ca.ca_pem}\n"
+        f"    port: {dns_world.https_port}\n"
+        "    connectTo: 127.0.0.1\n"
+    )
+    out = check_dns(dns_world, "-c", str(settings), "good.test")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["DOMAIN", "CHECK", "STATUS", "MESSAGE"]
+    for check in ("mx", "spf", "dkim", "dmarc", "mta-sts", "tls-rpt"):
+        assert any(line.split()[:3] == ["good.test", check, "PASS"] for line in lines), check
+    assert any(line.split()[:3] == [world.MX, "ptr", "PASS"] for line in lines)
+    assert "\033[" not in out.stdout  # not a terminal: no colour
+
+
+def test_failure_exits_one_and_json_says_why(dns_world: World) -> None:
+    out = check_dns(dns_world, "nomx.test", "--output", "json")
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    mx = data["domains"]["nomx.test"]["checks"]["mx"]
+    assert mx["status"] == "fail" and mx["expected"] == world.MX and mx["fix"]
+    assert data["summary"]["fail"] >= 1
+
+
+def test_colour_when_asked(dns_world: World) -> None:
+    out = check_dns(dns_world, "nullmx.test", "--color", "always")
+    assert "\033[31mFAIL" in out.stdout
+    assert "fix:" in out.stdout
+
+
+def test_domains_from_a_state_file(dns_world: World, tmp_path: Path) -> None:
+    state = tmp_path / "mailserver.yaml"
+    state.write_text(
+        "apiVersion: dms-agent/v1\n"
+        "domains:\n  dkimbad.test: {dkim: {selector: mail}}\n"
+        "accounts:\n  alice@twospf.test: {}\n"
+    )
+    out = check_dns(dns_world, "--state", str(state), "--output", "json")
+    data = json.loads(out.stdout)
+    assert {"dkimbad.test", "twospf.test"} <= set(data["domains"])
+    assert data["domains"]["twospf.test"]["checks"]["spf"]["status"] == "fail"
+    assert out.returncode == 1
+
+
+def test_silent_nameserver_exits_three_not_one(dns_world: World) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        argv = [sys.executable, "-m", "agent", "check-dns", "--nameserver", f"127.0.0.1:{port}"]
+        argv += ["--timeout", "0.3", "--output", "json", "good.test"]
+        out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stdout + out.stderr
+    statuses = {
+        c["status"] for c in json.loads(out.stdout)["domains"]["good.test"]["checks"].values()
+    }
+    assert statuses == {"error"}
+
+
+def test_bad_flag_value_is_a_clear_error(dns_world: World) -> None:
+    out = check_dns(dns_world, "--nameserver", "not-an-address", "good.test")
+    assert out.returncode == 2
+    assert "not-an-address" in out.stderr
