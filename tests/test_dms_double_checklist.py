@@ -676,6 +676,16 @@ def test_parallel_unlocked_writes_lose_an_account(dms: DmsDouble) -> None:
     assert list(dms.accounts()) == ["alice@example.com"]  # bob's line is gone
 
 
+def test_setup_by_name_on_path_under_timeout(dms: DmsDouble) -> None:
+    """How an exec into the container runs it: `timeout -k 5 N setup …` found on PATH."""
+    timeout = require_binary("timeout", "coreutils")
+    env = {**os.environ, "PATH": dms.path_env()}
+    argv = [timeout, "-k", "5", "10", "setup", "alias", "add", "a@example.com", "b@example.com"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert dms.aliases() == {"a@example.com": ["b@example.com"]}
+
+
 def test_call_log_records_argv_and_stdin_size_not_content(dms: DmsDouble) -> None:
     add(dms, "alice@example.com", "hunter2")
     (call,) = dms.calls()
