@@ -594,6 +594,15 @@ def test_rspamd_keysize_with_ed25519_exits_1(rspamd: DmsDouble) -> None:
     assert not (rspamd.config_dir / "rspamd" / "dkim").exists()
 
 
+def test_rspamd_failed_generation_leaves_an_empty_public_file(rspamd: DmsDouble) -> None:
+    """A consequence of DMS's `rspamadm … >public.txt`: the next call needs -f."""
+    failed = rspamd.run("config", "dkim", "keysize", "abc")
+    assert failed.returncode == 1
+    public = rspamd.config_dir / "rspamd/dkim/rsa-abc-mail-example.com.public.txt"
+    assert public.read_text() == ""
+    assert rspamd.run("config", "dkim", "keysize", "abc").returncode == 1  # "not overwriting"
+
+
 @pytest.mark.usefixtures("genkey")
 def test_rspamd_and_opendkim_both_on_uses_opendkim(make_dms) -> None:  # type: ignore[no-untyped-def]
     dms: DmsDouble = make_dms(rspamd=True, opendkim=True)
