@@ -455,6 +455,16 @@ def test_quota_set_needs_the_account_and_replaces(dms: DmsDouble) -> None:
     assert dms.read("dovecot-quotas.cf") == "alice@example.com:3G\n"
 
 
+def test_quota_set_to_the_current_value_exits_1(dms: DmsDouble) -> None:
+    """Derived from DMS's mechanics (not in dms-facts): the replace runs through `sedfile
+    --strict`, which fails when sed changed nothing."""
+    dms.seed("alice@example.com")
+    assert dms.run("quota", "set", "alice@example.com", "1G").returncode == 0
+    again = dms.run("quota", "set", "alice@example.com", "1G")
+    assert again.returncode == 1 and "No difference" in plain(again.stderr)
+    assert dms.quotas() == {"alice@example.com": "1G"}
+
+
 def test_quota_del_needs_the_account_and_exits_0_without_quota(dms: DmsDouble) -> None:
     assert dms.run("quota", "del", "ghost@example.com").returncode == 1
     dms.seed("alice@example.com")
