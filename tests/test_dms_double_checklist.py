@@ -418,6 +418,15 @@ def test_alias_del_always_exits_0_and_drops_emptied_lines(dms: DmsDouble) -> Non
     assert dms.read("postfix-virtual.cf") == ""
 
 
+def test_alias_del_recipient_in_other_case_is_found_then_not_removed(dms: DmsDouble) -> None:
+    """Derived from DMS's mechanics (not in dms-facts): the recipient lookup ignores case, the
+    sed edit does not, and `sedfile --strict` fails on "no difference"."""
+    dms.run("alias", "add", "team@example.com", "bob@example.com")
+    done = dms.run("alias", "del", "team@example.com", "BOB@example.com")
+    assert done.returncode == 1 and "could not be deleted" in plain(done.stderr)
+    assert dms.aliases() == {"team@example.com": ["bob@example.com"]}
+
+
 def test_alias_list_format_and_missing_file(dms: DmsDouble) -> None:
     assert dms.run("alias", "list").returncode == 1
     dms.run("alias", "add", "a@example.com", "x@example.org")
