@@ -705,14 +705,19 @@ def test_parallel_unlocked_writes_lose_an_account(dms: DmsDouble) -> None:
     has (measured: 1-4 of 30 accounts lost) shows up in one deterministic, fast round.
     """
     dms.seed("alice@example.com")
-    dms.set_env(DMS_DOUBLE_SED_WINDOW="0.6")
+    dms.set_env(DMS_DOUBLE_SED_WINDOW="1.0")
     update = subprocess.Popen(
         [*dms.setup_argv, "email", "update", "alice@example.com", "new"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(0.25)
+    # sed writes its temp file right after reading the old content: from then on, an added
+    # line is not in what will be renamed over the file.
+    deadline = time.monotonic() + 10
+    while not any(p.name.startswith("sed") for p in dms.config_dir.iterdir()):
+        assert time.monotonic() < deadline and update.poll() is None
+        time.sleep(0.01)
     dms.set_env(DMS_DOUBLE_SED_WINDOW="0")
     added = dms.run("email", "add", "bob@example.com", "pw")
     assert added.returncode == 0 and "bob@example.com" in dms.accounts()
