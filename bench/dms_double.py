@@ -1,7 +1,7 @@
 """Medians of the DMS `setup` double's commands, bare and padded (DMS_DOUBLE_DELAY=1), next to
 the medians measured on real DMS v15.1.0 (../shared/dms-facts.md, 20 accounts).
 
-    python bench/dms_double.py [--runs 5]
+    .venv/bin/python -m bench.dms_double [--runs 5]     (from the repository root)
 
 Prints one row per command: real DMS median, the double's bare median, the padded median and
 padded/real. The padded column should sit at ~1.0 wherever the bare double is faster than DMS.

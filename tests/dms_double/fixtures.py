@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -65,6 +66,15 @@ class DmsDouble:
     @property
     def setup_argv(self) -> list[str]:
         return [str(self.wrapper)]
+
+    @property
+    def bin_dir(self) -> Path:
+        """Holds the wrapper named `setup`: put it first on PATH to run `setup …` by name
+        (e.g. `timeout -k 5 N setup …` in an exec'd container)."""
+        return self.wrapper.parent
+
+    def path_env(self) -> str:
+        return f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
     # -- settings ---------------------------------------------------------------------------
     def set_env(
