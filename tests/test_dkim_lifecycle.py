@@ -178,3 +178,21 @@ async def test_without_setup_new_keys_are_reported_not_faked(
     entry = status.component("dkim")
     assert entry.state is State.DEGRADED
     assert "need DMS's setup" in entry.message
+
+
+async def test_file_mode_makes_keys_in_dms_layout_without_dms(
+    tmp_path: Path, knot_factory: Knot
+) -> None:
+    server = knot_factory({"example.com": ""})
+    settings = Settings.model_validate(
+        {"dms": {"configDir": str(tmp_path), "executor": {"kind": "file"}},
+         "dkim": {"nameservers": [server.nameserver]}}
+    )  # fmt: skip
+    status = StatusRegistry()
+    manager = DkimManager(AgentContext(settings=settings, status=status))
+    await manager.run_pass(domains(example_com="mail"))
+    key = read_public_keys(tmp_path, "opendkim")[("example.com", "mail")]
+    assert key.bits == 1024
+    assert (tmp_path / "opendkim" / "SigningTable").read_text().startswith("*@example.com mail.")
+    # no DMS to reload: the agent says a restart is needed rather than pretending
+    assert status.component("dkim").details["restartRequired"] is True

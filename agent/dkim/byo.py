@@ -62,6 +62,20 @@ def load_byo_keys(
     return keys, errors
 
 
+def generate_key(domain: str, spec: DkimSpec) -> ByoKey:
+    """A new key made here, for the no-DMS ``file`` executor (DMS's `setup` is not there).
+    Blocking (RSA generation): call it in a thread."""
+    if spec.key_type == "ed25519":
+        private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = (
+            ed25519.Ed25519PrivateKey.generate()
+        )
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=spec.key_size)
+    key, _ = _from_private(private, domain, spec.selector)
+    assert key is not None
+    return key
+
+
 def _load_one(path: Path, specs: dict[str, DkimSpec]) -> tuple[ByoKey | None, LocatedError | None]:
     def fail(field: str, message: str) -> tuple[None, LocatedError]:
         return None, LocatedError(str(path), None, field, message)
@@ -75,24 +89,33 @@ def _load_one(path: Path, specs: dict[str, DkimSpec]) -> tuple[ByoKey | None, Lo
         key = load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         return fail("key", f"not an unencrypted PEM private key ({exc})")
+    byo, problem = _from_private(key, domain, selector)
+    if byo is None:
+        return fail("key", problem)
+    spec = specs.get(domain)
+    if spec is not None and spec.selector == selector and spec.key_type != byo.key_type:
+        return fail(
+            "key", f"the state declares {spec.key_type} for {domain}, this is {byo.key_type}"
+        )
+    return byo, None
+
+
+def _from_private(key: object, domain: str, selector: str) -> tuple[ByoKey | None, str]:
     if isinstance(key, rsa.RSAPrivateKey):
         key_type, bits = "rsa", key.key_size
         if bits < 1024:
-            return fail("key", f"RSA key of {bits} bits: DKIM verifiers refuse under 1024")
+            return None, f"RSA key of {bits} bits: DKIM verifiers refuse under 1024"
         der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     elif isinstance(key, ed25519.Ed25519PrivateKey):
         key_type, bits = "ed25519", 256
         der = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     else:
-        return fail("key", f"unsupported key type {type(key).__name__}: use RSA or Ed25519")
-    spec = specs.get(domain)
-    if spec is not None and spec.selector == selector and spec.key_type != key_type:
-        return fail("key", f"the state declares {spec.key_type} for {domain}, this is {key_type}")
+        return None, f"unsupported key type {type(key).__name__}: use RSA or Ed25519"
     # opendkim-genkey writes PKCS#1 ("RSA PRIVATE KEY"); Ed25519 only exists as PKCS#8
     fmt = PrivateFormat.TraditionalOpenSSL if key_type == "rsa" else PrivateFormat.PKCS8
     pem = key.private_bytes(Encoding.PEM, fmt, NoEncryption())
     record = f"v=DKIM1; k={key_type}; p={base64.b64encode(der).decode()}"
-    return ByoKey(domain, selector, key_type, bits, pem, record), None
+    return ByoKey(domain, selector, key_type, bits, pem, record), ""
 
 
 def install_byo_key(config_dir: Path, backend: Backend, key: ByoKey) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.app import AgentContext
 from agent.dkim import metrics as m
-from agent.dkim.byo import install_byo_key, load_byo_keys
+from agent.dkim.byo import generate_key, install_byo_key, load_byo_keys
 from agent.dkim.keys import Backend, PublicKey, read_public_keys
 from agent.dkim.publication import is_published, make_resolver
 from agent.dkim.rotation import DomainState, Facts, Step, after_retire, after_switch, next_step
@@ -160,8 +160,11 @@ class DkimManager:
                 wanted[domain] = spec
         if not wanted:
             return
+        if self.ctx.settings.dms.executor.kind == "file":
+            await self._generate_here(backend, wanted)
+            return
         executor = self.ctx.executor
-        if executor is None or self.ctx.settings.dms.executor.kind == "file":
+        if executor is None:
             result.errors.append("new DKIM keys need DMS's setup (dms.executor: local/docker/kube)")
             return
         setup = list(self.ctx.settings.dms.setup_command)
@@ -174,6 +177,15 @@ class DkimManager:
                 msg = f"`setup {cmd}` failed ({res.exit_code}): {res.stderr.strip()[-300:]}"
                 result.errors.append(msg)
                 self.ctx.events.emit("ApplyFailed", msg, "Warning")
+
+    async def _generate_here(self, backend: Backend, wanted: dict[str, DkimSpec]) -> None:
+        """No DMS (``file`` executor): make the keys ourselves, in DMS's layout and modes."""
+        assert self.config_dir is not None
+        for domain, spec in sorted(wanted.items()):
+            key = await asyncio.to_thread(generate_key, domain, spec)
+            await asyncio.to_thread(install_byo_key, self.config_dir, backend, key)
+            m.ACTIONS.labels("generate", "ok").inc()
+            log.info("generated DKIM key %s._domainkey.%s", spec.selector, domain)
 
     async def _check_publication(
         self,
