@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from agent import lb
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
@@ -49,7 +50,9 @@ class AgentContext:
 Builder = Callable[[AgentContext], list[Component]]
 
 # Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = []
+BUILDERS: list[Builder] = [
+    lb.build,
+]
 
 
 @dataclass(slots=True)
@@ -187,6 +190,7 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        agent.hub.shutting_down.set(True)
         await agent.stop_components()
         await runner.cleanup()
         log.info("stopped")
