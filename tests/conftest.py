@@ -6,4 +6,5 @@ pytest_plugins: list[str] = [
     "tests.rig.logs",
     "tests.rig.webhook",
     "tests.rig.haproxy",
+    "tests.lbkit",
 ]

@@ -42,11 +42,12 @@ def test_webhook_runs_the_hook_and_logs_it(webhook: WebhookFactory, tmp_path: Pa
         }
     ]
     hook = webhook.start(hooks, env={"TOKEN": "abc"}, template=True)
-    ok = _post(hook.url("t"), b'{"x": "42"}', {"Content-Type": "application/json", "X-Token": "abc"})
+    headers = {"Content-Type": "application/json", "X-Token": "abc"}
+    ok = _post(hook.url("t"), b'{"x": "42"}', headers)
     assert ok == (200, "ran with 42\n")
     denied = _post(hook.url("t"), b'{"x": "1"}', {"Content-Type": "application/json"})
     assert denied[0] == 403
-    assert hook.executions("t") == 1
+    assert hook.triggered("t") == 1
     hook.stop()
     assert hook.daemon.proc.poll() is not None
 

@@ -58,6 +58,7 @@ class LbComponent:
         self.states = {
             t.label: TargetState(t.format, endpoint(t.url)) for t in self.settings.targets
         }
+        self._report()
 
     async def run(self) -> None:
         desired: Observable[Registration | None] = Observable(None)

@@ -18,7 +18,7 @@ Environment (set it in webhook's service or in hooks.json):
   LB_STATE_DIR       state and lock file            (default /var/lib/dms-lb)
   LB_HAPROXY_CONFIG  the file this script owns      (default /etc/haproxy/dms-lb.cfg)
   LB_HAPROXY_CHECK   check command; `-f <candidate>` is appended
-                     (default "haproxy -c -q -f /etc/haproxy/haproxy.cfg")
+                     (default "haproxy -c -f /etc/haproxy/haproxy.cfg")
   LB_RELOAD          reload command                 (default "systemctl reload haproxy")
   LB_BIND            address frontends bind to      (default "*")
   LB_MAX_AGE         v2: refuse documents older than this many seconds; 0: off (default 900)
@@ -36,7 +36,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 def apply_v2(state: dict[str, Any], req: dict[str, Any]) -> str:
     max_age = float(env("LB_MAX_AGE", "900"))
-    age = datetime.now(timezone.utc).timestamp() - req["timestamp"]
+    age = datetime.now(UTC).timestamp() - req["timestamp"]
     if max_age > 0 and age > max_age:
         raise Refused(3, "rejected", f"document is {age:.0f}s old (LB_MAX_AGE {max_age:g})")
     last = state["senders"].get(req["pod"], 0)
@@ -212,17 +212,19 @@ def endpoint(address: str, port: int) -> str:
 
 
 def entries(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every forwarded port, each frontend port claimed once."""
+    """Every forwarded port; a frontend port belongs to one registration only."""
     out: list[dict[str, Any]] = []
     for name, svc in sorted(state["services"].items()):
         for p in svc["ports"]:
-            out.append({"name": name, "address": svc["address"], **p})
+            entry = {**p, "service": name, "port": p["name"], "address": svc["address"]}
+            out.append({**entry, "owner": f"{name} (v2)"})
     for item in state["legacy"].values():
-        out.append(dict(item))
+        entry = {**item, "service": item["name"], "port": str(item["frontend"])}
+        out.append({**entry, "owner": f"{item['name']} (funkypenguin)"})
     owners: dict[int, str] = {}
     for e in out:
-        owner = owners.setdefault(e["frontend"], e["name"])
-        if owner != e["name"]:
+        owner = owners.setdefault(e["frontend"], e["owner"])
+        if owner != e["owner"]:
             raise Refused(3, "rejected", f"frontend port {e['frontend']} belongs to {owner}")
     return sorted(out, key=lambda e: e["frontend"])
 
@@ -231,16 +233,17 @@ def render(state: dict[str, Any]) -> str:
     bind = env("LB_BIND", "*")
     parts = [HEADER]
     for e in entries(state):
-        label = f"dmslb_{e['name']}_{e['frontend']}"
+        label = f"dmslb_{e['service']}_{e['frontend']}"
         proxy = " send-proxy" if e["proxy"] else ""
         parts.append(
-            f"\nfrontend {label}\n"
+            f"\n# {e['service']} {e['port']}\n"
+            f"frontend {label}\n"
             f"    mode tcp\n"
             f"    bind {endpoint(bind, e['frontend'])}\n"
             f"    default_backend {label}\n"
             f"\nbackend {label}\n"
             f"    mode tcp\n"
-            f"    server {e['name']} {endpoint(e['address'], e['backend'])}{proxy}\n"
+            f"    server {e['service']}_{e['port']} {endpoint(e['address'], e['backend'])}{proxy}\n"
         )
     return "".join(parts)
 
@@ -261,7 +264,7 @@ def install(text: str) -> bool:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        check = env("LB_HAPROXY_CHECK", "haproxy -c -q -f /etc/haproxy/haproxy.cfg")
+        check = env("LB_HAPROXY_CHECK", "haproxy -c -f /etc/haproxy/haproxy.cfg")
         code, output = run([*shlex.split(check), "-f", str(candidate)])
         if code != 0:
             raise Refused(4, "error", f"haproxy -c refused the new config: {output[-500:]}")

@@ -12,6 +12,7 @@ test provides; ``reload()`` is the real thing (SIGUSR2 to the master, which re-r
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,13 +67,33 @@ class HAProxy:
         port = ready_port or self.ready_port
         if port is None:
             raise ValueError("give ready_port, or use base_config()")
-        argv = [self.binary, "-W", "-db"]
+        self.master_socket = self.workdir / "master.sock"
+        argv = [self.binary, "-W", "-db", "-S", str(self.master_socket)]
         for cfg in configs:
             argv += ["-f", str(cfg)]
         self.daemon = Daemon("haproxy", argv, self.workdir)
         keep_logs(self.request, self.daemon)
         self.daemon.wait_tcp("127.0.0.1", port)
         self._wait_loads(1)
+        self._wait_master()
+
+    def _wait_master(self, timeout: float = 10.0) -> None:
+        """The master handles signals only once its loop runs (a SIGUSR2 sent right after
+        "Loading success." is lost); its CLI answering proves the loop runs."""
+        assert self.daemon is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1)
+                    s.connect(str(self.master_socket))
+                    s.sendall(b"show proc\n")
+                    if b"master" in s.recv(4096):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"haproxy master never answered:\n{self.daemon.logs()}")
 
     @property
     def master_pid(self) -> int:
@@ -93,6 +114,7 @@ class HAProxy:
         before = self.loads()
         self.daemon.proc.send_signal(12)  # SIGUSR2: the master re-reads the config files
         self._wait_loads(before + 1, timeout)
+        self._wait_master()
 
     def _wait_loads(self, count: int, timeout: float = 10.0) -> None:
         assert self.daemon is not None

@@ -13,6 +13,7 @@ report of a failing test.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ class Webhook:
     def logs(self) -> str:
         return self.daemon.logs()
 
-    def executions(self, hook_id: str) -> int:
-        """How many times the hook's command was started (from the verbose log)."""
+    def triggered(self, hook_id: str) -> int:
+        """How many requests matched the hook's trigger rule (from the verbose log)."""
         return self.logs().count(f"] {hook_id} hook triggered successfully")
 
     def stop(self) -> None:
@@ -78,7 +79,12 @@ class WebhookFactory:
         hook = Webhook(daemon, port, "https" if tls else "http")
         self.started.append(hook)
         daemon.wait_tcp("127.0.0.1", port)
-        log = daemon.logs()
+        # webhook listens before it has read its hooks: wait for its "serving" line.
+        deadline = time.monotonic() + 10
+        while "serving hooks on" not in (log := daemon.logs()):
+            if time.monotonic() > deadline or daemon.proc.poll() is not None:
+                break
+            time.sleep(0.01)
         if "couldn't load hooks" in log or "loaded:" not in log:
             raise RuntimeError(f"webhook did not load {hooks_path}:\n{log}")
         return hook
