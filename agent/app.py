@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent import lb
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
+from agent.lb import build as build_lb
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
 from agent.settings import Settings
+from agent.sources.build import build as build_sources
 from agent.status import State, StatusRegistry
 
 log = logging.getLogger("dms_agent.app")
@@ -49,9 +50,11 @@ class AgentContext:
 
 Builder = Callable[[AgentContext], list[Component]]
 
+
 # Each capability appends its builder here (one line each).
 BUILDERS: list[Builder] = [
-    lb.build,
+    build_sources,
+    build_lb,
 ]
 
 
@@ -111,7 +114,10 @@ class Agent:
         self._builders = BUILDERS
 
     def context(self) -> AgentContext:
-        return AgentContext(settings=self.settings, status=self.status, hub=self.hub)
+        from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
+
+        events = make_event_sink(self.settings)
+        return AgentContext(settings=self.settings, status=self.status, hub=self.hub, events=events)
 
     async def start_components(self) -> None:
         ctx = self.context()

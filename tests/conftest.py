@@ -3,6 +3,7 @@ each owned by the capability that needs it; the doubles live in tests/dms_double
 tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
 pytest_plugins: list[str] = [
+    "tests.kube_api.fixtures",
     "tests.rig.logs",
     "tests.rig.webhook",
     "tests.rig.haproxy",

@@ -11,9 +11,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
+from agent.kube.client import KubeApiError, KubeConfigError, shared_client
+from agent.kube.config import KubeSettings
 from agent.lb.config import LbAddress
 
 
@@ -28,7 +31,9 @@ def _checked(value: str, where: str) -> str:
         raise AddressError(f"{where} is not an IP address: {value.strip()[:64]!r}") from None
 
 
-async def resolve_address(settings: LbAddress, environ: Mapping[str, str] | None = None) -> str:
+async def resolve_address(
+    settings: LbAddress, kube: KubeSettings, environ: Mapping[str, str] | None = None
+) -> str:
     environ = os.environ if environ is None else environ
     if settings.source == "fixed":
         assert settings.value is not None  # the settings model guarantees it
@@ -41,31 +46,24 @@ async def resolve_address(settings: LbAddress, environ: Mapping[str, str] | None
     node = settings.node_name or environ.get("NODE_NAME")
     if not node:
         raise AddressError("no node name: set lb.address.nodeName or $NODE_NAME (spec.nodeName)")
-    return await node_address(settings, node)
+    return await node_address(settings, kube, node)
 
 
-async def node_address(settings: LbAddress, node: str) -> str:
+async def node_address(settings: LbAddress, kube: KubeSettings, node: str) -> str:
     """Read the Node and return its first address of ``nodeAddressType``."""
-    from kubernetes_asyncio import client, config
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    configuration = client.Configuration()
-    if settings.kubeconfig is not None or "KUBERNETES_SERVICE_HOST" not in os.environ:
-        path = settings.kubeconfig or os.environ.get("KUBECONFIG")
-        await config.load_kube_config(
-            config_file=str(path) if path else None, client_configuration=configuration
-        )
-    else:  # reads the service account files: keep that off the event loop
-        await asyncio.to_thread(config.load_incluster_config, client_configuration=configuration)
     try:
-        async with client.ApiClient(configuration) as api:
-            obj: Any = await client.CoreV1Api(api).read_node(node)
-    except ApiException as exc:
-        reason = f"HTTP {exc.status} {exc.reason}"
-        raise AddressError(f"reading Node {node!r} failed: {reason}") from None
-    except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+        client = await asyncio.to_thread(shared_client, kube)  # first call reads files
+        obj: Any = await client.request("GET", f"/api/v1/nodes/{quote(node, safe='')}")
+    except KubeConfigError as exc:
+        raise AddressError(str(exc)) from None
+    except KubeApiError as exc:
+        raise AddressError(
+            f"reading Node {node!r} failed: HTTP {exc.status} {exc.reason}"
+        ) from None
+    except (OSError, TimeoutError, aiohttp.ClientError, ValueError) as exc:
         raise AddressError(f"reading Node {node!r} failed: {type(exc).__name__}: {exc}") from None
-    for entry in (obj.status.addresses if obj.status else None) or []:
-        if entry.type == settings.node_address_type:
-            return _checked(entry.address, f"Node {node!r} {entry.type}")
+    addresses = (obj.get("status") or {}).get("addresses") or [] if isinstance(obj, dict) else []
+    for entry in addresses:
+        if isinstance(entry, dict) and entry.get("type") == settings.node_address_type:
+            return _checked(str(entry.get("address", "")), f"Node {node!r} {entry['type']}")
     raise AddressError(f"Node {node!r} has no {settings.node_address_type} address")

@@ -128,7 +128,9 @@ class LbComponent:
 
     async def _refresh(self, desired: Observable[Registration | None]) -> None:
         try:
-            address = await resolve_address(self.settings.address, self.environ)
+            address = await resolve_address(
+                self.settings.address, self.ctx.settings.kube, self.environ
+            )
         except AddressError as exc:
             if self.phase != f"no address: {exc}":
                 log.warning("lb: node address unknown: %s", exc)

@@ -54,9 +54,10 @@ class LbAddress(Section):
     """Where the node's address comes from — never from an outside "what is my IP" service.
 
     - ``env``: an environment variable filled by the downward API (``status.hostIP``).
-    - ``node``: the Node object's address of ``nodeAddressType`` through the Kubernetes API;
-      the node is ``nodeName`` or ``$NODE_NAME`` (downward API ``spec.nodeName``). Re-read
-      every ``refreshInterval`` seconds, so a changed address is sent without a restart.
+    - ``node``: the Node object's address of ``nodeAddressType`` through the Kubernetes API
+      (reached as the ``kube:`` settings say; RBAC: ``get`` on ``nodes``); the node is
+      ``nodeName`` or ``$NODE_NAME`` (downward API ``spec.nodeName``). Re-read every
+      ``refreshInterval`` seconds, so a changed address is sent without a restart.
     - ``fixed``: ``value``.
     """
 
@@ -65,7 +66,6 @@ class LbAddress(Section):
     value: str | None = None
     node_name: str | None = None
     node_address_type: Literal["ExternalIP", "InternalIP"] = "ExternalIP"
-    kubeconfig: Path | None = None  # default: in-cluster service account, else $KUBECONFIG
     refresh_interval: float = Field(60.0, gt=0)
 
     @field_validator("value")
