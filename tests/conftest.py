@@ -2,4 +2,6 @@
 each owned by the capability that needs it; the doubles live in tests/dms_double and
 tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.rig.ca",
+]
