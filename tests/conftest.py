@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     "tests.rig.webhook",
     "tests.rig.haproxy",
     "tests.lbkit",
+    "tests.rig.ca",
 ]
