@@ -40,13 +40,17 @@ class LbHost:
     env: dict[str, str]
     port: int
     webhook: Webhook | None = None
+    tls: tuple[Path, Path] | None = None  # (cert, key): serve HTTPS
 
     def start_webhook(self) -> Webhook:
-        self.webhook = self.factory.start(self.hooks, env=self.env, template=True, port=self.port)
+        self.webhook = self.factory.start(
+            self.hooks, env=self.env, template=True, port=self.port, tls=self.tls
+        )
         return self.webhook
 
     def url(self, hook_id: str) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/{hook_id}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hooks/{hook_id}"
 
     @property
     def v2_url(self) -> str:
@@ -75,7 +79,11 @@ def example_hooks(dest: Path) -> Path:
 
 
 def setup_host(
-    webhook: WebhookFactory, haproxy: HAProxy, tmp_path: Path, start: bool = True
+    webhook: WebhookFactory,
+    haproxy: HAProxy,
+    tmp_path: Path,
+    start: bool = True,
+    tls: tuple[Path, Path] | None = None,
 ) -> LbHost:
     """HAProxy running with an empty dms-lb.cfg; webhook started unless ``start=False``."""
     config = tmp_path / "dms-lb.cfg"
@@ -98,6 +106,7 @@ def setup_host(
     host = LbHost(
         webhook, haproxy, config, tmp_path / "state", hmac_key, token, hooks, env, free_port()
     )
+    host.tls = tls
     if start:
         host.start_webhook()
     return host

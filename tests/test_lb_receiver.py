@@ -31,6 +31,7 @@ from tests.lbkit import (
     start_agent,
     wait_route,
 )
+from tests.rig.ca import TestCA
 from tests.rig.haproxy import HAProxy
 from tests.rig.proc import free_port
 from tests.rig.webhook import WebhookFactory
@@ -364,3 +365,33 @@ async def test_waits_for_the_smtp_check(lb_host: LbHost) -> None:
         assert lb_host.triggered("dms-lb") == 1
     finally:
         await agent.stop()
+
+
+async def test_https_is_verified_with_the_given_ca(
+    webhook: WebhookFactory, haproxy: HAProxy, tmp_path: Path, test_ca: TestCA
+) -> None:
+    host = setup_host(webhook, haproxy, tmp_path, tls=test_ca.issue(["127.0.0.1"]))
+    ports = [{"name": "smtp", "frontend": free_port(), "backend": 2525}]
+    target = {"url": host.v2_url, "secretFile": str(host.hmac_key)}
+    untrusted = start_agent(
+        _fast(ports=ports, address={"source": "fixed", "value": "127.0.0.2"}, targets=[target])
+    )
+    try:  # the throwaway CA is not in the system's store: verification must fail
+        await untrusted.wait(failed_times(2))
+        assert untrusted.target()["lastResult"] == "tls_error"
+        assert host.triggered("dms-lb") == 0
+    finally:
+        await untrusted.stop()
+    trusted = start_agent(
+        _fast(
+            ports=ports,
+            address={"source": "fixed", "value": "127.0.0.2"},
+            targets=[{**target, "caFile": str(test_ca.ca_cert_path)}],
+        )
+    )
+    try:
+        await trusted.wait(ok)
+        assert host.triggered("dms-lb") == 1
+        assert trusted.target()["endpoint"].startswith("https://127.0.0.1:")
+    finally:
+        await trusted.stop()
