@@ -95,13 +95,26 @@ async def test_funkypenguin_one_request_per_port(lb_host: LbHost) -> None:
         try:
             await agent.wait(ok)
             assert lb_host.triggered("update-haproxy") == 2  # one request per port
-            assert sorted(lb_host.state()["legacy"]) == [f"mailserver/{f1}", f"mailserver/{f2}"]
+            assert set(lb_host.state()["legacy"]) == {f"mailserver/{f1}", f"mailserver/{f2}"}
             greeting, client_port = await wait_route(f1, "smtp")
             assert greeting.endswith(f"PROXY TCP4 {CLIENT_SOURCE} 127.0.0.1 {client_port} {f1}")
             greeting, _ = await wait_route(f2, "submission")
             assert greeting == "220 submission -"  # no send-proxy asked: no header
             await asyncio.sleep(0.3)
             assert sub.proxy_lines == [] and len(smtp.proxy_lines) >= 1
+        finally:
+            await agent.stop()
+        # Settings change: submission is dropped. The legacy format has no "whole set"
+        # document, so the agent withdraws the dropped port itself.
+        fewer = settings.model_copy(
+            update={"lb": settings.lb.model_copy(update={"ports": settings.lb.ports[:1]})}
+        )
+        agent = start_agent(fewer)
+        try:
+            await agent.wait(ok)
+            assert sorted(lb_host.state()["legacy"]) == [f"mailserver/{f1}"]
+            assert f":{f2}" not in lb_host.config.read_text()
+            await wait_route(f1, "smtp")
         finally:
             await agent.stop()
 

@@ -109,6 +109,10 @@ async def test_sequence_increases_and_survives_restarts_and_clock_jumps(tmp_path
     assert await again.next() == b + 1
     fresh = SequenceSource(None, clock=lambda: 2000.0)  # no state file: the clock alone
     assert await fresh.next() == 2_000_000
+    await again.set_legacy_ports("lb:9000", [{"frontend": 25}])
+    reread = SequenceSource(state, clock=lambda: clock[0])
+    assert await reread.legacy_ports("lb:9000") == [{"frontend": 25}]
+    assert await reread.next() == b + 2
     state.write_text("not json")
     broken = SequenceSource(state, clock=lambda: 5.0)
     assert await broken.next() == 5000  # unreadable state is reported, not fatal

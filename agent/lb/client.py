@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from agent.lb import metrics
-from agent.lb.config import LbTarget
+from agent.lb.config import LbPort, LbTarget
 from agent.lb.payload import (
     Action,
     Registration,
@@ -89,7 +89,41 @@ class TargetClient:
             outcome = await self._send(request, tls, sequence)
             if not outcome.ok:
                 return outcome
+        if self.target.format == "funkypenguin":
+            outcome = await self._withdraw_dropped(reg, action, tls)
+            if not outcome.ok:
+                return outcome
         return Outcome(True, "ok", f"{action} accepted", sequence)
+
+    async def _withdraw_dropped(
+        self, reg: Registration, action: Action, tls: ssl.SSLContext | bool
+    ) -> Outcome:
+        """Send ``delete`` for ports registered before but no longer in the settings."""
+        label = self.target.label
+        current = {p.frontend for p in reg.ports} if action == "add" else set()
+        for old in await self.sequences.legacy_ports(label):
+            if old.get("frontend") in current:
+                continue
+            try:
+                port = LbPort.model_validate(old["port"])
+                gone = Registration(reg.name, reg.pod, reg.node, str(old["address"]), (port,))
+            except (KeyError, TypeError, ValueError):
+                continue  # an unreadable old entry: nothing we can withdraw
+            try:
+                requests, _ = await self._build(gone, "delete")
+            except SecretError as exc:
+                return Outcome(False, "secret_error", str(exc))
+            outcome = await self._send(requests[0], tls, None)
+            if not outcome.ok:
+                return outcome
+            log.info("lb target %s: withdrew dropped port %s", label, port.frontend)
+        kept = [
+            {"frontend": p.frontend, "address": reg.address, "port": p.model_dump()}
+            for p in reg.ports
+            if action == "add"
+        ]
+        await self.sequences.set_legacy_ports(label, kept)
+        return Outcome(True, "ok", "")
 
     async def _build(self, reg: Registration, action: Action) -> tuple[list[Request], int | None]:
         secret = await asyncio.to_thread(read_secret, self.target.secret_file)
