@@ -408,3 +408,56 @@ async def test_https_is_verified_with_the_given_ca(
         assert trusted.target()["endpoint"].startswith("https://127.0.0.1:")
     finally:
         await trusted.stop()
+
+
+async def test_a_bare_200_is_not_proof(webhook: WebhookFactory, tmp_path: Path) -> None:
+    """webhook's default answer (200 and a fixed message, whether or not a command ran) must
+    not count as a registration."""
+    key = tmp_path / "key"
+    key.write_text("k")
+    hook = webhook.start(
+        [{"id": "dms-lb", "execute-command": "/bin/true", "response-message": "I got it!"}]
+    )
+    settings = _fast(
+        ports=[{"name": "smtp", "frontend": 25}],
+        address={"source": "fixed", "value": "127.0.0.2"},
+        targets=[{"url": hook.url("dms-lb"), "secretFile": str(key), "name": "bare"}],
+    )
+    agent = start_agent(settings)
+    try:
+        await agent.wait(failed_times(2))
+        assert agent.target()["lastResult"] == "bad_response"
+        assert "did it run" in agent.target()["lastDetail"]
+        assert (
+            REGISTRY.get_sample_value("dms_agent_lb_consecutive_failures", {"target": "bare"})
+            == agent.target()["consecutiveFailures"]
+        )
+    finally:
+        await agent.stop()
+
+
+async def test_per_request_timeout(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("k")
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}/hooks/dms-lb"
+    settings = _fast(
+        ports=[{"name": "smtp", "frontend": 25}],
+        address={"source": "fixed", "value": "127.0.0.2"},
+        targets=[{"url": url, "secretFile": str(key), "timeout": 0.2, "name": "silent"}],
+    )
+    count = REGISTRY.get_sample_value(
+        "dms_agent_lb_request_duration_seconds_count", {"format": "v2"}
+    )
+    agent = start_agent(settings)
+    try:
+        await agent.wait(failed_times(2))
+        assert agent.target()["lastResult"] == "timeout"
+        assert agent.target()["lastDetail"] == "no answer within 0.2s"
+        after = REGISTRY.get_sample_value(
+            "dms_agent_lb_request_duration_seconds_count", {"format": "v2"}
+        )
+        assert (after or 0) >= (count or 0) + 2
+    finally:
+        await agent.stop()
+        silent.close()

@@ -237,3 +237,21 @@ def test_receiver_script_refuses_a_port_taken_by_another_name(tmp_path: Path) ->
     }
     code, out = _hook(tmp_path, "funkypenguin", legacy)
     assert code == 3 and "belongs to mailserver" in str(out["reason"])
+
+
+def test_backoff_grows_with_jitter_and_heartbeat_jitters() -> None:
+    from agent.lb.sender import backoff_delay, heartbeat_delay
+    from tests.lbkit import lb_settings
+
+    lb = lb_settings(
+        ports=[{"name": "smtp", "frontend": 25}],
+        targets=[{"url": "https://lb.example/h", "secretFile": "/s"}],
+        retry={"initial": 1, "maximum": 8},
+        heartbeatInterval=100,
+        heartbeatJitter=0.2,
+    ).lb
+    for attempt, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8), (4, 8)]):
+        delays = {backoff_delay(lb, attempt) for _ in range(50)}
+        assert all(low <= d <= high for d in delays) and len(delays) > 1
+    beats = {heartbeat_delay(lb) for _ in range(50)}
+    assert all(80 <= b <= 120 for b in beats) and len(beats) > 1
