@@ -40,7 +40,7 @@ frontend rig_ready
 
 
 class HAProxy:
-    def __init__(self, request: pytest.FixtureRequest, workdir: Path, binary: str) -> None:
+    def __init__(self, request: pytest.FixtureRequest | None, workdir: Path, binary: str) -> None:
         self.request = request
         self.workdir = workdir
         self.binary = binary
@@ -72,7 +72,8 @@ class HAProxy:
         for cfg in configs:
             argv += ["-f", str(cfg)]
         self.daemon = Daemon("haproxy", argv, self.workdir)
-        keep_logs(self.request, self.daemon)
+        if self.request is not None:  # None outside pytest (bench/)
+            keep_logs(self.request, self.daemon)
         self.daemon.wait_tcp("127.0.0.1", port)
         self._wait_loads(1)
         self._wait_master()

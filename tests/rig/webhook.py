@@ -45,7 +45,7 @@ class Webhook:
 
 
 class WebhookFactory:
-    def __init__(self, request: pytest.FixtureRequest, workdir: Path, binary: str) -> None:
+    def __init__(self, request: pytest.FixtureRequest | None, workdir: Path, binary: str) -> None:
         self.request = request
         self.workdir = workdir
         self.binary = binary
@@ -75,7 +75,8 @@ class WebhookFactory:
         if tls is not None:
             argv += ["-secure", "-cert", str(tls[0]), "-key", str(tls[1])]
         daemon = Daemon(f"webhook-{n}", argv, self.workdir, env=env)
-        keep_logs(self.request, daemon)
+        if self.request is not None:  # None outside pytest (bench/)
+            keep_logs(self.request, daemon)
         hook = Webhook(daemon, port, "https" if tls else "http")
         self.started.append(hook)
         daemon.wait_tcp("127.0.0.1", port)
