@@ -106,15 +106,19 @@ async def test_funkypenguin_one_request_per_port(lb_host: LbHost) -> None:
             await agent.stop()
         # Settings change: submission is dropped. The legacy format has no "whole set"
         # document, so the agent withdraws the dropped port itself.
-        fewer = settings.model_copy(
-            update={"lb": settings.lb.model_copy(update={"ports": settings.lb.ports[:1]})}
+        lb = settings.lb.model_copy(
+            update={"ports": settings.lb.ports[:1], "delete_on_shutdown": True}
         )
-        agent = start_agent(fewer)
+        agent = start_agent(settings.model_copy(update={"lb": lb}))
         try:
             await agent.wait(ok)
             assert sorted(lb_host.state()["legacy"]) == [f"mailserver/{f1}"]
             assert f":{f2}" not in lb_host.config.read_text()
             await wait_route(f1, "smtp")
+            calls = lb_host.triggered("update-haproxy")
+            await agent.stop(shutdown=True)
+            assert lb_host.triggered("update-haproxy") == calls + 1  # one delete, one port
+            assert lb_host.state()["legacy"] == {}
         finally:
             await agent.stop()
 

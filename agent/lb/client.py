@@ -100,7 +100,7 @@ class TargetClient:
     ) -> Outcome:
         """Send ``delete`` for ports registered before but no longer in the settings."""
         label = self.target.label
-        current = {p.frontend for p in reg.ports} if action == "add" else set()
+        current = {p.frontend for p in reg.ports}  # just sent: added, or deleted already
         for old in await self.sequences.legacy_ports(label):
             if old.get("frontend") in current:
                 continue
