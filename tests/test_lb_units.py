@@ -204,11 +204,16 @@ def test_receiver_script_refuses_bad_input(tmp_path: Path) -> None:
     assert code == 2 and out["result"] == "error" and "IP address" in str(out["reason"])
     code, out = _hook(tmp_path, "v2", _v2(name="a b\nfrontend evil"))
     assert code == 2
+    twice = {"name": "smtp", "frontend": 25, "backend": 25}
+    code, out = _hook(tmp_path, "v2", _v2(ports=[twice, {**twice, "name": "again"}]))
+    assert code == 2 and "twice" in str(out["reason"])
     code, out = _hook(tmp_path, "v2", _v2(timestamp="2001-01-01T00:00:00Z"))
     assert code == 3 and "old" in str(out["reason"])
     code, out = _hook(tmp_path, "v2", _v2(), LB_ALLOWED_PORTS="587")
     assert code == 3 and "LB_ALLOWED_PORTS" in str(out["reason"])
     assert not (tmp_path / "dms-lb.cfg").exists()
+    code, out = _hook(tmp_path, "v2", _v2(pod="p" * 200))  # long pod names are fine
+    assert code == 0 and out["result"] == "applied"
 
 
 def test_receiver_script_keeps_old_config_when_check_or_reload_fails(tmp_path: Path) -> None:

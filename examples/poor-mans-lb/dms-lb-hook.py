@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+POD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")  # a pod name may be 253 long
 HEADER = "# Written by dms-lb-hook from webhook requests. Do not edit: it is rewritten.\n"
 
 
@@ -63,9 +64,9 @@ def bad(reason: str) -> Refused:
     return Refused(2, "error", reason)
 
 
-def get_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
-        raise bad(f"{what} must match {NAME.pattern}")
+def get_name(value: Any, what: str, pattern: re.Pattern[str] = NAME) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise bad(f"{what} must match {pattern.pattern}")
     return value
 
 
@@ -121,10 +122,13 @@ def parse_v2(doc: dict[str, Any]) -> dict[str, Any]:
                 "proxy": get_bool(p.get("proxyProtocol", False)),
             }
         )
+    fronts = [p["frontend"] for p in parsed]
+    if len(set(fronts)) != len(fronts):
+        raise bad("ports: a frontend port appears twice")
     return {
         "action": get_action(doc.get("action")),
         "name": get_name(doc.get("name"), "name"),
-        "pod": get_name(doc.get("pod"), "pod"),
+        "pod": get_name(doc.get("pod"), "pod", POD),
         "node": str(doc.get("node") or "")[:253],
         "address": get_address(doc.get("address")),
         "ports": parsed,
