@@ -20,7 +20,7 @@ from agent.sources.kube import KubeSource
 from agent.sources.merge import Merge
 from agent.status import StatusRegistry
 from tests.kube_api.fixtures import KubeApi
-from tests.kube_support import Recorder, load, start, state_yaml, stop
+from tests.kube_support import Recorder, eventually, load, start, state_yaml, stop
 
 NS = "mail"
 
@@ -199,9 +199,7 @@ async def test_token_rotation(rig: Rig) -> None:
 async def test_deleted_object_is_absent_not_empty(rig: Rig) -> None:
     rig.api.server.store.delete("secrets", NS, "mail-passwords")
     merge = rig.status.component("sources merge")
-    async with asyncio.timeout(5):
-        while "absent" not in merge.message:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: "absent" in merge.message)
     rig.write_state("a@x.org", "b@x.org")  # not published while the Secret is unknown
     await asyncio.sleep(0.3)
     assert rig.rec.accounts() == [{"a@x.org"}]
