@@ -229,3 +229,14 @@ async def test_label_selector_source(kube_api: KubeApi) -> None:
         await stop(tasks)
         rec.stop()
         await client.close()
+
+
+async def test_large_secret_through_the_watch(rig: Rig) -> None:
+    """A big Secret is one watch line of over 1 MB (base64 + JSON): far above aiohttp's default
+    line limit of 128 KiB (kubernetes_asyncio raises its buffer; so does this client)."""
+    lines = "".join(
+        f"user{i:05d}@x.org: {{hash: '{{SHA512-CRYPT}}$6${'x' * 90}'}}\n" for i in range(7000)
+    )
+    assert len(lines) > 700_000
+    rig.write_passwords(lines)
+    await rig.settled({"a@x.org"})
