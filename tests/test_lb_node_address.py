@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.kube.client import shared_client
 from agent.kube.config import KubeSettings
 from agent.lb.address import AddressError, resolve_address
 from agent.lb.config import LbAddress
@@ -45,12 +46,20 @@ async def test_node_external_ip_and_its_change_move_haproxy(
             assert lb_host.state()["services"]["mailserver"]["address"] == "127.0.0.3"
         finally:
             await agent.stop()
+            await shared_client(settings.kube).close()
 
 
 async def test_node_source_errors_are_clear(kube_api: KubeApi) -> None:
     kube = KubeSettings(kubeconfig=kube_api.kubeconfig)
     kube_api.server.add_node("only-internal", [("InternalIP", "10.0.0.1")])
     node = LbAddress(source="node")
+    try:
+        await _node_errors(node, kube)
+    finally:
+        await shared_client(kube).close()
+
+
+async def _node_errors(node: LbAddress, kube: KubeSettings) -> None:
     with pytest.raises(AddressError, match="no node name"):
         await resolve_address(node, kube, {})
     with pytest.raises(AddressError, match="has no ExternalIP"):
