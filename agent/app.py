@@ -60,6 +60,7 @@ BUILDERS: list[str | Builder] = [
     "agent.reconcile:build",
     "agent.dkim.manager:build",
     "agent.dns.component:build",
+    "agent.lb:build",
 ]
 
 
@@ -221,6 +222,7 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        agent.hub.shutting_down.set(True)
         await agent.stop_components()
         await runner.cleanup()
         log.info("stopped")

@@ -50,6 +50,8 @@ class Hub:
     - ``check_results``: liveness check results by name (checks -> lb, status)
     - ``dns_results``: DNS check results by domain (dns -> dkim)
     - ``resync``: bumped to ask the reconciler for an immediate pass
+    - ``shutting_down``: set True when the agent stops for good (SIGTERM), before components
+      are cancelled — so a component can tell shutdown from a settings reload
     """
 
     documents: Observable[Any] = field(default_factory=lambda: Observable(None))
@@ -57,3 +59,4 @@ class Hub:
     check_results: Observable[dict[str, Any]] = field(default_factory=lambda: Observable({}))
     dns_results: Observable[dict[str, Any]] = field(default_factory=lambda: Observable({}))
     resync: Observable[int] = field(default_factory=lambda: Observable(0))
+    shutting_down: Observable[bool] = field(default_factory=lambda: Observable(False))

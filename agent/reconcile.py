@@ -11,7 +11,6 @@ unknown outcome ends the pass and a new one starts from a fresh observe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -527,9 +526,9 @@ class Reconciler:
         finally:
             for w in waits:
                 w.cancel()
-            for w in waits:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await w
+            # gather, not `suppress(CancelledError)` around each await: a cancellation of THIS
+            # task arriving here must propagate, or shutdown waits a whole resync interval
+            await asyncio.gather(*waits, return_exceptions=True)
         return hub.resync.version
 
 

@@ -8,4 +8,9 @@ pytest_plugins: list[str] = [
     "tests.kube_api.fixtures",
     "tests.deploy.fixtures",
     "tests.rig.knot",
+    "tests.rig.logs",
+    "tests.rig.webhook",
+    "tests.rig.haproxy",
+    "tests.lbkit",
+    "tests.rig.ca",
 ]

@@ -132,7 +132,9 @@ def test_cli_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> 
 def test_run_serves_then_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "agent.yaml"
-    path.write_text(f"server: {{port: {port}}}\nlogging: {{format: json}}\n")
+    path.write_text(
+        f"server: {{port: {port}}}\nlogging: {{format: json}}\ndms: {{configDir: null}}\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(path)],

@@ -137,10 +137,14 @@ def test_webhook_wires_url_secret_and_node_ip(helm: str) -> None:
     docs = rendered(helm, "webhook")
     lb = agent_settings(docs)["lb"]
     assert lb["enabled"] is True
-    assert lb["webhookUrl"] == "https://lb.example.net/hooks/mail"
+    (target,) = lb["targets"]
+    assert target["url"] == "https://lb.example.net/hooks/mail"
     secret = one(docs, "Secret")
     assert secret["stringData"]["webhook-secret"] == "EXAMPLE-hook-secret"
-    assert lb["secretFile"] == "/etc/dms-agent/secrets/webhook-secret"
+    assert target["secretFile"] == "/etc/dms-agent/secrets/webhook-secret"
+    assert lb["address"] == {"source": "env", "env": "NODE_IP"}
+    smtp = next(p for p in lb["ports"] if p["name"] == "smtp")
+    assert (smtp["frontend"], smtp["backend"]) == (25, 30025)
     assert (
         "EXAMPLE-hook-secret"
         not in one(docs, "ConfigMap", "mailserver-agent")["data"]["settings.yaml"]

@@ -86,8 +86,17 @@ become "1"/"0"; every value is a string.
 {{- $_ := set $generated.checks "commands" .Values.liveness_tests.commands -}}
 {{- end -}}
 {{- if .Values.poor_mans_k8s_lb.enabled -}}
-{{- $_ := set $generated.lb "webhookUrl" .Values.poor_mans_k8s_lb.webhook_url -}}
-{{- $_ := set $generated.lb "secretFile" "/etc/dms-agent/secrets/webhook-secret" -}}
+{{- $target := dict "url" .Values.poor_mans_k8s_lb.webhook_url "format" .Values.poor_mans_k8s_lb.format "secretFile" "/etc/dms-agent/secrets/webhook-secret" -}}
+{{- $_ := set $generated.lb "targets" (list $target) -}}
+{{- $_ := set $generated.lb "address" (dict "source" "env" "env" "NODE_IP") -}}
+{{- $_ := set $generated.lb "waitForCheck" "smtp" -}}
+{{- $_ := set $generated.lb "deleteOnShutdown" true -}}
+{{- $ports := list -}}
+{{- $frontends := dict "smtp" 25 "pop3" 110 "imap" 143 "smtps" 465 "submission" 587 "imaps" 993 "pop3s" 995 -}}
+{{- range $name, $frontend := $frontends -}}
+{{- $ports = append $ports (dict "name" $name "frontend" $frontend "backend" (get $.Values.service.nodePorts $name) "proxyProtocol" $.Values.haproxy.enabled) -}}
+{{- end -}}
+{{- $_ := set $generated.lb "ports" $ports -}}
 {{- end -}}
 {{- $merged := mustMergeOverwrite $generated (deepCopy .Values.agent.settings) -}}
 {{- toYaml $merged -}}
