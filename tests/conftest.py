@@ -4,4 +4,7 @@ tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
 pytest_plugins: list[str] = [
     "tests.rig.ca",
+    "tests.rig.clamd",
+    "tests.rig.dovecot",
+    "tests.rig.postfix",
 ]

@@ -1,0 +1,99 @@
+"""A real `clamd` (Debian clamav-daemon) on loopback with a one-signature database.
+
+No signature download: the database folder holds one ``.hdb`` line made by ``sigtool --md5``
+over ``eicar_like`` (a harmless sample file the fixture writes), so clamd starts in about a
+second and uses little memory. It listens on TCP and on a unix socket (DMS's own clamd uses a
+unix socket), runs as root in the foreground, and can be killed and restarted by tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig.proc import Daemon, free_port, require_binary
+
+SAMPLE = b"dms-agent test sample: not a virus, matched by the test database\n"
+
+
+def make_database(folder: Path, sigtool: str = "sigtool") -> Path:
+    """Write the sample file and a one-line MD5 database matching it; return the sample."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = folder.parent / "sample.txt"
+    sample.write_bytes(SAMPLE)
+    line = subprocess.run(
+        [sigtool, "--md5", str(sample)], capture_output=True, text=True, check=True
+    ).stdout
+    (folder / "test.hdb").write_text(line)
+    return sample
+
+
+class Clamd:
+    """One clamd instance; ``start()``/``stop()``/``kill()`` may be called repeatedly."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.clamd = require_binary("clamd", "clamav-daemon")
+        sigtool = require_binary("sigtool", "clamav")
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        # unix socket paths are limited to 108 bytes: keep it short, outside pytest's deep tmp
+        self._sockdir = Path(tempfile.mkdtemp(prefix="clamd-", dir="/tmp"))
+        self.socket_path = self._sockdir / "clamd.sock"
+        self.database = workdir / "db"
+        self.sample = make_database(self.database, sigtool)
+        self.config_path = workdir / "clamd.conf"
+        self.config_path.write_text(
+            f"DatabaseDirectory {self.database}\n"
+            f"TCPSocket {self.port}\nTCPAddr {self.host}\n"
+            f"LocalSocket {self.socket_path}\n"
+            "User root\nForeground yes\nLogTime yes\n"
+            f"PidFile {workdir / 'clamd.pid'}\n"
+        )
+        self.daemon: Daemon | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.starts += 1
+        self.daemon = Daemon(
+            f"clamd{self.starts}", [self.clamd, "-c", str(self.config_path)], self.workdir
+        )
+        self.daemon.wait_tcp(self.host, self.port, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.daemon is not None and self.daemon.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer would do: no cleanup, the socket file stays."""
+        if self.daemon is not None and self.daemon.proc.poll() is None:
+            self.daemon.proc.kill()
+            self.daemon.proc.wait()
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            self.socket_path.unlink()
+        with contextlib.suppress(OSError):
+            self._sockdir.rmdir()
+
+
+@pytest.fixture
+def clamd(tmp_path: Path) -> Iterator[Clamd]:
+    """A running clamd (TCP ``host``/``port`` and ``socket_path``), stopped after the test."""
+    server = Clamd(tmp_path / "clamd")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()

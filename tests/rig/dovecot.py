@@ -1,0 +1,107 @@
+"""A real Dovecot (Debian dovecot-imapd/-pop3d) serving IMAP and POP3, plain and TLS.
+
+Four loopback listeners: ``imap`` (STARTTLS offered), ``imaps`` (implicit TLS), ``pop3``
+(STLS offered) and ``pop3s``. The certificate comes from the throwaway test CA; pass
+``expired=True`` to serve an expired one. Logins use a static password (``test``) so nothing
+on the machine is touched. Dovecot runs as root in the foreground with its base, state and log
+folders in a temporary folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.rig.ca import TestCA
+from tests.rig.proc import Daemon, free_port, require_binary
+
+_CONFIG = """\
+protocols = imap pop3
+listen = 127.0.0.1
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot-internal.log
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+passdb {{
+  driver = static
+  args = password=test
+}}
+userdb {{
+  driver = static
+  args = uid=root gid=root home={dir}/home/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+"""
+
+
+@dataclass
+class Dovecot:
+    host: str
+    imap: int
+    imaps: int
+    pop3: int
+    pop3s: int
+    cert_path: Path
+    daemon: Daemon
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+
+DovecotFactory = Callable[..., Dovecot]
+
+
+@pytest.fixture
+def dovecot_factory(tmp_path: Path, test_ca: TestCA) -> Iterator[DovecotFactory]:
+    """``start(expired=False) -> Dovecot``; every server started is stopped after the test."""
+    binary = require_binary("dovecot", "dovecot-imapd")
+    started: list[Dovecot] = []
+
+    def start(expired: bool = False) -> Dovecot:
+        workdir = tmp_path / f"dovecot{len(started)}"
+        for sub in ("run", "state", "home"):
+            (workdir / sub).mkdir(parents=True)
+        cert, key = test_ca.issue(["localhost", "127.0.0.1"], expired=expired)
+        ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
+        conf = workdir / "dovecot.conf"
+        conf.write_text(_CONFIG.format(dir=workdir, cert=cert, key=key, **ports))
+        daemon = Daemon("dovecot", [binary, "-F", "-c", str(conf)], workdir)
+        server = Dovecot("127.0.0.1", cert_path=cert, daemon=daemon, **ports)
+        started.append(server)
+        for port in ports.values():
+            daemon.wait_tcp(server.host, port)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def dovecot(dovecot_factory: DovecotFactory) -> Dovecot:
+    """A running Dovecot with a valid test-CA certificate."""
+    return dovecot_factory()

@@ -1,0 +1,124 @@
+"""A real Postfix (Debian postfix) as the SMTP server, in the foreground on loopback.
+
+Why Postfix and not aiosmtpd: DMS *is* Postfix, so the checks meet the real banner, EHLO
+reply, STARTTLS and TLS stack they will meet in production; ``postfix start-fg`` (Postfix >=
+3.3) runs the master in the foreground with a private ``config_directory``, so the machine's
+own Postfix is not touched. Postfix drops privileges to its ``postfix`` user, which needs to
+reach the queue and data folders: they live in a world-searchable temporary folder under /tmp
+(pytest's own tmp folders are private to root). It listens on an SMTP port and a submission
+port (both offer STARTTLS with a certificate from the test CA; ``expired=True`` serves an
+expired one). Mail delivery is not configured: these servers are for probing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.rig.ca import TestCA
+from tests.rig.proc import Daemon, free_port, require_binary
+
+_MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {dir}/queue
+data_directory = {dir}/data
+myhostname = mail.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+maillog_file = /dev/stdout
+smtpd_banner = $myhostname ESMTP
+alias_maps =
+alias_database =
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+"""
+
+_MASTER_CF = """\
+127.0.0.1:{smtp} inet n - n - - smtpd
+127.0.0.1:{submission} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class Postfix:
+    host: str
+    smtp: int
+    submission: int
+    cert_path: Path
+    config_dir: Path
+    daemon: Daemon
+    postfix: str
+
+    def stop(self) -> None:
+        # the `postfix` process only waits for master: stop master the documented way
+        subprocess.run(
+            [self.postfix, "-c", str(self.config_dir), "stop"], capture_output=True, timeout=20
+        )
+        self.daemon.stop()
+
+
+PostfixFactory = Callable[..., Postfix]
+
+
+@pytest.fixture
+def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
+    """``start(expired=False) -> Postfix``; every server started is stopped after the test."""
+    binary = require_binary("postfix", "postfix")
+    started: list[tuple[Postfix, Path]] = []
+
+    def start(expired: bool = False) -> Postfix:
+        workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
+        workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
+        etc = workdir / "etc"
+        for sub in ("etc", "queue", "data"):
+            (workdir / sub).mkdir()
+        shutil.chown(workdir / "data", "postfix")
+        cert, key = test_ca.issue(["localhost", "127.0.0.1"], expired=expired)
+        smtp, submission = free_port(), free_port()
+        (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
+        (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
+        daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
+        server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
+        started.append((server, workdir))
+        daemon.wait_tcp(server.host, smtp, timeout=20)
+        daemon.wait_tcp(server.host, submission, timeout=5)
+        return server
+
+    yield start
+    for server, workdir in started:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix(postfix_factory: PostfixFactory) -> Postfix:
+    """A running Postfix with a valid test-CA certificate."""
+    return postfix_factory()
