@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from agent import checks
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
@@ -49,7 +50,9 @@ class AgentContext:
 Builder = Callable[[AgentContext], list[Component]]
 
 # Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = []
+BUILDERS: list[Builder] = [
+    checks.build,
+]
 
 
 @dataclass(slots=True)

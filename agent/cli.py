@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Modules under agent/commands, in the order --help lists them. Each has register(subparsers).
-COMMANDS = ["run"]
+COMMANDS = ["run", "probe_script"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,88 @@
+"""One supervised component per check: probe on schedule, apply thresholds, remediate, publish.
+
+Each check has its own task, so a slow or hanging check delays nobody; attempts start every
+``interval`` seconds (measured start to start, like periodSeconds) and never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agent.checks.config import CheckBase, CheckSpec
+from agent.checks.metrics import (
+    CHECK_CERT_NOT_AFTER,
+    CHECK_DURATION,
+    CHECK_FAILING,
+    CHECK_FAILURES,
+    CHECK_LAST_SUCCESS,
+    CHECK_SUCCESS,
+)
+from agent.checks.probes import Outcome, ProbeEnv, run_probe
+from agent.checks.remediation import Remediator, Result
+from agent.checks.state import CheckState, Phase, Step
+from agent.checks.verdict import Board
+
+
+def record_metrics(spec: CheckBase, outcome: Outcome) -> None:
+    name = spec.name
+    CHECK_SUCCESS.labels(name).set(1 if outcome.ok else 0)
+    CHECK_DURATION.labels(name).observe(outcome.duration)
+    if outcome.ok:
+        CHECK_LAST_SUCCESS.labels(name).set(time.time())
+    else:
+        CHECK_FAILURES.labels(name, outcome.reason or "unknown").inc()
+    if outcome.cert_not_after is not None:
+        CHECK_CERT_NOT_AFTER.labels(name).set(outcome.cert_not_after)
+
+
+class CheckRunner:
+    def __init__(
+        self,
+        spec: CheckSpec,
+        state: CheckState,
+        board: Board,
+        env: ProbeEnv,
+        remediator: Remediator,
+    ) -> None:
+        self.name = f"check-{spec.name}"
+        self.spec = spec
+        self.state = state
+        self.board = board
+        self.env = env
+        self.remediator = remediator
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.spec.initial_delay:
+            await asyncio.sleep(self.spec.initial_delay)
+        while True:
+            started = loop.time()
+            await self.once()
+            await asyncio.sleep(max(0.0, started + self.spec.interval - loop.time()))
+
+    async def once(self) -> None:
+        """One attempt and everything that follows from it."""
+        outcome = await run_probe(self.spec, self.env)
+        record_metrics(self.spec, outcome)
+        was = self.state.phase
+        step = self.state.feed(outcome, asyncio.get_running_loop().time())
+        self.board.publish()
+        if step is Step.REMEDIATE:
+            await self._remediate()
+        elif step is Step.RECOVERED:
+            self.remediator.outcome(self.spec.name, helped=True)
+        elif step is Step.ESCALATED and was is Phase.REMEDIATING:
+            self.remediator.outcome(self.spec.name, helped=False)
+        CHECK_FAILING.labels(self.spec.name).set(1 if self.state.phase is Phase.FAILING else 0)
+        self.board.publish()
+
+    async def _remediate(self) -> None:
+        remediation = self.spec.remediation
+        assert remediation is not None  # Step.REMEDIATE is only given to checks with one
+        result, note = await self.remediator.run(self.spec.name, remediation)
+        now = asyncio.get_running_loop().time()
+        if result in (Result.RAN, Result.JOINED):
+            self.state.remediating(now, remediation.grace, note)
+        else:
+            self.state.escalate(now, note)
