@@ -7,8 +7,8 @@ import ssl
 
 from tests.rig.ca import TestCA
 from tests.rig.clamd import Clamd
-from tests.rig.dovecot import Dovecot
-from tests.rig.postfix import Postfix
+from tests.rig.dovecot import DovecotFactory
+from tests.rig.postfix import PostfixFactory
 
 
 def _banner(host: str, port: int, tls: ssl.SSLContext | None = None) -> bytes:
@@ -39,7 +39,10 @@ def test_clamd_answers_ping_on_tcp_and_unix_socket_and_stops(clamd: Clamd) -> No
     assert _closed(clamd.host, clamd.port)
 
 
-def test_dovecot_serves_imap_and_pop3_plain_and_tls(dovecot: Dovecot, test_ca: TestCA) -> None:
+def test_dovecot_serves_imap_and_pop3_plain_and_tls(
+    dovecot_factory: DovecotFactory, test_ca: TestCA
+) -> None:
+    dovecot = dovecot_factory(shared=False)
     tls = ssl.create_default_context(cafile=str(test_ca.ca_cert_path))
     assert _banner(dovecot.host, dovecot.imap).startswith(b"* OK")
     assert b"STARTTLS" in _banner(dovecot.host, dovecot.imap)
@@ -50,7 +53,8 @@ def test_dovecot_serves_imap_and_pop3_plain_and_tls(dovecot: Dovecot, test_ca: T
     assert _closed(dovecot.host, dovecot.imap)
 
 
-def test_postfix_greets_and_offers_starttls(postfix: Postfix) -> None:
+def test_postfix_greets_and_offers_starttls(postfix_factory: PostfixFactory) -> None:
+    postfix = postfix_factory(shared=False)
     for port in (postfix.smtp, postfix.submission):
         with socket.create_connection((postfix.host, port), timeout=5) as s:
             f = s.makefile("rb")

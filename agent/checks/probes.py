@@ -9,6 +9,7 @@ unknown.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -113,6 +114,17 @@ class _Session:
 _Track = list[_Session]  # every connection a probe opened, closed whatever the outcome
 
 
+def _os_error(exc: OSError) -> str:
+    # asyncio words a refused connection as "Connect call failed (addr)": name the errno
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _tls_failure(exc: ssl.SSLError) -> ProbeFailure:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProbeFailure("tls", f"certificate not trusted: {exc.verify_message}")
+    return ProbeFailure("tls", f"TLS handshake: {exc.reason or exc}")
+
+
 async def _connect(
     host: str, port: int, tls: ssl.SSLContext | None, server_name: str | None, track: _Track
 ) -> _Session:
@@ -121,9 +133,9 @@ async def _connect(
             host, port, ssl=tls, server_hostname=(server_name or host) if tls else None
         )
     except ssl.SSLError as exc:
-        raise ProbeFailure("tls", f"TLS handshake: {exc.reason or exc}") from None
+        raise _tls_failure(exc) from None
     except OSError as exc:
-        raise ProbeFailure("connect", f"{host}:{port}: {exc.strerror or exc}") from None
+        raise ProbeFailure("connect", f"{host}:{port}: {_os_error(exc)}") from None
     session = _Session(reader, writer)
     track.append(session)
     return session
@@ -133,7 +145,7 @@ async def _start_tls(session: _Session, ctx: ssl.SSLContext, server_name: str) -
     try:
         await session.writer.start_tls(ctx, server_hostname=server_name)
     except ssl.SSLError as exc:
-        raise ProbeFailure("tls", f"TLS handshake: {exc.reason or exc}") from None
+        raise _tls_failure(exc) from None
 
 
 def _judge_certificate(session: _Session, env: ProbeEnv) -> None:
@@ -253,16 +265,19 @@ async def probe_clamd(spec: ClamdCheck, env: ProbeEnv, track: _Track) -> _Sessio
             reader, writer = await asyncio.open_connection(spec.host, spec.port)
     except OSError as exc:
         where = spec.socket or f"{spec.host}:{spec.port}"
-        raise ProbeFailure("connect", f"{where}: {exc.strerror or exc}") from None
+        raise ProbeFailure("connect", f"{where}: {_os_error(exc)}") from None
     session = _Session(reader, writer)
     track.append(session)
     # z-prefixed commands are NUL-terminated, and so is clamd's answer
     writer.write(b"zPING\0")
     await writer.drain()
-    try:
-        answer = await reader.readuntil(b"\0")
-    except asyncio.IncompleteReadError as exc:
-        answer = exc.partial
+    answer = b""
+    # up to clamd's NUL, or a line end / EOF from something that is not clamd
+    while not any(end in answer for end in (b"\0", b"\n")) and len(answer) < 1024:
+        chunk = await reader.read(256)
+        if not chunk:
+            break
+        answer += chunk
     if answer.rstrip(b"\0\n") != b"PONG":
         shown = _clip(answer.decode("ascii", "replace"))
         raise ProbeFailure("protocol", f"clamd answered {shown!r}")
@@ -350,7 +365,8 @@ async def run_probe(spec: CheckSpec, env: ProbeEnv) -> Outcome:
     except ProbeFailure as exc:
         outcome = Outcome(False, exc.reason, exc.message, cert_not_after=exc.cert_not_after)
     except ssl.SSLError as exc:
-        outcome = Outcome(False, "tls", f"TLS: {exc.reason or exc}")
+        failure = _tls_failure(exc)
+        outcome = Outcome(False, failure.reason, failure.message)
     except (OSError, UnicodeError, ValueError) as exc:
         outcome = Outcome(False, "protocol", f"{type(exc).__name__}: {_clip(str(exc))}")
     duration = loop.time() - started

@@ -9,6 +9,8 @@ unix socket), runs as root in the foreground, and can be killed and restarted by
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -56,8 +58,22 @@ class Clamd:
             "User root\nForeground yes\nLogTime yes\n"
             f"PidFile {workdir / 'clamd.pid'}\n"
         )
+        # the same clamd, daemonizing: what a supervisor's restart leaves behind
+        self.background_config_path = workdir / "clamd-background.conf"
+        self.background_pidfile = workdir / "clamd-background.pid"
+        self.background_config_path.write_text(
+            self.config_path.read_text()
+            .replace("Foreground yes", "Foreground no")
+            .replace(str(workdir / "clamd.pid"), str(self.background_pidfile))
+            + f"LogFile {workdir / 'clamd-background.log'}\n"
+        )
         self.daemon: Daemon | None = None
         self.starts = 0
+
+    def restart_command(self) -> list[str]:
+        """A command that starts clamd again in the background (as ``supervisorctl restart``
+        would) and returns once it has forked; ``cleanup()`` stops that instance too."""
+        return ["sh", "-c", f"exec {self.clamd} -c {self.background_config_path} >/dev/null 2>&1"]
 
     def start(self, timeout: float = 20.0) -> None:
         self.starts += 1
@@ -82,6 +98,8 @@ class Clamd:
 
     def cleanup(self) -> None:
         self.stop()
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(self.background_pidfile.read_text().strip()), signal.SIGTERM)
         with contextlib.suppress(OSError):
             self.socket_path.unlink()
         with contextlib.suppress(OSError):

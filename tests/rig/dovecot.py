@@ -75,17 +75,26 @@ class Dovecot:
 DovecotFactory = Callable[..., Dovecot]
 
 
-@pytest.fixture
-def dovecot_factory(tmp_path: Path, test_ca: TestCA) -> Iterator[DovecotFactory]:
-    """``start(expired=False) -> Dovecot``; every server started is stopped after the test."""
+@pytest.fixture(scope="session")
+def dovecot_factory(
+    tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA
+) -> Iterator[DovecotFactory]:
+    """``start(expired=False, days=30, shared=True) -> Dovecot``.
+
+    Shared servers (one per certificate kind) live for the whole session, so tests must not
+    stop them; ask ``shared=False`` for a private one to stop. All are stopped at the end.
+    """
     binary = require_binary("dovecot", "dovecot-imapd")
     started: list[Dovecot] = []
+    shared_servers: dict[tuple[bool, int], Dovecot] = {}
 
-    def start(expired: bool = False) -> Dovecot:
-        workdir = tmp_path / f"dovecot{len(started)}"
+    def start(expired: bool = False, days: int = 30, shared: bool = True) -> Dovecot:
+        if shared and (expired, days) in shared_servers:
+            return shared_servers[(expired, days)]
+        workdir = tmp_path_factory.mktemp("dovecot")
         for sub in ("run", "state", "home"):
             (workdir / sub).mkdir(parents=True)
-        cert, key = test_ca.issue(["localhost", "127.0.0.1"], expired=expired)
+        cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
         ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
         conf = workdir / "dovecot.conf"
         conf.write_text(_CONFIG.format(dir=workdir, cert=cert, key=key, **ports))
@@ -94,6 +103,8 @@ def dovecot_factory(tmp_path: Path, test_ca: TestCA) -> Iterator[DovecotFactory]
         started.append(server)
         for port in ports.values():
             daemon.wait_tcp(server.host, port)
+        if shared:
+            shared_servers[(expired, days)] = server
         return server
 
     yield start

@@ -88,20 +88,28 @@ class Postfix:
 PostfixFactory = Callable[..., Postfix]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
-    """``start(expired=False) -> Postfix``; every server started is stopped after the test."""
+    """``start(expired=False, days=30, shared=True) -> Postfix``.
+
+    Postfix takes ~2 s to start, so shared servers (one per certificate kind) live for the
+    whole session and tests must not stop them; ask ``shared=False`` for a private one to stop.
+    All are stopped at the end.
+    """
     binary = require_binary("postfix", "postfix")
     started: list[tuple[Postfix, Path]] = []
+    shared_servers: dict[tuple[bool, int], Postfix] = {}
 
-    def start(expired: bool = False) -> Postfix:
+    def start(expired: bool = False, days: int = 30, shared: bool = True) -> Postfix:
+        if shared and (expired, days) in shared_servers:
+            return shared_servers[(expired, days)]
         workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
         workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
         etc = workdir / "etc"
         for sub in ("etc", "queue", "data"):
             (workdir / sub).mkdir()
         shutil.chown(workdir / "data", "postfix")
-        cert, key = test_ca.issue(["localhost", "127.0.0.1"], expired=expired)
+        cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
         smtp, submission = free_port(), free_port()
         (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
         (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
@@ -110,6 +118,8 @@ def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
         started.append((server, workdir))
         daemon.wait_tcp(server.host, smtp, timeout=20)
         daemon.wait_tcp(server.host, submission, timeout=5)
+        if shared:
+            shared_servers[(expired, days)] = server
         return server
 
     yield start
