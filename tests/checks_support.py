@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from agent.executor import Result
 
@@ -61,3 +62,56 @@ def silent_server() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(16)
         yield s.getsockname()[1]
+
+
+class RunningChecks:
+    """The checks capability as the agent runs it: ``build(ctx)`` + supervised components."""
+
+    def __init__(self, checks: dict[str, object], executor: LocalExecutor | None = None) -> None:
+        from agent.app import AgentContext
+        from agent.settings import Settings
+        from agent.status import StatusRegistry
+
+        self.settings = Settings.model_validate({"checks": {"enabled": True, **checks}})
+        self.events = RecordingEvents()
+        self.executor = executor if executor is not None else LocalExecutor()
+        self.ctx = AgentContext(
+            settings=self.settings,
+            status=StatusRegistry(),
+            events=self.events,
+            executor=self.executor,
+        )
+        self.tasks: list[asyncio.Task[None]] = []
+        self.verdicts: list[str] = []  # every verdict change, in order
+        set_verdict = self.ctx.status.set_verdict
+
+        def recording(verdict: Any, reasons: list[str], checks: Any = None) -> None:
+            if not self.verdicts or self.verdicts[-1] != verdict.value:
+                self.verdicts.append(verdict.value)
+            set_verdict(verdict, reasons, checks)
+
+        self.ctx.status.set_verdict = recording  # type: ignore[method-assign]
+
+    async def __aenter__(self) -> RunningChecks:
+        from agent.app import supervise
+        from agent.checks import build
+
+        for component in build(self.ctx):
+            self.tasks.append(asyncio.create_task(supervise(component, self.ctx.status)))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return self.ctx.hub.check_results.value
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():  # noqa: ASYNC110 - predicates read files too
+                await asyncio.sleep(0.02)

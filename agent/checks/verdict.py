@@ -2,7 +2,8 @@
 
 - unhealthy: some check that affects the verdict is FAILING (past its threshold and past
   remediation);
-- healthy: every check is PASSING or being remediated;
+- healthy: every check that affects the verdict is PASSING, or being remediated after it
+  had passed before;
 - unknown: anything else (not yet checked). Unknown is never unhealthy.
 
 The verdict file is what the mailserver's livenessProbe reads (see ``probe.py``). Its first
@@ -67,12 +68,20 @@ def check_summary(state: CheckState) -> dict[str, Any]:
     return summary
 
 
+def _fine(state: CheckState) -> bool:
+    # being remediated counts as healthy only for a check that has passed before
+    if state.phase is Phase.REMEDIATING:
+        return state.last_success is not None
+    return state.phase is Phase.PASSING
+
+
 def judge(states: list[CheckState]) -> tuple[Verdict, list[str]]:
     reasons = [r for s in states if (r := _reason(s))]
     reasons += [f"{s.spec.name}: {w}" for s in states if s.last for w in s.last.warnings]
-    if any(s.phase is Phase.FAILING and s.spec.affects_verdict for s in states):
+    deciding = [s for s in states if s.spec.affects_verdict]
+    if any(s.phase is Phase.FAILING for s in deciding):
         return Verdict.UNHEALTHY, reasons
-    if states and all(s.phase in (Phase.PASSING, Phase.REMEDIATING) for s in states):
+    if deciding and all(_fine(s) for s in deciding):
         return Verdict.HEALTHY, reasons
     return Verdict.UNKNOWN, reasons
 
