@@ -75,6 +75,27 @@ class Dovecot:
 DovecotFactory = Callable[..., Dovecot]
 
 
+def start_dovecot(
+    workdir: Path, test_ca: TestCA, expired: bool = False, days: int = 30, binary: str = "dovecot"
+) -> Dovecot:
+    """Start one Dovecot in ``workdir`` (also usable outside pytest, e.g. by bench/)."""
+    for sub in ("run", "state", "home"):
+        (workdir / sub).mkdir(parents=True)
+    cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
+    ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
+    conf = workdir / "dovecot.conf"
+    conf.write_text(_CONFIG.format(dir=workdir, cert=cert, key=key, **ports))
+    daemon = Daemon("dovecot", [binary, "-F", "-c", str(conf)], workdir)
+    server = Dovecot("127.0.0.1", cert_path=cert, daemon=daemon, **ports)
+    try:
+        for port in ports.values():
+            daemon.wait_tcp(server.host, port)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 @pytest.fixture(scope="session")
 def dovecot_factory(
     tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA
@@ -91,18 +112,8 @@ def dovecot_factory(
     def start(expired: bool = False, days: int = 30, shared: bool = True) -> Dovecot:
         if shared and (expired, days) in shared_servers:
             return shared_servers[(expired, days)]
-        workdir = tmp_path_factory.mktemp("dovecot")
-        for sub in ("run", "state", "home"):
-            (workdir / sub).mkdir(parents=True)
-        cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
-        ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
-        conf = workdir / "dovecot.conf"
-        conf.write_text(_CONFIG.format(dir=workdir, cert=cert, key=key, **ports))
-        daemon = Daemon("dovecot", [binary, "-F", "-c", str(conf)], workdir)
-        server = Dovecot("127.0.0.1", cert_path=cert, daemon=daemon, **ports)
+        server = start_dovecot(tmp_path_factory.mktemp("dovecot"), test_ca, expired, days, binary)
         started.append(server)
-        for port in ports.values():
-            daemon.wait_tcp(server.host, port)
         if shared:
             shared_servers[(expired, days)] = server
         return server

@@ -88,6 +88,33 @@ class Postfix:
 PostfixFactory = Callable[..., Postfix]
 
 
+def start_postfix(
+    test_ca: TestCA, expired: bool = False, days: int = 30, binary: str = "postfix"
+) -> tuple[Postfix, Path]:
+    """Start one Postfix; (server, its folder to remove after ``stop()``). Usable outside
+    pytest (bench/)."""
+    workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
+    workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
+    etc = workdir / "etc"
+    for sub in ("etc", "queue", "data"):
+        (workdir / sub).mkdir()
+    shutil.chown(workdir / "data", "postfix")
+    cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
+    smtp, submission = free_port(), free_port()
+    (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
+    (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
+    daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
+    server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
+    try:
+        daemon.wait_tcp(server.host, smtp, timeout=20)
+        daemon.wait_tcp(server.host, submission, timeout=5)
+    except BaseException:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return server, workdir
+
+
 @pytest.fixture(scope="session")
 def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
     """``start(expired=False, days=30, shared=True) -> Postfix``.
@@ -103,21 +130,8 @@ def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
     def start(expired: bool = False, days: int = 30, shared: bool = True) -> Postfix:
         if shared and (expired, days) in shared_servers:
             return shared_servers[(expired, days)]
-        workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
-        workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
-        etc = workdir / "etc"
-        for sub in ("etc", "queue", "data"):
-            (workdir / sub).mkdir()
-        shutil.chown(workdir / "data", "postfix")
-        cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
-        smtp, submission = free_port(), free_port()
-        (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
-        (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
-        daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
-        server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
+        server, workdir = start_postfix(test_ca, expired, days, binary)
         started.append((server, workdir))
-        daemon.wait_tcp(server.host, smtp, timeout=20)
-        daemon.wait_tcp(server.host, submission, timeout=5)
         if shared:
             shared_servers[(expired, days)] = server
         return server
