@@ -150,3 +150,16 @@ async def test_remediation_is_rate_limited_then_escalates_at_once() -> None:
     reasons = [e[0] for e in run.events.events]
     assert reasons == ["Remediation", "RemediationDidNotHelp", "RemediationFailed"]
     assert "not run: 1 runs in 3600s already" in run.events.events[-1][1]
+
+
+async def test_unhealthy_is_held_then_released_so_a_restarting_mailserver_can_start() -> None:
+    check = {"name": "smtp", "kind": "smtp", "port": free_port(), "failureThreshold": 1, **FAST}
+    config = {
+        "dmsDefaults": {"enabled": False},
+        "checks": [check],
+        "escalation": {"hold": 0.3, "restartGrace": 0.4},
+    }
+    async with RunningChecks(config) as run:
+        await run.wait_for(lambda: run.verdicts.count("unhealthy") == 2, 5)
+    # unhealthy stood for `hold`, then unknown during the restart grace, then judged again
+    assert run.verdicts == ["unknown", "unhealthy", "unknown", "unhealthy"]

@@ -33,7 +33,7 @@ def build(ctx: AgentContext) -> list[Component]:
     board.publish()
     remediator = Remediator(ctx.executor, ctx.events)
     components: list[Component] = [
-        CheckRunner(spec, state, board, env, remediator)
+        CheckRunner(spec, state, board, env, remediator, settings.escalation)
         for spec, state in zip(specs, states, strict=True)
     ]
     if settings.verdict_file is not None:

@@ -161,6 +161,17 @@ class DmsDefaults(Section):
     disable: list[str] = Field(default_factory=list)  # names of default checks to leave out
 
 
+class Escalation(Section):
+    """How long an affirmative ``unhealthy`` stands. After ``hold`` seconds of FAILING the
+    check is released to unknown and paused for ``restartGrace`` seconds: by then the kubelet
+    has restarted the mailserver (if its probe is wired), which needs time to start before it
+    is judged again; without the pause its own start-up would be read as a new failure and
+    restart it again (a crash loop). If nothing changed, the check fails and escalates again."""
+
+    hold: float = Field(120.0, gt=0)
+    restart_grace: float = Field(180.0, ge=0)
+
+
 class ChecksSettings(Section):
     """``checks:`` — see the module docstring."""
 
@@ -171,6 +182,7 @@ class ChecksSettings(Section):
     # The verdict for the mailserver's livenessProbe (see `dms-agent probe-script`). Null: none.
     verdict_file: Path | None = None
     verdict_refresh: float = Field(10.0, gt=0)  # rewrite period: the file's freshness heartbeat
+    escalation: Escalation = Escalation()
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChecksSettings:

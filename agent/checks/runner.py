@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent.checks.config import CheckBase, CheckSpec
+from agent.checks.config import CheckBase, CheckSpec, Escalation
 from agent.checks.metrics import (
     CHECK_CERT_NOT_AFTER,
     CHECK_DURATION,
@@ -44,6 +44,7 @@ class CheckRunner:
         board: Board,
         env: ProbeEnv,
         remediator: Remediator,
+        escalation: Escalation,
     ) -> None:
         self.name = f"check-{spec.name}"
         self.spec = spec
@@ -51,6 +52,7 @@ class CheckRunner:
         self.board = board
         self.env = env
         self.remediator = remediator
+        self.escalation = escalation
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -59,7 +61,22 @@ class CheckRunner:
         while True:
             started = loop.time()
             await self.once()
+            if self._held_long_enough(loop.time()):
+                await self._release()
+                continue
             await asyncio.sleep(max(0.0, started + self.spec.interval - loop.time()))
+
+    def _held_long_enough(self, now: float) -> bool:
+        since = self.state.failing_since
+        return since is not None and now - since >= self.escalation.hold
+
+    async def _release(self) -> None:
+        grace = self.escalation.restart_grace
+        why = f"unhealthy held {self.escalation.hold:g}s; pausing {grace:g}s for a restart"
+        self.state.release(asyncio.get_running_loop().time(), why)
+        CHECK_FAILING.labels(self.spec.name).set(0)
+        self.board.publish()
+        await asyncio.sleep(grace)
 
     async def once(self) -> None:
         """One attempt and everything that follows from it."""

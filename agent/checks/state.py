@@ -44,6 +44,8 @@ class CheckState:
     last_success: float | None = None
     remediation_deadline: float | None = None
     remediation_note: str = ""
+    failing_since: float | None = None
+    paused: str = ""  # set by release(), cleared by the next result
     history: list[str] = field(default_factory=list)  # phase changes, newest last (bounded)
 
     def _enter(self, phase: Phase, now: float, why: str) -> None:
@@ -53,6 +55,7 @@ class CheckState:
 
     def feed(self, outcome: Outcome, now: float) -> Step:
         self.last, self.last_checked = outcome, now
+        self.paused = ""
         if outcome.ok:
             self.last_success = now
             self.successes, self.failures = self.successes + 1, 0
@@ -90,5 +93,13 @@ class CheckState:
 
     def escalate(self, now: float, why: str) -> Step:
         self.remediation_deadline = None
+        self.failing_since = now
         self._enter(Phase.FAILING, now, why)
         return Step.ESCALATED
+
+    def release(self, now: float, why: str) -> None:
+        """Back to UNKNOWN with fresh counters (see config.Escalation)."""
+        self.failing_since = self.remediation_deadline = None
+        self.successes = self.failures = 0
+        self.paused = why
+        self._enter(Phase.UNKNOWN, now, why)

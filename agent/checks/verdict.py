@@ -34,9 +34,11 @@ log = logging.getLogger("dms_agent.checks.verdict")
 
 def _reason(state: CheckState) -> str | None:
     last = state.last
+    spec = state.spec
+    if state.paused:
+        return f"{spec.name}: {state.paused}"  # released after an escalation
     if last is None or last.ok:
         return None
-    spec = state.spec
     if state.phase is Phase.FAILING:
         where = "failing" if spec.affects_verdict else "failing (does not affect the verdict)"
     elif state.phase is Phase.REMEDIATING:
