@@ -34,7 +34,7 @@ from agent.checks.tlscert import CertificateParseError, not_after
 from agent.executor import Executor
 
 REASONS = ("connect", "timeout", "banner", "tls", "protocol", "exit-code", "unknown")
-_MAX_TEXT = 160  # server text quoted in messages: enough to diagnose, bounded
+_MAX_TEXT = 240  # server text quoted in messages: enough to diagnose, bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def make_tls_context(options: TlsOptions) -> ssl.SSLContext:
 
 
 def _clip(text: str) -> str:
-    text = text.strip()
+    text = " ".join(text.split())  # one line: messages go into /healthz lines and the file
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
 
 
@@ -373,7 +373,7 @@ async def run_probe(spec: CheckSpec, env: ProbeEnv) -> Outcome:
     return Outcome(
         outcome.ok,
         outcome.reason,
-        outcome.message,
+        _clip(outcome.message),
         duration,
         outcome.cert_not_after,
         outcome.warnings,
