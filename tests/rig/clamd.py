@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig.proc import Daemon, free_port, require_binary
+from tests.rig.proc import Daemon, free_port, require_binary, require_root
 
 SAMPLE = b"dms-agent test sample: not a virus, matched by the test database\n"
 
@@ -39,6 +39,7 @@ class Clamd:
     """One clamd instance; ``start()``/``stop()``/``kill()`` may be called repeatedly."""
 
     def __init__(self, workdir: Path) -> None:
+        require_root("clamd")
         self.clamd = require_binary("clamd", "clamav-daemon")
         sigtool = require_binary("sigtool", "clamav")
         self.workdir = workdir

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.rig.ca import TestCA
-from tests.rig.proc import Daemon, free_port, require_binary
+from tests.rig.proc import Daemon, free_port, require_binary, require_root
 
 _CONFIG = """\
 protocols = imap pop3
@@ -105,6 +105,7 @@ def dovecot_factory(
     Shared servers (one per certificate kind) live for the whole session, so tests must not
     stop them; ask ``shared=False`` for a private one to stop. All are stopped at the end.
     """
+    require_root("dovecot")
     binary = require_binary("dovecot", "dovecot-imapd")
     started: list[Dovecot] = []
     shared_servers: dict[tuple[bool, int], Dovecot] = {}

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.rig.ca import TestCA
-from tests.rig.proc import Daemon, free_port, require_binary
+from tests.rig.proc import Daemon, free_port, require_binary, require_root
 
 _MAIN_CF = """\
 compatibility_level = 3.6
@@ -123,6 +123,7 @@ def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
     whole session and tests must not stop them; ask ``shared=False`` for a private one to stop.
     All are stopped at the end.
     """
+    require_root("postfix")
     binary = require_binary("postfix", "postfix")
     started: list[tuple[Postfix, Path]] = []
     shared_servers: dict[tuple[bool, int], Postfix] = {}
