@@ -36,8 +36,9 @@ def dms_defaults(settings: ChecksSettings, env: Mapping[str, str]) -> list[Check
         return []
     fix = d.remediate
     checks: list[CheckSpec] = [
+        # 25 is postscreen's: a client it does not trust waits out the pregreet test (6 s)
         SmtpCheck(
-            name="smtp", kind="smtp", host=d.host, port=25, tls="starttls",
+            name="smtp", kind="smtp", host=d.host, port=25, tls="starttls", timeout=10,
             remediation=_restart("postfix", 30, fix),
         ),
         SmtpCheck(

@@ -12,9 +12,12 @@ expired one). Mail delivery is not configured: these servers are for probing.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +42,18 @@ alias_database =
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
+# Port 25 goes through postscreen as in DMS. Loopback is NOT whitelisted here (DMS's
+# mynetworks would whitelist it), so the pregreet test runs: a first "220-" line, a pause of
+# postscreen_greet_wait, then smtpd's "220 " line. Clients must read multi-line greetings.
+postscreen_access_list =
+postscreen_greet_action = enforce
+postscreen_greet_wait = 1s
+postscreen_cache_map = btree:{dir}/data/postscreen_cache
 """
 
 _MASTER_CF = """\
-127.0.0.1:{smtp} inet n - n - - smtpd
+127.0.0.1:{smtp} inet n - n - 1 postscreen
+smtpd     pass  -       -       n       -       -       smtpd
 127.0.0.1:{submission} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -67,6 +78,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 @dataclass
 class Postfix:
     host: str
@@ -82,7 +101,16 @@ class Postfix:
         subprocess.run(
             [self.postfix, "-c", str(self.config_dir), "stop"], capture_output=True, timeout=20
         )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.daemon.proc.wait(10)
         self.daemon.stop()
+        # master is gone, but its children (postscreen holds the listening socket) notice it
+        # a moment later: wait until both ports refuse, so "stopped" means stopped
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            _accepts(self.host, port) for port in (self.smtp, self.submission)
+        ):
+            time.sleep(0.05)
 
 
 PostfixFactory = Callable[..., Postfix]
