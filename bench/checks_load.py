@@ -82,7 +82,7 @@ async def lag_monitor(samples: list[float], tick: float = 0.005) -> None:
 
 
 async def measure(
-    ports: dict[str, object], rate: float, seconds: float, no_checks: bool
+    ports: dict[str, object], rate: float, seconds: float, no_checks: bool, only: list[str]
 ) -> tuple[dict[str, list[float]], int, list[float], dict[str, int]]:
     from agent.server import serve
 
@@ -98,6 +98,8 @@ async def measure(
         {"name": "http", "kind": "http", "url": f"http://127.0.0.1:{http_port}/livez", **every},
         {"name": "exec", "kind": "exec", "commands": ["true"], **every},
     ]
+    if only:
+        checks = [c for c in checks if c["name"] in only]
     config = {"dmsDefaults": {"enabled": False}, "checks": [] if no_checks else checks}
     async with RunningChecks(config) as run:
         runner = await serve(run.ctx.status, ServerSettings(host="127.0.0.1", port=http_port))
@@ -130,6 +132,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0, help="0: no HTTP load at all")
     parser.add_argument(
+        "--only", type=lambda v: v.split(","), default=[], help="comma list of check names"
+    )
+    parser.add_argument(
         "--no-checks", action="store_true", help="baseline: the same load with no check running"
     )
     args = parser.parse_args()
@@ -145,7 +150,7 @@ def main() -> None:
             "imaps": dovecot.imaps, "pop3": dovecot.pop3, "clamd_socket": clamd.socket_path,
         }  # fmt: skip
         latencies, errors, lag, attempts = asyncio.run(
-            measure(ports, args.rate, args.seconds, args.no_checks)
+            measure(ports, args.rate, args.seconds, args.no_checks, args.only)
         )
     finally:
         postfix.stop()
