@@ -11,9 +11,8 @@ from agent.checks.metrics import REMEDIATIONS
 from agent.checks.probe import PROBE_SCRIPT
 from tests.checks_support import RunningChecks
 from tests.rig.clamd import Clamd
-from tests.rig.dovecot import Dovecot
+from tests.rig.dovecot import Dovecot, DovecotFactory
 from tests.rig.postfix import Postfix
-from tests.rig.proc import free_port
 
 FAST = {"interval": 0.1, "timeout": 1}
 
@@ -103,25 +102,26 @@ async def test_remediation_restarts_killed_clamd_and_verdict_stays_healthy(
 
 
 async def test_remediation_that_does_not_help_escalates_and_the_probe_fails(
-    tmp_path: Path,
+    dovecot_factory: DovecotFactory, tmp_path: Path
 ) -> None:
+    dovecot = dovecot_factory(shared=False)
     verdict_file = tmp_path / "shared" / "verdict"
     check = {
-        "name": "smtp", "kind": "smtp", "port": free_port(), "failureThreshold": 2,
+        "name": "imap", "kind": "imap", "port": dovecot.imap, "failureThreshold": 2,
         "remediation": {"command": "true", "grace": 0.3}, **FAST,
     }  # fmt: skip
-    config = {
-        "dmsDefaults": {"enabled": False},
-        "checks": [check],
-        "verdictFile": str(verdict_file),
-    }
+    config = {"dmsDefaults": {"enabled": False}, "checks": [check]}
+    config["verdictFile"] = str(verdict_file)
     async with RunningChecks(config) as run:
+        await run.wait_for(lambda: run.ctx.status.health.verdict.value == "healthy")
+        dovecot.stop()
         await run.wait_for(lambda: run.ctx.status.health.verdict.value == "unhealthy", 5)
         await run.wait_for(lambda: verdict_file.read_text().startswith("unhealthy "))
         failed = probe(verdict_file)
         assert failed.returncode == 1
-        assert "smtp: connect" in failed.stdout and "Connection refused" in failed.stdout
-    assert run.verdicts == ["unknown", "unhealthy"]
+        assert "imap: connect" in failed.stdout and "Connection refused" in failed.stdout
+    assert run.verdicts == ["unknown", "healthy", "unhealthy"]
+    assert run.executor.calls == [["sh", "-c", "true"]]
     assert [e[0] for e in run.events.events] == ["Remediation", "RemediationDidNotHelp"]
     # the agent stopped: it says so, and the mailserver's probe passes (fail-open)
     assert verdict_file.read_text().startswith("unknown ")
@@ -153,13 +153,29 @@ async def test_remediation_is_rate_limited_then_escalates_at_once() -> None:
 
 
 async def test_unhealthy_is_held_then_released_so_a_restarting_mailserver_can_start() -> None:
-    check = {"name": "smtp", "kind": "smtp", "port": free_port(), "failureThreshold": 1, **FAST}
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    check = {"name": "smtp", "kind": "tcp", "port": port, "failureThreshold": 1, **FAST}
     config = {
         "dmsDefaults": {"enabled": False},
         "checks": [check],
-        "escalation": {"hold": 0.3, "restartGrace": 0.4},
+        "escalation": {"hold": 0.3, "restartGrace": 0.3},
     }
     async with RunningChecks(config) as run:
-        await run.wait_for(lambda: run.verdicts.count("unhealthy") == 2, 5)
-    # unhealthy stood for `hold`, then unknown during the restart grace, then judged again
-    assert run.verdicts == ["unknown", "unhealthy", "unknown", "unhealthy"]
+        await run.wait_for(lambda: run.verdicts[-1] == "healthy")
+        listener.close()  # the server dies and stays dead
+        await run.wait_for(lambda: run.verdicts[-1] == "unhealthy")
+        await run.wait_for(lambda: run.verdicts[-1] == "unknown")
+        assert "pausing 0.3s for a restart" in run.ctx.status.health.reasons[0]
+        await asyncio.sleep(1.0)  # after the grace: failing again, but not judged again
+        assert run.verdicts == ["unknown", "healthy", "unhealthy", "unknown"]
+        assert "not judged before it has passed once" in run.ctx.status.health.reasons[0]
+        listener = socket.socket()  # the restarted server comes up
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(8)
+        await run.wait_for(lambda: run.verdicts[-1] == "healthy")
+    listener.close()

@@ -25,12 +25,21 @@ def feed(s: CheckState, pattern: str, start: float = 0.0) -> list[Step]:
 
 def test_unknown_until_a_threshold_is_reached_and_unknown_is_not_unhealthy() -> None:
     s = state(failureThreshold=3)
-    feed(s, "FF")
-    assert s.phase is Phase.UNKNOWN
-    assert judge([s])[0] is Verdict.UNKNOWN
+    feed(s, "SFF")
+    assert s.phase is Phase.PASSING  # below the threshold the previous state holds
+    assert judge([s])[0] is Verdict.HEALTHY
     assert "2/3 consecutive failures" in judge([s])[1][0]
     assert feed(s, "F") == [Step.ESCALATED]
     assert s.phase is Phase.FAILING and judge([s])[0] is Verdict.UNHEALTHY
+
+
+def test_a_check_that_never_passed_is_never_judged() -> None:
+    s = state(failureThreshold=2, remediation={"command": ["true"]})
+    assert set(feed(s, "FFFFFF")) == {Step.NOTHING}  # no remediation, no escalation
+    verdict, reasons = judge([s])
+    assert verdict is Verdict.UNKNOWN
+    assert "6 consecutive failures; not judged before it has passed once" in reasons[0]
+    assert feed(s, "SFF") == [Step.NOTHING, Step.NOTHING, Step.REMEDIATE]
 
 
 def test_flapping_check_never_flips_before_failure_threshold() -> None:
@@ -44,7 +53,7 @@ def test_flapping_check_never_flips_before_failure_threshold() -> None:
 
 def test_success_threshold_holds_failing_until_enough_successes() -> None:
     s = state(failureThreshold=1, successThreshold=3)
-    feed(s, "F")
+    feed(s, "SSSF")
     assert s.phase is Phase.FAILING
     feed(s, "SSFSS")
     assert s.phase is Phase.FAILING  # the failure reset the run of successes
@@ -72,11 +81,11 @@ def test_remediation_phase_recovers_or_escalates_after_grace() -> None:
 def test_verdict_combines_checks() -> None:
     passing, unknown, failing = state(), state(), state(failureThreshold=1)
     feed(passing, "S")
-    feed(failing, "F")
+    feed(failing, "SF")
     assert judge([passing, unknown])[0] is Verdict.UNKNOWN
     assert judge([passing, failing])[0] is Verdict.UNHEALTHY
     advisory = state(failureThreshold=1, affectsVerdict=False)
-    feed(advisory, "F")
+    feed(advisory, "SF")
     verdict, reasons = judge([passing, advisory])
     assert verdict is Verdict.HEALTHY
     assert reasons == ["c: connect: Connection refused (failing (does not affect the verdict))"]

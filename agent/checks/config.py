@@ -166,7 +166,8 @@ class Escalation(Section):
     check is released to unknown and paused for ``restartGrace`` seconds: by then the kubelet
     has restarted the mailserver (if its probe is wired), which needs time to start before it
     is judged again; without the pause its own start-up would be read as a new failure and
-    restart it again (a crash loop). If nothing changed, the check fails and escalates again."""
+    restart it again (a crash loop). After the pause the check must pass once before it can
+    escalate again."""
 
     hold: float = Field(120.0, gt=0)
     restart_grace: float = Field(180.0, ge=0)

@@ -6,6 +6,12 @@ state holds. The state starts UNKNOWN (never unhealthy). Crossing the failure th
 for a remediation when the check has one; the check is then REMEDIATING for ``grace``
 seconds and turns FAILING (the only state that makes the verdict unhealthy) only if it has not
 passed again by then, or at once when no remediation may run.
+
+A check is judged only once it has been PASSING (since the agent started, or since it was
+released after an escalation): the agent asserts "unhealthy" only about a mailserver it has
+seen healthy, so a mailserver still starting up (or never configured right) stays UNKNOWN —
+reported, measured, but never remediated or restarted on the agent's word. Whether a server
+ever starts is the kubelet's startupProbe's business.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class CheckState:
     remediation_note: str = ""
     failing_since: float | None = None
     paused: str = ""  # set by release(), cleared by the next result
+    armed: bool = False  # has been PASSING since the start or the last release
     history: list[str] = field(default_factory=list)  # phase changes, newest last (bounded)
 
     def _enter(self, phase: Phase, now: float, why: str) -> None:
@@ -68,6 +75,7 @@ class CheckState:
             return Step.NOTHING
         was = self.phase
         self.remediation_deadline = None
+        self.armed = True
         self._enter(Phase.PASSING, now, f"{self.successes} consecutive successes")
         return Step.RECOVERED if was is Phase.REMEDIATING else Step.NOTHING
 
@@ -79,7 +87,7 @@ class CheckState:
             if deadline is not None and now >= deadline:
                 return self.escalate(now, "still failing after the remediation's grace period")
             return Step.NOTHING
-        if self.failures < self.spec.failure_threshold:
+        if self.failures < self.spec.failure_threshold or not self.armed:
             return Step.NOTHING
         if self.spec.remediation is not None:
             return Step.REMEDIATE
@@ -101,5 +109,6 @@ class CheckState:
         """Back to UNKNOWN with fresh counters (see config.Escalation)."""
         self.failing_since = self.remediation_deadline = None
         self.successes = self.failures = 0
+        self.armed = False
         self.paused = why
         self._enter(Phase.UNKNOWN, now, why)

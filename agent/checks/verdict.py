@@ -43,6 +43,8 @@ def _reason(state: CheckState) -> str | None:
         where = "failing" if spec.affects_verdict else "failing (does not affect the verdict)"
     elif state.phase is Phase.REMEDIATING:
         where = f"remediating: {state.remediation_note}"
+    elif not state.armed:
+        where = f"{state.failures} consecutive failures; not judged before it has passed once"
     else:
         where = f"{state.failures}/{spec.failure_threshold} consecutive failures"
     return f"{spec.name}: {last.reason}: {last.message} ({where})"
