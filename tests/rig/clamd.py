@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,11 +102,13 @@ class Clamd:
     def cleanup(self) -> None:
         self.stop()
         with contextlib.suppress(OSError, ValueError):
-            os.kill(int(self.background_pidfile.read_text().strip()), signal.SIGTERM)
-        with contextlib.suppress(OSError):
-            self.socket_path.unlink()
-        with contextlib.suppress(OSError):
-            self._sockdir.rmdir()
+            pid = int(self.background_pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)  # raises once it is gone
+                time.sleep(0.05)
+        shutil.rmtree(self._sockdir, ignore_errors=True)
 
 
 @pytest.fixture
