@@ -33,8 +33,8 @@ def build(ctx: AgentContext) -> list[Component]:
     board.publish()
     remediator = Remediator(ctx.executor, ctx.events)
     components: list[Component] = [
-        CheckRunner(spec, state, board, env, remediator, settings.escalation)
-        for spec, state in zip(specs, states, strict=True)
+        CheckRunner(spec, state, board, env, remediator, settings.escalation, i / len(specs))
+        for i, (spec, state) in enumerate(zip(specs, states, strict=True))
     ]
     if settings.verdict_file is not None:
         components.append(VerdictWriter(board, settings.verdict_file, settings.verdict_refresh))

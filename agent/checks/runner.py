@@ -45,6 +45,7 @@ class CheckRunner:
         env: ProbeEnv,
         remediator: Remediator,
         escalation: Escalation,
+        stagger: float = 0.0,
     ) -> None:
         self.name = f"check-{spec.name}"
         self.spec = spec
@@ -53,18 +54,25 @@ class CheckRunner:
         self.env = env
         self.remediator = remediator
         self.escalation = escalation
+        self.stagger = stagger  # 0..1: this check's share of the interval, see run()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         if self.spec.initial_delay:
             await asyncio.sleep(self.spec.initial_delay)
+        # Every check answers at once at start; after that the checks are spread over the
+        # interval, so their TLS handshakes and process spawns do not all land on the loop in
+        # the same instant (a burst that shows up as latency of /healthz and /metrics).
+        delay_once = self.spec.interval * self.stagger
         while True:
             started = loop.time()
             await self.once()
             if self._held_long_enough(loop.time()):
                 await self._release()
                 continue
-            await asyncio.sleep(max(0.0, started + self.spec.interval - loop.time()))
+            next_start = started + self.spec.interval + delay_once
+            delay_once = 0.0
+            await asyncio.sleep(max(0.0, next_start - loop.time()))
 
     def _held_long_enough(self, now: float) -> bool:
         since = self.state.failing_since
