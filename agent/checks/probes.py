@@ -156,8 +156,9 @@ def _judge_certificate(session: _Session, env: ProbeEnv) -> None:
         raise ProbeFailure("tls", "the server presented no certificate")
     try:
         expiry = not_after(der)
-    except CertificateParseError as exc:
-        raise ProbeFailure("tls", f"unreadable certificate: {exc}") from None
+    except CertificateParseError as exc:  # our reader's limit, not the server's fault
+        session.warnings.append(f"could not read the certificate's expiry: {exc}")
+        return
     session.not_after = expiry.timestamp()
     left = (session.not_after - env.now()) / 86400
     when = expiry.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
