@@ -68,12 +68,13 @@ def test_killed_agent_leaves_a_verdict_that_goes_stale_and_the_probe_passes(
             }
         )
     )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "-c", str(settings)],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "agent.log").open("wb"),
-        start_new_session=True,
-    )
+    with (tmp_path / "agent.log").open("wb") as log:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "-c", str(settings)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
     try:
         wait_for_port("127.0.0.1", http_port, timeout=20, proc=agent)
         wait_until(lambda: first_word(verdict_file) == "healthy")
