@@ -220,3 +220,13 @@ async def test_http_check_on_an_imap_port_is_a_one_line_protocol_failure(dovecot
     outcome = await probe(kind="http", url=f"http://127.0.0.1:{dovecot.imap}/ping")
     assert (outcome.ok, outcome.reason) == (False, "protocol")
     assert "\n" not in outcome.message and "* OK" in outcome.message
+
+
+async def test_exec_with_a_broken_executor_is_unknown() -> None:
+    class Broken:
+        async def run(self, argv: object, stdin: object = None, timeout: float = 60) -> None:
+            raise ConnectionResetError("exec stream lost")
+
+    outcome = await probe(ProbeEnv(executor=Broken()), kind="exec", commands=["true"])  # type: ignore[arg-type]
+    assert (outcome.ok, outcome.reason) == (False, "unknown")
+    assert "ConnectionResetError: exec stream lost" in outcome.message

@@ -317,7 +317,10 @@ async def probe_exec(spec: ExecCheck, env: ProbeEnv, deadline: float) -> None:
     for command in spec.commands:
         argv = _argv(command)
         left = max(deadline - loop.time(), 0.1)
-        result = await env.executor.run(argv, timeout=left)
+        try:
+            result = await env.executor.run(argv, timeout=left)
+        except Exception as exc:  # a transport failure (kube API, docker): outcome unknown
+            raise ProbeFailure("unknown", f"executor: {type(exc).__name__}: {exc}") from None
         shown = _clip(" ".join(argv))
         if result.timed_out:
             raise ProbeFailure("timeout", f"{shown!r} did not finish in {spec.timeout:g}s")

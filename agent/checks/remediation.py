@@ -71,7 +71,11 @@ class Remediator:
             limiter.runs.append(now)
             limiter.last_run = now
             log.warning("check %s failing: remediating with %r", check, text)
-            result = await self.executor.run(command_argv(spec.command), timeout=spec.timeout)
+            try:
+                result = await self.executor.run(command_argv(spec.command), timeout=spec.timeout)
+            except Exception as exc:  # a transport failure: the fix may or may not have run
+                note = f"{text!r} failed: executor {type(exc).__name__}: {exc}"
+                return self._record(check, Result.COMMAND_FAILED, note)
             if result.ok:
                 return self._record(check, Result.RAN, f"ran {text!r}")
             status = "timed out" if result.timed_out else f"exit {result.exit_code}"
