@@ -154,3 +154,14 @@ def test_bad_check_settings_give_located_errors(tmp_path: Path) -> None:
         load_settings(path, environ={})
     text = "\n".join(str(e) for e in caught.value.errors)
     assert f"{path}:5: checks.checks[1].clamd.port" in text
+
+
+def test_summary_times_are_unix_times() -> None:
+    spec = TypeAdapter(CheckSpec).validate_python({"name": "t", "kind": "tcp", "port": 1})
+    state = CheckState(spec)
+    state.feed(Outcome(True), now=12.5, wall=1_700_000_000.0)
+    board = Board([state], StatusRegistry(), Hub())
+    board.publish()
+    summary = board.hub.check_results.value["t"]
+    assert summary["lastChecked"] == summary["lastSuccess"] == 1_700_000_000.0
+    assert summary["ok"] is True and summary["phase"] == "passing"

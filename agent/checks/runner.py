@@ -91,7 +91,7 @@ class CheckRunner:
         outcome = await run_probe(self.spec, self.env)
         record_metrics(self.spec, outcome)
         was = self.state.phase
-        step = self.state.feed(outcome, asyncio.get_running_loop().time())
+        step = self.state.feed(outcome, asyncio.get_running_loop().time(), time.time())
         self.board.publish()
         if step is Step.REMEDIATE:
             await self._remediate()

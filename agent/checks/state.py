@@ -46,8 +46,10 @@ class CheckState:
     successes: int = 0  # consecutive
     failures: int = 0  # consecutive
     last: Outcome | None = None
-    last_checked: float | None = None
-    last_success: float | None = None
+    last_checked: float | None = None  # monotonic, the clock of ``now`` (deadlines)
+    last_success: float | None = None  # monotonic
+    checked_at: float | None = None  # wall clock (unix time), for people
+    succeeded_at: float | None = None  # wall clock
     remediation_deadline: float | None = None
     remediation_note: str = ""
     failing_since: float | None = None
@@ -60,11 +62,12 @@ class CheckState:
         self.history.append(f"{now:.3f} {phase.value}: {why}")
         del self.history[:-10]
 
-    def feed(self, outcome: Outcome, now: float) -> Step:
-        self.last, self.last_checked = outcome, now
+    def feed(self, outcome: Outcome, now: float, wall: float | None = None) -> Step:
+        """``now``: a monotonic clock (grace deadlines); ``wall``: unix time, for display."""
+        self.last, self.last_checked, self.checked_at = outcome, now, wall
         self.paused = ""
         if outcome.ok:
-            self.last_success = now
+            self.last_success, self.succeeded_at = now, wall
             self.successes, self.failures = self.successes + 1, 0
             return self._on_success(now)
         self.failures, self.successes = self.failures + 1, 0

@@ -62,8 +62,8 @@ def check_summary(state: CheckState) -> dict[str, Any]:
         "consecutiveFailures": state.failures,
         "consecutiveSuccesses": state.successes,
         "affectsVerdict": state.spec.affects_verdict,
-        "lastChecked": state.last_checked,
-        "lastSuccess": state.last_success,
+        "lastChecked": state.checked_at,  # unix time
+        "lastSuccess": state.succeeded_at,
     }
     if last is not None and last.cert_not_after is not None:
         summary["certificateNotAfter"] = describe_expiry(last.cert_not_after)
