@@ -61,6 +61,7 @@ BUILDERS: list[str | Builder] = [
     "agent.dkim.manager:build",
     "agent.dns.component:build",
     "agent.lb:build",
+    "agent.checks:build",
 ]
 
 

@@ -19,6 +19,7 @@ COMMANDS = [
     "schema",
     "dkim",
     "check_dns",
+    "probe_script",
 ]
 
 

@@ -13,4 +13,7 @@ pytest_plugins: list[str] = [
     "tests.rig.haproxy",
     "tests.lbkit",
     "tests.rig.ca",
+    "tests.rig.clamd",
+    "tests.rig.dovecot",
+    "tests.rig.postfix",
 ]

@@ -95,3 +95,13 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def require_root(server: str) -> None:
+    """Skip (fail under CI=true) when not root: some real servers drop privileges to their
+    own users and cannot start otherwise."""
+    if os.geteuid() != 0:
+        message = f"{server} fixture needs root (it drops privileges to its own user)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
