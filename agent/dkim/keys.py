@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 Backend = Literal["opendkim", "rspamd"]
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_RSPAMD_NAME = re.compile(r"^(?P<type>rsa-\d+|ed25519)-(?P<rest>.+)\.public\.dns\.txt$")
+_RSPAMD_NAME = re.compile(r"^(?P<type>rsa-\d+|ed25519)-(?P<rest>.+)\.public(?:\.dns)?\.txt$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +78,50 @@ def key_bits(key_type: str, p: str) -> int:
     raise ValueError(f"unsupported public key type {type(key).__name__}")
 
 
+@dataclass(frozen=True, slots=True)
+class KeyFile:
+    """A public-key file as DMS left it: the record text, parsed or not (the DNS check reports
+    a broken one; the DKIM manager skips it)."""
+
+    domain: str
+    selector: str
+    backend: Backend
+    record: str  # "" when unreadable
+    source: Path
+    error: str = ""
+
+
+def key_files(config_dir: Path, known_domains: frozenset[str] = frozenset()) -> list[KeyFile]:
+    """Every public-key file of both backends. Blocking (file reads): call it in a thread."""
+    return _opendkim_files(config_dir) + _rspamd_files(config_dir, known_domains)
+
+
 def read_public_keys(
     config_dir: Path, backend: Backend, known_domains: frozenset[str] = frozenset()
 ) -> dict[tuple[str, str], PublicKey]:
-    """Every (domain, selector) key with a readable public half; unreadable ones are skipped."""
-    if backend == "opendkim":
-        found = _opendkim_keys(config_dir)
-    else:
-        found = _rspamd_keys(config_dir, known_domains)
-    return {(k.domain, k.selector): k for k in found}
-
-
-def _opendkim_keys(config_dir: Path) -> list[PublicKey]:
-    keys = []
-    for txt in sorted((config_dir / "opendkim" / "keys").glob("*/*.txt")):
-        record = zone_txt_value(txt.read_text(errors="replace"))
-        key = _public_key(txt.parent.name, txt.stem, record, txt)
+    """Every (domain, selector) key of ``backend`` whose public half parses."""
+    keys = {}
+    for f in key_files(config_dir, known_domains):
+        key = _public_key(f) if f.backend == backend else None
         if key is not None:
-            keys.append(key)
+            keys[(key.domain, key.selector)] = key
     return keys
+
+
+def _read(path: Path) -> tuple[str, str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace"), ""
+    except OSError as exc:
+        return "", f"unreadable: {exc.strerror}"
+
+
+def _opendkim_files(config_dir: Path) -> list[KeyFile]:
+    files = []
+    for txt in sorted((config_dir / "opendkim" / "keys").glob("*/*.txt")):
+        text, error = _read(txt)
+        record = zone_txt_value(text) or text.strip()
+        files.append(KeyFile(txt.parent.name.lower(), txt.stem, "opendkim", record, txt, error))
+    return files
 
 
 def split_selector_domain(rest: str, known_domains: frozenset[str]) -> tuple[str, str] | None:
@@ -110,24 +135,23 @@ def split_selector_domain(rest: str, known_domains: frozenset[str]) -> tuple[str
     return splits[0] if splits else None
 
 
-def _rspamd_keys(config_dir: Path, known_domains: frozenset[str]) -> list[PublicKey]:
-    keys = []
-    for path in sorted((config_dir / "rspamd" / "dkim").glob("*.public.dns.txt")):
+def _rspamd_files(config_dir: Path, known_domains: frozenset[str]) -> list[KeyFile]:
+    files: dict[tuple[str, str], KeyFile] = {}
+    # public.dns.txt (the bare value) sorts before public.txt (zone-file style): it wins
+    for path in sorted((config_dir / "rspamd" / "dkim").glob("*.public*.txt")):
         m = _RSPAMD_NAME.match(path.name)
         split = split_selector_domain(m["rest"], known_domains) if m else None
-        if split is None:
+        if split is None or (split[1].lower(), split[0]) in files:
             continue
-        record = path.read_text(errors="replace").strip().strip('"')
-        if '"' in record:  # some versions write quoted chunks
-            record = zone_txt_value(record)
-        key = _public_key(split[1], split[0], record, path)
-        if key is not None:
-            keys.append(key)
-    return keys
+        text, error = _read(path)
+        record = zone_txt_value(text) if '"' in text else text.strip()
+        sel, domain = split[0], split[1].lower()
+        files[(domain, sel)] = KeyFile(domain, sel, "rspamd", record, path, error)
+    return list(files.values())
 
 
-def _public_key(domain: str, selector: str, record: str, source: Path) -> PublicKey | None:
-    tags = record_tags(record)
+def _public_key(f: KeyFile) -> PublicKey | None:
+    tags = record_tags(f.record)
     key_type = tags.get("k", "rsa")
     if key_type not in ("rsa", "ed25519") or not tags.get("p"):
         return None
@@ -136,7 +160,7 @@ def _public_key(domain: str, selector: str, record: str, source: Path) -> Public
     except ValueError:
         return None
     kt: Literal["rsa", "ed25519"] = "ed25519" if key_type == "ed25519" else "rsa"
-    return PublicKey(domain.lower(), selector, kt, bits, record, source)
+    return PublicKey(f.domain, f.selector, kt, bits, f.record, f.source)
 
 
 def signing_selectors_opendkim(config_dir: Path) -> dict[str, str]:

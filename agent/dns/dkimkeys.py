@@ -17,8 +17,9 @@ from pathlib import Path
 import dkim
 import dkim.util
 
+from agent.dkim.keys import key_files
+
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_RSPAMD = re.compile(r"^(?:rsa-\d+|ed25519)-(?P<rest>.+)\.public(?:\.dns)?\.txt$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,31 +72,13 @@ def key_bits(record: str) -> int | None:
 
 
 def load_public_keys(config_dir: Path | None, domain: str) -> dict[str, PublicKey]:
-    """Blocking: selector -> public key for ``domain`` from both DKIM backends' folders."""
-    keys: dict[str, PublicKey] = {}
+    """Blocking: selector -> public key for ``domain`` from both DKIM backends' folders
+    (read by the DKIM capability's one reader of DMS's key files)."""
     if config_dir is None:
-        return keys
-    opendkim = config_dir / "opendkim" / "keys" / domain
-    if opendkim.is_dir():
-        for path in sorted(opendkim.glob("*.txt")):
-            keys[path.stem] = _read(path.stem, path)
-    rspamd = config_dir / "rspamd" / "dkim"
-    if rspamd.is_dir():
-        # public.dns.txt sorts before public.txt: the bare value wins when both exist
-        for path in sorted(rspamd.iterdir()):
-            m = _RSPAMD.match(path.name)
-            suffix = "-" + domain
-            if not m or not m["rest"].endswith(suffix):
-                continue
-            selector = m["rest"][: -len(suffix)]
-            if selector and selector not in keys:
-                keys[selector] = _read(selector, path)
+        return {}
+    keys: dict[str, PublicKey] = {}
+    for f in key_files(config_dir, frozenset({domain})):
+        if f.domain == domain and f.selector not in keys:
+            source = f"{f.source} ({f.error})" if f.error else str(f.source)
+            keys[f.selector] = PublicKey(f.selector, f.record, source)
     return keys
-
-
-def _read(selector: str, path: Path) -> PublicKey:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return PublicKey(selector, "", f"{path} (unreadable: {exc.strerror})")
-    return PublicKey(selector, record_value(text), str(path))
