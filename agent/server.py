@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 
 from agent.metrics import REGISTRY
 from agent.settings import ServerSettings
@@ -43,6 +47,33 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATUS_KEY].snapshot())
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def metrics_handler(max_age: float = 1.0) -> Handler:
+    """Render the registry off the event loop, at most once per ``max_age`` per format.
+
+    Rendering every check's series costs about a millisecond of CPU; done in the loop under
+    scraping plus health probes it showed up as request latency (bench/checks_load.py).
+    Scrapers ask every 15-60 s, so a one-second cache changes nothing they can see.
+    """
+    cache: dict[str, tuple[float, bytes]] = {}
+    lock = asyncio.Lock()
+
+    async def handle(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        async with lock:  # one render at a time; the others get its result
+            hit = cache.get(content_type)
+            if hit is None or time.monotonic() - hit[0] > max_age:
+                body = await asyncio.to_thread(encoder, REGISTRY)
+                hit = cache[content_type] = (time.monotonic(), body)
+        response = web.Response(body=hit[1])
+        response.headers["Content-Type"] = content_type
+        return response
+
+    return handle
+
+
 def make_app(registry: StatusRegistry) -> web.Application:
     app = web.Application()
     app[STATUS_KEY] = registry
@@ -50,7 +81,7 @@ def make_app(registry: StatusRegistry) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/status", status)
-    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    app.router.add_get("/metrics", metrics_handler())
     return app
 
 

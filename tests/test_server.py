@@ -80,3 +80,24 @@ async def test_metrics_exposes_build_info(aiohttp_client: Client) -> None:
     assert resp.status == 200
     assert "dms_agent_build_info{" in text
     assert "dms_agent_mailserver_healthy" in text
+
+
+async def test_metrics_are_rendered_at_most_once_per_max_age(aiohttp_client: Client) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from agent.metrics import SETTINGS_RELOADS
+    from agent.server import metrics_handler
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(max_age=0.2))
+    client = await aiohttp_client(app)
+    first = await (await client.get("/metrics")).text()
+    SETTINGS_RELOADS.labels("applied").inc()
+    assert await (await client.get("/metrics")).text() == first  # cached
+    await asyncio.sleep(0.25)
+    assert await (await client.get("/metrics")).text() != first  # re-rendered
+    resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await resp.text()).endswith("# EOF\n")
