@@ -38,6 +38,16 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the test process dies, so a
+    killed test run never leaves daemons behind (PR_SET_PDEATHSIG, Linux)."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def wait_for_port(
     host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
@@ -71,6 +81,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def logs(self) -> str:
