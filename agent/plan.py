@@ -100,6 +100,9 @@ class PlanPolicy:
     allow_deletions: int = 0  # one-shot approval of refused deletions
     via_commands: bool = True  # DMS's `setup` quirks apply (not for the file executor)
     deferred: frozenset[str] = frozenset()  # op keys waiting for a retry backoff
+    # the DKIM component (agent/dkim) owns keys, rotation and signing when it is enabled; the
+    # plan then leaves DKIM alone so two components never race to make the same key
+    dkim_ops: bool = True
 
     def tightened(self, doc: Policy) -> PlanPolicy:
         """The state document's policy may only tighten the operator's."""
@@ -113,6 +116,7 @@ class PlanPolicy:
             allow_deletions=self.allow_deletions,
             via_commands=self.via_commands,
             deferred=self.deferred,
+            dkim_ops=self.dkim_ops,
         )
 
 
@@ -333,7 +337,7 @@ def _dkim_ops(
 ) -> None:
     """The basic case only: a declared domain without a key for its selector gets one."""
     wanted = [d for d in desired.state.domains.values() if d.dkim is not None]
-    if not wanted:
+    if not wanted or not policy.dkim_ops:
         return
     if not policy.via_commands:
         out.warnings.append("DKIM keys are made by DMS's `setup config dkim`: not without DMS")

@@ -241,6 +241,7 @@ class Engine:
             allow_deletions=allow_deletions,
             via_commands=self.via_commands,
             deferred=frozenset(k for k, r in self.retries.items() if r.not_before > now),
+            dkim_ops=not self.settings.dkim.enabled,
         )
 
     # --- one pass -------------------------------------------------------------------------
