@@ -15,6 +15,7 @@ import importlib
 import logging
 import random
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,4 +227,8 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         agent.hub.shutting_down.set(True)
         await agent.stop_components()
         await runner.cleanup()
+        if "agent.kube.client" in sys.modules:  # only kube users pay for importing it
+            from agent.kube.client import close_shared_clients
+
+            await close_shared_clients()
         log.info("stopped")

@@ -2,6 +2,11 @@
 each owned by the capability that needs it; the doubles live in tests/dms_double and
 tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.dms_double.fixtures",
     "tests.reconcile_rig",
@@ -17,3 +22,14 @@ pytest_plugins: list[str] = [
     "tests.rig.dovecot",
     "tests.rig.postfix",
 ]
+
+
+@pytest.fixture(autouse=True)
+async def _close_kube_clients() -> AsyncIterator[None]:
+    """Shared Kubernetes clients hold an HTTP session bound to the test's event loop: close
+    them with it, so no test leaks a session into the next one."""
+    yield
+    if "agent.kube.client" in sys.modules:
+        from agent.kube.client import close_shared_clients
+
+        await close_shared_clients()

@@ -286,3 +286,11 @@ def shared_client(settings: KubeSettings) -> KubeClient:
         config = load_cluster_config(settings)
         client = _CLIENTS[settings] = KubeClient(config, settings.request_timeout)
     return client
+
+
+async def close_shared_clients() -> None:
+    """Close every shared client's HTTP session (at shutdown; later use re-opens one)."""
+    clients = list(_CLIENTS.values())
+    _CLIENTS.clear()
+    for client in clients:
+        await client.close()
