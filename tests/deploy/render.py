@@ -154,6 +154,8 @@ def split_sources(rendered: str) -> dict[str, str]:
         match = re.match(r"# Source: [^/]+/templates/(.+)$", line)
         if match:
             current = match.group(1)
+            if out.get(current):
+                out[current].append("---")  # a template with several documents
             out.setdefault(current, [])
             continue
         if line == "---":
