@@ -383,3 +383,20 @@ def test_prepare_script_readies_the_config_folder(
     for name, text in data.items():
         assert (config / name).read_text() == text  # the ConfigMap owns these files
     assert os.access(config / "user-patches.sh", os.X_OK)
+
+
+def test_watched_secret_holds_passwords_only_and_agent_keys_are_only_mounted(
+    kustomized: list[dict[str, Any]],
+) -> None:
+    """Every YAML key of a watched Secret is read as a passwords document, so the watched one
+    holds passwords.yaml alone; the agent's keys live in a Secret the Role does not name."""
+    sources = {s["name"] for s in agent_settings(kustomized)["sources"] if s["kind"] == "secret"}
+    assert sources == {"mailserver-secrets"}
+    assert set(one(kustomized, "Secret", "mailserver-secrets")["stringData"]) == {"passwords.yaml"}
+    keys = one(kustomized, "Secret", "mailserver-agent-secrets")["stringData"]
+    assert {"ledger.key", "webhook-secret"} <= set(keys)
+    rules = {r["resources"][0]: r for r in one(kustomized, "Role")["rules"]}
+    assert rules["secrets"]["resourceNames"] == ["mailserver-secrets"]
+    assert (
+        _volume(kustomized, "agent-secrets")["secret"]["secretName"] == "mailserver-agent-secrets"
+    )
