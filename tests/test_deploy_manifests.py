@@ -219,7 +219,7 @@ def test_pod_shape_sidecar_health_and_limits(kustomized: list[dict[str, Any]]) -
     timeout = agent_settings(kustomized)["dms"]["commandTimeout"]
     assert spec["terminationGracePeriodSeconds"] > timeout + 30
     pre_stop = ms["lifecycle"]["preStop"]["exec"]["command"][2]
-    assert f"wait={timeout + 10}\n" in pre_stop
+    assert f"limit={timeout + 10}\n" in pre_stop
     assert spec["terminationGracePeriodSeconds"] > timeout + 10
 
 
@@ -275,7 +275,7 @@ def _pre_stop(docs: list[dict[str, Any]], tmp: Path, wait: int | None = None) ->
     text = text.replace("/var/run/dms-agent/", f"{tmp}/run/")
     text = text.replace("/tmp/docker-mailserver/", f"{tmp}/config/")
     if wait is not None:
-        text = re.sub(r"^wait=\d+$", f"wait={wait}", text, flags=re.M)
+        text = re.sub(r"^limit=\d+$", f"limit={wait}", text, flags=re.M)
     return text
 
 

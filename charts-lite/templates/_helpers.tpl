@@ -189,13 +189,13 @@ that never gets the lock gives up after the same bound.
 {{- define "mailserver.preStop" -}}
 lock=/tmp/docker-mailserver/dms-agent.lock
 mark=/var/run/dms-agent/stopping
-wait={{ add .Values.agent.commandTimeout 10 }}
+limit={{ add .Values.agent.commandTimeout 10 }}
 rm -f "$mark"
 [ -f "$lock" ] || exit 0
 setsid sh -c 'exec 9<"$1"; flock -x -w "$2" 9 || exit 0; echo $$ > "$3"; exec sleep 2147483647' \
-  holder "$lock" "$wait" "$mark" </dev/null >/dev/null 2>&1 &
+  holder "$lock" "$limit" "$mark" </dev/null >/dev/null 2>&1 &
 i=0
-while [ ! -s "$mark" ] && [ "$i" -lt $((wait * 5)) ]; do
+while [ ! -s "$mark" ] && [ "$i" -lt $((limit * 5)) ]; do
   sleep 0.2
   i=$((i + 1))
 done
