@@ -3,8 +3,11 @@ each render valid against the Kubernetes 1.30 schemas (kubernetes-validate, stri
 
 from __future__ import annotations
 
-import warnings
+import json
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -128,7 +131,9 @@ def test_demo_mode_adds_a_demo_account_with_its_password(helm: str) -> None:
     state = yaml.safe_load(one(docs, "ConfigMap", "mailserver-state")["data"]["mailserver.yaml"])
     assert "demo@example.com" in state["accounts"]
     assert "admin@example.com" in state["accounts"]
-    passwords = yaml.safe_load(one(docs, "Secret")["stringData"]["passwords.yaml"])
+    passwords = yaml.safe_load(
+        one(docs, "Secret", "mailserver-secrets")["stringData"]["passwords.yaml"]
+    )
     assert passwords["demo@example.com"] == {"password": "demo-password-change-me"}
     assert "demo@example.com" not in str(rendered(helm, "defaults"))
 
@@ -139,8 +144,10 @@ def test_webhook_wires_url_secret_and_node_ip(helm: str) -> None:
     assert lb["enabled"] is True
     (target,) = lb["targets"]
     assert target["url"] == "https://lb.example.net/hooks/mail"
-    secret = one(docs, "Secret")
+    secret = one(docs, "Secret", "mailserver-agent-secrets")
     assert secret["stringData"]["webhook-secret"] == "EXAMPLE-hook-secret"
+    items = {i["key"] for i in _volume(docs, "agent-secrets")["secret"]["items"]}
+    assert items == {"ledger.key", "webhook-secret"}
     assert target["secretFile"] == "/etc/dms-agent/secrets/webhook-secret"
     assert lb["address"] == {"source": "env", "env": "NODE_IP"}
     smtp = next(p for p in lb["ports"] if p["name"] == "smtp")
@@ -208,10 +215,10 @@ def test_existing_secret_is_used_everywhere_and_none_is_rendered(helm: str) -> N
     docs = rendered(helm, "existingsecret")
     assert "Secret" not in kinds(docs)
     volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
-    assert volumes["agent-secrets"]["secret"]["secretName"] == "my-mail-secrets"
+    assert volumes["agent-secrets"]["secret"]["secretName"] == "my-agent-keys"
     role = one(docs, "Role")
     secret_rule = next(r for r in role["rules"] if r["resources"] == ["secrets"])
-    assert secret_rule["resourceNames"] == ["my-mail-secrets"]
+    assert secret_rule["resourceNames"] == ["my-mail-secrets"]  # the keys are never read by API
     sources = agent_settings(docs)["sources"]
     assert {"kind": "secret", "name": "my-mail-secrets"} in sources
 
@@ -226,30 +233,97 @@ def test_release_name_renames_everything_rbac_included(helm: str) -> None:
     assert one(docs, "StatefulSet")["metadata"]["name"] == "mx"
 
 
-# Settings keys the chart writes for sections other capabilities own, whose fields did not exist
-# in the foundation when the chart was written. The lead reconciles the names on merge; until
-# then they are reported as a warning instead of failing every render.
-PENDING_SETTINGS = {("lb", "webhookUrl"), ("lb", "secretFile"), ("checks", "commands")}
+def _volume(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(v for v in pod_spec(docs)["volumes"] if v["name"] == name)
 
 
 @pytest.mark.parametrize("combination", sorted(render.COMBINATIONS))
 def test_agent_settings_of_every_render_load(helm: str, combination: str, tmp_path: Path) -> None:
-    settings = agent_settings(rendered(helm, combination))
+    """Every rendered settings file is valid for the agent as built: no unknown field, no
+    guessed name (the loader refuses both), no path the pod does not provide."""
+    docs = rendered(helm, combination)
     path = tmp_path / "settings.yaml"
-    path.write_text(yaml.safe_dump(settings))
+    path.write_text(yaml.safe_dump(agent_settings(docs)))
     try:
-        load_settings(path, environ={})
-        return
+        settings = load_settings(path, environ={})
     except InvalidDocument as exc:
-        fields = {tuple(err.field.split(".")[:2]) for err in exc.errors}
-        unexpected = fields - PENDING_SETTINGS
-        assert not unexpected, [str(e) for e in exc.errors]
-        warnings.warn(
-            f"{combination}: agent settings fields not (yet) known to the agent: "
-            + ", ".join(".".join(f) for f in sorted(fields)),
-            stacklevel=1,
+        pytest.fail(f"{combination}: " + "; ".join(str(e) for e in exc.errors))
+    agent = container(docs, "agent")
+    mounts = [m["mountPath"] for m in agent["volumeMounts"]]
+    files = [
+        settings.reconcile.ledger_path,
+        settings.reconcile.ledger_key_file,
+        settings.dkim.state_file,
+        settings.checks.verdict_file,
+        settings.lb.state_file,
+        *(t.secret_file for t in settings.lb.targets),
+    ]
+    for file in files:
+        if file is not None:
+            assert any(str(file).startswith(m + "/") for m in mounts), f"{file} not mounted"
+    items = {i["path"] for i in _volume(docs, "agent-secrets")["secret"]["items"]}
+    for file in (settings.reconcile.ledger_key_file, *(t.secret_file for t in settings.lb.targets)):
+        assert file is not None and file.name in items
+    assert settings.dms.executor.container == "mailserver"
+
+
+def test_liveness_commands_become_an_exec_check_and_dms_defaults_follow_env(helm: str) -> None:
+    from agent.checks.defaults import effective_checks
+
+    full = agent_settings(rendered(helm, "full"))
+    (own,) = full["checks"]["checks"]
+    assert own == {"name": "commands", "kind": "exec", "commands": ["supervisorctl status postfix"]}
+    for combination, expected in (
+        ("defaults", ["smtp", "submission", "imap", "clamd", "rspamd"]),
+        ("minimal", ["smtp", "submission", "imap"]),
+        ("full", ["smtp", "submission", "imap", "clamd", "rspamd", "commands"]),
+    ):
+        docs = rendered(helm, combination)
+        path = Path(tempfile.mkdtemp()) / "settings.yaml"
+        path.write_text(yaml.safe_dump(agent_settings(docs)))
+        settings = load_settings(path, environ={})
+        names = [c.name for c in effective_checks(settings.checks, settings.dms.environment)]
+        assert names == expected, combination
+        # clamd's socket folder is shared exactly when the clamd check exists
+        for name in ("agent", "mailserver"):
+            paths = {m["mountPath"] for m in container(docs, name)["volumeMounts"]}
+            assert ("/var/run/clamav" in paths) is ("clamd" in names), (combination, name)
+    assert agent_settings(rendered(helm, "minimal"))["checks"]["enabled"] is False
+
+
+def test_mailserver_liveness_probe_is_the_agents_own(helm: str) -> None:
+    """The probe is exactly `dms-agent probe-script --exec` for the verdict file the agent is
+    told to write, and the chart's copy of the script is the agent's."""
+    from agent.checks.probe import PROBE_SCRIPT, exec_command
+
+    assert render.PROBE_FILE.read_text() == PROBE_SCRIPT, (
+        "python -m tests.deploy.render --write-manifests"
+    )
+    for combination in ("defaults", "full"):
+        docs = rendered(helm, combination)
+        settings = agent_settings(docs)
+        verdict = settings["checks"]["verdictFile"]
+        probe = container(docs, "mailserver")["livenessProbe"]["exec"]["command"]
+        assert probe == exec_command(Path(verdict), 60)
+        cli = render.run(
+            [sys.executable, "-m", "agent", "probe-script", "--exec", "--file", verdict]
         )
-    for section, key in PENDING_SETTINGS:
-        settings.get(section, {}).pop(key, None)
-    path.write_text(yaml.safe_dump(settings))
-    load_settings(path, environ={})  # everything else is valid
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout) == probe
+        folder = str(Path(verdict).parent)
+        for name in ("agent", "mailserver"):
+            assert folder in {m["mountPath"] for m in container(docs, name)["volumeMounts"]}
+
+
+def test_dns_values_reach_the_settings(helm: str) -> None:
+    dns = agent_settings(rendered(helm, "dns"))["dns"]
+    assert dns == {
+        "enabled": True,
+        "mxHost": "mail.example.com",
+        "ipv4": ["203.0.113.25"],
+        "ipv6": ["2001:db8::25"],
+        "egress": ["203.0.113.26"],
+        "nameservers": ["10.0.0.10:53"],
+    }
+    assert agent_settings(rendered(helm, "full"))["dns"]["mxHost"] == "mx.example.com"
+    assert agent_settings(rendered(helm, "defaults"))["dns"] == {"enabled": False}

@@ -4,7 +4,10 @@ load, RBAC is least privilege, health is fail-open, no subPath anywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,10 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.apply import ApplyLock
+from agent.dms.observe import AGENT_LOCK
 from agent.settings import load_settings
 from tests.deploy import render
 from tests.deploy.fixtures import rendered
 from tests.deploy.objects import agent_settings, all_volume_mounts, container, one, pod_spec
+from tests.rig.proc import require_binary
 
 kubernetes_validate = render.require_module("kubernetes_validate", "pip install '.[test]'")
 
@@ -29,6 +35,7 @@ EXPECTED_KINDS = {
     ("ConfigMap", "mailserver-state"),
     ("ConfigMap", "mailserver-agent"),
     ("Secret", "mailserver-secrets"),
+    ("Secret", "mailserver-agent-secrets"),
     ("Service", "mailserver"),
     ("Service", "mailserver-external"),
     ("Service", "mailserver-metrics"),
@@ -212,7 +219,7 @@ def test_pod_shape_sidecar_health_and_limits(kustomized: list[dict[str, Any]]) -
     timeout = agent_settings(kustomized)["dms"]["commandTimeout"]
     assert spec["terminationGracePeriodSeconds"] > timeout + 30
     pre_stop = ms["lifecycle"]["preStop"]["exec"]["command"][2]
-    assert f"-lt {timeout + 10} ]" in pre_stop
+    assert f"limit={timeout + 10}\n" in pre_stop
     assert spec["terminationGracePeriodSeconds"] > timeout + 10
 
 
@@ -223,16 +230,6 @@ def _volume(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
 # --- the probe scripts, run for real with /bin/sh ------------------------------------------
 
 
-def _script(docs: list[dict[str, Any]], which: str, tmp: Path) -> str:
-    ms = container(docs, "mailserver")
-    if which == "liveness":
-        text: str = ms["livenessProbe"]["exec"]["command"][2]
-    else:
-        text = ms["lifecycle"]["preStop"]["exec"]["command"][2]
-    assert "/var/run/dms-agent/" in text
-    return text.replace("/var/run/dms-agent/", f"{tmp}/")
-
-
 def _sh(script: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["/bin/sh", "-c", script], capture_output=True, text=True, timeout=timeout, check=False
@@ -240,58 +237,124 @@ def _sh(script: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("content", "age", "fails"),
+    ("first_line", "age", "fails"),
     [
         (None, 0, False),  # no verdict yet: never restart
-        ("unhealthy\n", 0, True),  # the only failing case: fresh and unhealthy
-        ("unhealthy", 5, True),  # no final newline
-        ("unhealthy\nclamd: no PONG\n", 0, True),  # reasons after the first line
-        ("  unhealthy  \n", 0, True),
-        ("unhealthy\n", 300, False),  # stale: the agent is gone, fail open
-        ("healthy\n", 0, False),
-        ("unknown\n", 0, False),
+        ("unhealthy {t}\nclamd: no PONG\n", 0, True),  # the only failing case: fresh unhealthy
+        ("unhealthy {t}", 5, True),  # no final newline
+        ("unhealthy {t}\n", 300, False),  # stale: the agent is gone, fail open
+        ("healthy {t}\n", 0, False),
+        ("unknown {t}\n", 0, False),
+        ("unhealthy\n", 0, False),  # no timestamp: not affirmative
         ("", 0, False),
         ("garbage\n", 0, False),
     ],
 )
 def test_mailserver_liveness_fails_only_on_a_fresh_unhealthy_verdict(
-    kustomized: list[dict[str, Any]], tmp_path: Path, content: str | None, age: int, fails: bool
+    kustomized: list[dict[str, Any]],
+    tmp_path: Path,
+    first_line: str | None,
+    age: int,
+    fails: bool,
 ) -> None:
-    script = _script(kustomized, "liveness", tmp_path)
-    if content is not None:
-        verdict = tmp_path / "verdict"
-        verdict.write_text(content)
-        then = time.time() - age
-        os.utime(verdict, (then, then))
-    proc = _sh(script)
-    assert (proc.returncode != 0) is fails, proc.stderr
+    """The rendered probe, run for real with /bin/sh against a verdict file in the agent's
+    format (first line `<verdict> <unix time>`)."""
+    command = container(kustomized, "mailserver")["livenessProbe"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    verdict = tmp_path / "verdict"
+    assert command[4] == agent_settings(kustomized)["checks"]["verdictFile"]
+    if first_line is not None:
+        verdict.write_text(first_line.format(t=int(time.time()) - age))
+    argv = ["/bin/sh", *command[1:4], str(verdict), command[5]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    assert (proc.returncode != 0) is fails, proc.stdout + proc.stderr
 
 
-def test_pre_stop_waits_for_a_running_setup_then_returns(
-    kustomized: list[dict[str, Any]], tmp_path: Path
+def _pre_stop(docs: list[dict[str, Any]], tmp: Path, wait: int | None = None) -> str:
+    text: str = container(docs, "mailserver")["lifecycle"]["preStop"]["exec"]["command"][2]
+    text = text.replace("/var/run/dms-agent/", f"{tmp}/run/")
+    text = text.replace("/tmp/docker-mailserver/", f"{tmp}/config/")
+    if wait is not None:
+        text = re.sub(r"^limit=\d+$", f"limit={wait}", text, flags=re.M)
+    return text
+
+
+def _holder(tmp: Path) -> int | None:
+    mark = tmp / "run" / "stopping"
+    return int(mark.read_text()) if mark.exists() and mark.read_text().strip() else None
+
+
+def _kill(pid: int | None) -> None:
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def lock_rig(tmp_path: Path) -> Any:
+    require_binary("flock", "util-linux")
+    require_binary("setsid", "util-linux")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "config").mkdir()
+    lock = tmp_path / "config" / AGENT_LOCK
+    lock.touch()
+    yield tmp_path, lock
+    _kill(_holder(tmp_path))
+
+
+def test_pre_stop_holds_the_agents_apply_lock(
+    kustomized: list[dict[str, Any]], lock_rig: Any
 ) -> None:
-    script = _script(kustomized, "preStop", tmp_path)
+    """Nothing applying: preStop returns at once, holding the agent's real apply lock, so the
+    agent starts no `setup` on the stopping DMS until this container (and the holder) is gone."""
+    tmp, lock = lock_rig
     started = time.monotonic()
-    assert _sh(script).returncode == 0
-    assert time.monotonic() - started < 1.0  # nothing running: no wait
-    assert (tmp_path / "stopping").exists()  # the agent is told
-    # A process that looks like DMS's setup (its argv holds /usr/local/bin/setup).
-    fake = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 0.3; :", "/usr/local/bin/setup", "email", "add"]
-    )
-    try:
-        started = time.monotonic()
-        assert _sh(script, timeout=30).returncode == 0
-        waited = time.monotonic() - started
-    finally:
-        fake.kill()
-        fake.wait()
-    assert 0.3 <= waited < 10.0
+    assert _sh(_pre_stop(kustomized, tmp)).returncode == 0
+    assert time.monotonic() - started < 5.0
+    pid = _holder(tmp)
+    assert pid is not None
+    assert ApplyLock(lock).try_acquire() is False
+    _kill(pid)  # the container ends: its processes die, the lock is free again
+    deadline = time.monotonic() + 5
+    agent = ApplyLock(lock)
+    while not agent.try_acquire():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    agent.release()
+
+
+def test_pre_stop_waits_for_the_pass_in_progress(
+    kustomized: list[dict[str, Any]], lock_rig: Any
+) -> None:
+    tmp, lock = lock_rig
+    agent = ApplyLock(lock)
+    assert agent.try_acquire()  # the agent is applying
+    proc = subprocess.Popen(["/bin/sh", "-c", _pre_stop(kustomized, tmp)])
+    time.sleep(0.6)
+    assert proc.poll() is None  # still waiting for the pass
+    agent.release()
+    assert proc.wait(timeout=10) == 0
+    assert _holder(tmp) is not None and ApplyLock(lock).try_acquire() is False
+
+
+def test_pre_stop_wait_is_bounded_and_absent_lock_is_no_wait(
+    kustomized: list[dict[str, Any]], lock_rig: Any
+) -> None:
+    tmp, lock = lock_rig
+    agent = ApplyLock(lock)
+    assert agent.try_acquire()  # a pass that outlives the bound
+    started = time.monotonic()
+    assert _sh(_pre_stop(kustomized, tmp, wait=1), timeout=20).returncode == 0
+    assert 0.8 <= time.monotonic() - started < 8.0
+    assert _holder(tmp) is None
+    agent.release()
+    lock.unlink()  # no lock file (no agent ever ran): nothing to wait for
+    started = time.monotonic()
+    assert _sh(_pre_stop(kustomized, tmp)).returncode == 0
+    assert time.monotonic() - started < 2.0 and _holder(tmp) is None
     # A restarted container (preStop also runs before a liveness restart) clears the mark.
     post_start = container(kustomized, "mailserver")["lifecycle"]["postStart"]["exec"]["command"]
     assert post_start == ["rm", "-f", "/var/run/dms-agent/stopping"]
-    subprocess.run([*post_start[:-1], str(tmp_path / "stopping")], check=True)
-    assert not (tmp_path / "stopping").exists()
 
 
 def test_prepare_script_readies_the_config_folder(
@@ -315,6 +378,25 @@ def test_prepare_script_readies_the_config_folder(
     ledger_dir = (config / ".dms-agent").stat()
     assert (ledger_dir.st_uid, ledger_dir.st_gid) == (10001, 10001)
     assert ledger_dir.st_mode & 0o777 == 0o700
+    lock = (config / AGENT_LOCK).stat()  # the agent (not root) must be able to open its lock
+    assert (lock.st_uid, lock.st_mode & 0o777) == (10001, 0o600)
     for name, text in data.items():
         assert (config / name).read_text() == text  # the ConfigMap owns these files
     assert os.access(config / "user-patches.sh", os.X_OK)
+
+
+def test_watched_secret_holds_passwords_only_and_agent_keys_are_only_mounted(
+    kustomized: list[dict[str, Any]],
+) -> None:
+    """Every YAML key of a watched Secret is read as a passwords document, so the watched one
+    holds passwords.yaml alone; the agent's keys live in a Secret the Role does not name."""
+    sources = {s["name"] for s in agent_settings(kustomized)["sources"] if s["kind"] == "secret"}
+    assert sources == {"mailserver-secrets"}
+    assert set(one(kustomized, "Secret", "mailserver-secrets")["stringData"]) == {"passwords.yaml"}
+    keys = one(kustomized, "Secret", "mailserver-agent-secrets")["stringData"]
+    assert {"ledger.key", "webhook-secret"} <= set(keys)
+    rules = {r["resources"][0]: r for r in one(kustomized, "Role")["rules"]}
+    assert rules["secrets"]["resourceNames"] == ["mailserver-secrets"]
+    assert (
+        _volume(kustomized, "agent-secrets")["secret"]["secretName"] == "mailserver-agent-secrets"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import pytest
 
@@ -240,3 +241,21 @@ async def test_large_secret_through_the_watch(rig: Rig) -> None:
     assert len(lines) > 700_000
     rig.write_passwords(lines)
     await rig.settled({"a@x.org"})
+
+
+async def test_named_sources_ask_for_their_object_only(rig: Rig) -> None:
+    """RBAC with resourceNames authorises list/watch only when the request names the object
+    (fieldSelector=metadata.name=<name>): every list and watch of a named source must carry it,
+    and a neighbouring object is never read."""
+    rig.api.server.store.create(
+        "secrets", NS, {"metadata": {"name": "unrelated"}, "stringData": {"x.yaml": "a: b\n"}}
+    )
+    rig.write_state("a@x.org", "c@x.org")
+    await rig.rec.until({"a@x.org", "c@x.org"})
+    gets = [unquote(p) for m, p in rig.api.server.requests if m == "GET" and "/namespaces/" in p]
+    for plural, name in (("configmaps", "mail-state"), ("secrets", "mail-passwords")):
+        mine = [p for p in gets if f"/{plural}?" in p]
+        assert mine and any("watch=true" in p for p in mine)
+        assert all(f"fieldSelector=metadata.name={name}" in p for p in mine), mine
+    docs = [d.origin for s in rig.sources for d in (snapshots(rig.hub)[s.key].documents or ())]
+    assert docs and not [o for o in docs if "unrelated" in o]

@@ -22,8 +22,19 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: dms-agent
 {{- end -}}
 
+{{/* The passwords Secret: a state source the agent watches (RBAC names it). */}}
 {{- define "mailserver.secretName" -}}
 {{- default (printf "%s-secrets" (include "mailserver.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The agent's own keys (ledger.key, webhook-secret): only mounted, never a source. */}}
+{{- define "mailserver.agentSecretName" -}}
+{{- default (printf "%s-agent-secrets" (include "mailserver.fullname" .)) .Values.secrets.existingAgentSecret -}}
+{{- end -}}
+
+{{/* "1" when DMS's environment enables ClamAV (the agent then checks clamd's socket). */}}
+{{- define "mailserver.clamav" -}}
+{{- if eq (get (include "mailserver.dmsEnv" . | fromYaml) "ENABLE_CLAMAV") "1" -}}1{{- end -}}
 {{- end -}}
 
 {{/*
@@ -58,6 +69,7 @@ become "1"/"0"; every value is a string.
 {{/* The agent's settings file: the generated wiring, then `agent.settings` merged on top. */}}
 {{- define "mailserver.agentSettings" -}}
 {{- $full := include "mailserver.fullname" . -}}
+{{- $env := include "mailserver.dmsEnv" . | fromYaml -}}
 {{- $generated := dict
   "server" (dict "host" "0.0.0.0" "port" (int .Values.agent.port))
   "logging" (dict "level" .Values.agent.logLevel "format" "json")
@@ -72,25 +84,44 @@ become "1"/"0"; every value is a string.
     "setupCommand" (list "setup")
     "commandTimeout" (int .Values.agent.commandTimeout)
     "executor" (dict "kind" "kube" "container" "mailserver")
-    "environment" (include "mailserver.dmsEnv" . | fromYaml))
+    "environment" $env)
   "reconcile" (dict
     "ledgerPath" "/tmp/docker-mailserver/.dms-agent/ledger.json"
     "ledgerKeyFile" "/etc/dms-agent/secrets/ledger.key")
-  "kube" (dict "enabled" true)
-  "checks" (dict "enabled" .Values.liveness_tests.enabled)
-  "dns" (dict "enabled" false)
+  "kube" (dict "enabled" true "events" true)
+  "checks" (dict
+    "enabled" .Values.liveness_tests.enabled
+    "verdictFile" (include "mailserver.verdictFile" .)
+    "dmsDefaults" (dict "enabled" true "clamdSocket" "/var/run/clamav/clamd.ctl"))
+  "dns" (dict "enabled" .Values.dns.enabled)
   "lb" (dict "enabled" .Values.poor_mans_k8s_lb.enabled)
-  "dkim" (dict "enabled" true)
+  "dkim" (dict
+    "enabled" true
+    "backend" "auto"
+    "stateFile" "/tmp/docker-mailserver/.dms-agent/dkim.json")
 -}}
 {{- if .Values.liveness_tests.commands -}}
-{{- $_ := set $generated.checks "commands" .Values.liveness_tests.commands -}}
+{{- $exec := dict "name" "commands" "kind" "exec" "commands" .Values.liveness_tests.commands -}}
+{{- $_ := set $generated.checks "checks" (list $exec) -}}
+{{- end -}}
+{{- if .Values.dns.enabled -}}
+{{- $dns := $generated.dns -}}
+{{- $_ := set $dns "mxHost" (default .Values.pod.dockermailserver.override_hostname .Values.dns.mxHost) -}}
+{{- range $key := list "ipv4" "ipv6" "egress" "nameservers" -}}
+{{- with get $.Values.dns $key -}}
+{{- $_ := set $dns $key . -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.poor_mans_k8s_lb.enabled -}}
 {{- $target := dict "url" .Values.poor_mans_k8s_lb.webhook_url "format" .Values.poor_mans_k8s_lb.format "secretFile" "/etc/dms-agent/secrets/webhook-secret" -}}
 {{- $_ := set $generated.lb "targets" (list $target) -}}
 {{- $_ := set $generated.lb "address" (dict "source" "env" "env" "NODE_IP") -}}
+{{- if .Values.liveness_tests.enabled -}}
 {{- $_ := set $generated.lb "waitForCheck" "smtp" -}}
+{{- end -}}
 {{- $_ := set $generated.lb "deleteOnShutdown" true -}}
+{{- $_ := set $generated.lb "stateFile" "/tmp/docker-mailserver/.dms-agent/lb.json" -}}
 {{- $ports := list -}}
 {{- $frontends := dict "smtp" 25 "pop3" 110 "imap" 143 "smtps" 465 "submission" 587 "imaps" 993 "pop3s" 995 -}}
 {{- range $name, $frontend := $frontends -}}
@@ -139,19 +170,9 @@ become "1"/"0"; every value is a string.
 - {name: pop3s, port: 995}
 {{- end -}}
 
-{{/*
-The mailserver's livenessProbe, fail-open: it fails ONLY when the agent's verdict file exists,
-is fresh (written within 120 s) and its first line is `unhealthy`. No file, a stale file, an
-unreadable file, `healthy` or `unknown` all pass, so the agent's absence never restarts DMS.
-The format is the checks capability's: first line `healthy`, `unhealthy` or `unknown`.
-*/}}
-{{- define "mailserver.verdictProbe" -}}
-f=/var/run/dms-agent/verdict
-[ -f "$f" ] || exit 0
-mtime=$(stat -c %Y "$f" 2>/dev/null) || exit 0
-[ $(( $(date +%s) - mtime )) -le 120 ] || exit 0
-read -r verdict < "$f" || [ -n "$verdict" ] || exit 0
-[ "$verdict" != unhealthy ]
+{{/* Where the agent writes its verdict (checks.verdictFile): the shared emptyDir. */}}
+{{- define "mailserver.verdictFile" -}}
+/var/run/dms-agent/verdict
 {{- end -}}
 
 {{/* Local readiness: Postfix listens on 25 (no connection, so no log line per probe). */}}
@@ -160,24 +181,37 @@ ss --listening --tcp --numeric | grep -qE ':25[[:space:]]'
 {{- end -}}
 
 {{/*
-preStop: tell the agent we are stopping, then wait (bounded) while a `setup` command the agent
-started by exec still runs in this container, so none is cut half-way.
+preStop: take the agent's apply lock (reconcile: one applier at a time) and hold it until this
+container is gone, so the agent starts no `setup` on a stopping DMS; a pass in progress ends
+first (bounded wait). The holder's pid, written to `stopping`, says the lock is ours. A holder
+that never gets the lock gives up after the same bound.
 */}}
 {{- define "mailserver.preStop" -}}
-touch /var/run/dms-agent/stopping 2>/dev/null || true
+lock=/tmp/docker-mailserver/dms-agent.lock
+mark=/var/run/dms-agent/stopping
+limit={{ add .Values.agent.commandTimeout 10 }}
+rm -f "$mark"
+[ -f "$lock" ] || exit 0
+setsid sh -c 'exec 9<"$1"; flock -x -w "$2" 9 || exit 0; echo $$ > "$3"; exec sleep 2147483647' \
+  holder "$lock" "$limit" "$mark" </dev/null >/dev/null 2>&1 &
 i=0
-while grep -qs '/usr/local/bin/[s]etup' /proc/[0-9]*/cmdline && [ "$i" -lt {{ add .Values.agent.commandTimeout 10 }} ]; do
-  sleep 1
+while [ ! -s "$mark" ] && [ "$i" -lt $((limit * 5)) ]; do
+  sleep 0.2
   i=$((i + 1))
 done
 {{- end -}}
 
 {{/* Runs once per pod start, as root, before the agent and DMS. */}}
 {{- define "mailserver.prepare" -}}
-# The agent (uid 10001) keeps its ledger in its own folder of the config volume.
+# The agent (uid 10001) keeps its ledger, DKIM and LB state in its own folder of
+# the config volume. Its apply lock (the mailserver's preStop takes it too) is
+# where the agent looks for it: in the config folder itself.
 mkdir -p /tmp/docker-mailserver/.dms-agent
 chmod 0700 /tmp/docker-mailserver/.dms-agent
 chown 10001:10001 /tmp/docker-mailserver/.dms-agent
+touch /tmp/docker-mailserver/dms-agent.lock
+chown 10001:10001 /tmp/docker-mailserver/dms-agent.lock
+chmod 0600 /tmp/docker-mailserver/dms-agent.lock
 # Files owned by the <name>-files ConfigMap.
 for f in /etc/dms-files/*; do
   if [ -f "$f" ]; then cp "$f" /tmp/docker-mailserver/; fi

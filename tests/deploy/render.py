@@ -58,7 +58,22 @@ COMBINATIONS: dict[str, list[str]] = {
     ],
     "clusterip": ["service.type=ClusterIP"],
     "metrics": ["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
-    "existingsecret": ["secrets.existingSecret=my-mail-secrets"],
+    "existingsecret": [
+        "secrets.existingSecret=my-mail-secrets",
+        "secrets.existingAgentSecret=my-agent-keys",
+    ],
+    "dns": [
+        "dns.enabled=true",
+        "dns.ipv4={203.0.113.25}",
+        "dns.ipv6={2001:db8::25}",
+        "dns.egress={203.0.113.26}",
+        "dns.nameservers={10.0.0.10:53}",
+    ],
+    "minimal": [
+        "liveness_tests.enabled=false",
+        "env.ENABLE_CLAMAV=false",
+        "env.ENABLE_RSPAMD=false",
+    ],
     "full": [
         "haproxy.enabled=true",
         "demo_mode.enabled=true",
@@ -73,6 +88,8 @@ COMBINATIONS: dict[str, list[str]] = {
         "persistence.storageClass=fast",
         "persistence.annotations.backup=daily",
         "liveness_tests.commands={supervisorctl status postfix}",
+        "dns.enabled=true",
+        "dns.mxHost=mx.example.com",
     ],
 }
 
@@ -137,6 +154,8 @@ def split_sources(rendered: str) -> dict[str, str]:
         match = re.match(r"# Source: [^/]+/templates/(.+)$", line)
         if match:
             current = match.group(1)
+            if out.get(current):
+                out[current].append("---")  # a template with several documents
             out.setdefault(current, [])
             continue
         if line == "---":
@@ -204,9 +223,20 @@ def manifest_text(template_text: str) -> str:
     return MANIFEST_HEADER + "\n".join(result).strip() + "\n"
 
 
+PROBE_FILE = CHART / "files" / "mailserver-liveness.sh"
+
+
+def write_probe_script() -> Path:
+    """The chart's copy of the agent's own liveness probe (``dms-agent probe-script``)."""
+    from agent.checks.probe import PROBE_SCRIPT
+
+    PROBE_FILE.write_text(PROBE_SCRIPT)
+    return PROBE_FILE
+
+
 def write_manifests(helm: str) -> list[Path]:
     """Regenerate manifests/<template>.yaml from the chart's defaults (+ the alert rules)."""
-    written: list[Path] = []
+    written: list[Path] = [write_probe_script()]
     defaults = split_sources(helm_template(helm))
     rules = split_sources(helm_template(helm, ["metrics.prometheusRule.enabled=true"]))
     defaults["prometheusrule.yaml"] = rules["prometheusrule.yaml"]
