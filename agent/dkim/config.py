@@ -32,7 +32,8 @@ class DkimSettings(Section):
     grace_period: float = Field(7 * 24 * 3600.0, ge=0)
     require_published: bool = True
     byo_keys_dir: Path | None = None
-    nameservers: list[str] = Field(default_factory=list)  # host or host:port; default: system
+    # host, host:port or [v6]:port; default: dns.nameservers, else the system resolver
+    nameservers: list[str] = Field(default_factory=list)
     dns_timeout: float = Field(3.0, gt=0)
     state_file: Path | None = None  # default: <dms.configDir>/dms-agent-dkim.json
     opendkim_reload: list[str] = Field(

@@ -194,7 +194,9 @@ class DkimManager:
         state: dict[str, DomainState],
         result: PassResult,
     ) -> None:
-        resolver = make_resolver(self.settings.nameservers, self.settings.dns_timeout)
+        # the DNS checks' nameservers unless DKIM names its own
+        servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
+        resolver = make_resolver(servers, self.settings.dns_timeout)
         wanted = set()
         for domain, spec in specs.items():
             st = state.get(domain, DomainState())

@@ -12,21 +12,17 @@ import dns.name
 import dns.resolver
 
 from agent.dkim.keys import PublicKey, record_tags
+from agent.dns.resolver import nameserver_objects
 
 
 def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
-    """A resolver of our own (never the process-wide one); ``host`` or ``host:port`` entries."""
-    if not nameservers:
-        resolver = dns.asyncresolver.Resolver()
-    else:
+    """A resolver of our own (never the process-wide one); ``host``, ``host:port`` or
+    ``[v6]:port`` entries, parsed as the DNS checks parse them. Empty: the system's servers."""
+    if nameservers:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        hosts, port = [], 53
-        for entry in nameservers:
-            host, sep, p = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
-            hosts.append(host if sep else entry)
-            port = int(p) if sep else port
-        resolver.nameservers = hosts
-        resolver.port = port
+        resolver.nameservers = nameserver_objects(nameservers)
+    else:
+        resolver = dns.asyncresolver.Resolver()
     resolver.lifetime = timeout
     resolver.timeout = timeout
     return resolver
