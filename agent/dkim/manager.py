@@ -62,11 +62,22 @@ def generate_commands(
 
 
 @dataclass(slots=True)
-class PassResult:
+class DkimPass:
+    """Everything one pass knows and decides; the manager's steps read and fill it in."""
+
+    backend: Backend
+    specs: dict[str, DkimSpec]
+    state: dict[str, DomainState] = field(default_factory=dict)
+    keys: dict[tuple[str, str], PublicKey] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)
     published: dict[tuple[str, str], bool | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     restart_required: bool = False
+
+    def facts(self, domain: str, now: float = 0.0) -> Facts:
+        have = {sel: (k.key_type, k.bits) for (d, sel), k in self.keys.items() if d == domain}
+        pub = {sel: v for (d, sel), v in self.published.items() if d == domain}
+        return Facts(have, pub, now)
 
 
 class DkimManager:
@@ -102,80 +113,70 @@ class DkimManager:
                 async with asyncio.timeout(self.settings.interval):
                     await self.ctx.hub.desired.wait_newer(version)
 
-    async def run_pass(self, domains: dict[str, Any]) -> PassResult:
+    async def run_pass(self, domains: dict[str, Any]) -> DkimPass:
         specs = {d: dom.dkim for d, dom in domains.items() if dom.dkim is not None}
         backend = detect_backend(self.settings.backend, self.ctx.settings.dms.environment)
-        result = PassResult()
+        p = DkimPass(backend, specs)
         async with self.ctx.setup_lock:
-            state = await asyncio.to_thread(load_state, self.state_path)
-            await self._import_byo(backend, specs, result)
-            keys = await self._keys(backend, specs)
-            await self._generate(backend, specs, keys, state, result)
-            keys = await self._keys(backend, specs)
+            p.state = await asyncio.to_thread(load_state, self.state_path)
+            await self._import_byo(p)
+            p.keys = await self._keys(p)
+            await self._generate(p)
+            p.keys = await self._keys(p)
         for domain, spec in sorted(specs.items()):
-            if (domain, spec.selector) not in keys:  # DMS exits 0 even when genkey failed
-                result.errors.append(f"{domain}: no key for selector {spec.selector!r} on disk")
-        await self._check_publication(specs, keys, state, result)
+            if (domain, spec.selector) not in p.keys:  # DMS exits 0 even when genkey failed
+                p.errors.append(f"{domain}: no key for selector {spec.selector!r} on disk")
+        await self._check_publication(p)
         async with self.ctx.setup_lock:
-            changed = self._take_steps(specs, keys, state, result)
-            if changed:
-                await self._make_live(backend, specs, keys, state, result)
-            await asyncio.to_thread(save_state, self.state_path, state)
-        self._report(backend, specs, keys, state, result)
-        return result
+            if self._take_steps(p):
+                await self._make_live(p)
+            await asyncio.to_thread(save_state, self.state_path, p.state)
+        self._report(p)
+        return p
 
-    async def _keys(
-        self, backend: Backend, specs: dict[str, DkimSpec]
-    ) -> dict[tuple[str, str], PublicKey]:
+    async def _keys(self, p: DkimPass) -> dict[tuple[str, str], PublicKey]:
         assert self.config_dir is not None
-        return await asyncio.to_thread(read_public_keys, self.config_dir, backend, frozenset(specs))
+        return await asyncio.to_thread(
+            read_public_keys, self.config_dir, p.backend, frozenset(p.specs)
+        )
 
-    async def _import_byo(
-        self, backend: Backend, specs: dict[str, DkimSpec], result: PassResult
-    ) -> None:
+    async def _import_byo(self, p: DkimPass) -> None:
         folder = self.settings.byo_keys_dir
         if folder is None or self.config_dir is None:
             return
-        keys, errors = await asyncio.to_thread(load_byo_keys, folder, specs)
+        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs)
         for err in errors:
-            result.errors.append(str(err))
+            p.errors.append(str(err))
             self.ctx.events.emit("Invalid", f"DKIM key refused: {err}", "Warning")
         for key in keys:
-            if await asyncio.to_thread(install_byo_key, self.config_dir, backend, key):
+            if await asyncio.to_thread(install_byo_key, self.config_dir, p.backend, key):
                 m.ACTIONS.labels("import", "ok").inc()
                 log.info("imported DKIM key %s._domainkey.%s", key.selector, key.domain)
 
-    async def _generate(
-        self,
-        backend: Backend,
-        specs: dict[str, DkimSpec],
-        keys: dict[tuple[str, str], PublicKey],
-        state: dict[str, DomainState],
-        result: PassResult,
-    ) -> None:
+    async def _generate(self, p: DkimPass) -> None:
         wanted = {}
-        for domain, spec in specs.items():
-            step = next_step(spec, state.get(domain, DomainState()), _facts(keys, domain), 0, True)
-            if step.kind == "generate":
+        for domain, spec in p.specs.items():
+            state = p.state.get(domain, DomainState())
+            if next_step(spec, state, p.facts(domain), 0, True).kind == "generate":
                 wanted[domain] = spec
         if not wanted:
             return
         if self.ctx.settings.dms.executor.kind == "file":
-            await self._generate_here(backend, wanted)
+            await self._generate_here(p.backend, wanted)
             return
         executor = self.ctx.executor
         if executor is None:
-            result.errors.append("new DKIM keys need DMS's setup (dms.executor: local/docker/kube)")
+            p.errors.append("new DKIM keys need DMS's setup (dms.executor: local/docker/kube)")
             return
         setup = list(self.ctx.settings.dms.setup_command)
         timeout = self.ctx.settings.dms.command_timeout
-        for argv in generate_commands(setup, backend, wanted):
+        for argv in generate_commands(setup, p.backend, wanted):
             res = await asyncio.shield(executor.run(argv, timeout=timeout))
             m.ACTIONS.labels("generate", "ok" if res.ok else "failed").inc()
             if not res.ok:
                 cmd = " ".join(argv[len(setup) :])
                 msg = f"`setup {cmd}` failed ({res.exit_code}): {res.stderr.strip()[-300:]}"
-                result.errors.append(msg)
+                p.errors.append(msg)
                 self.ctx.events.emit("ApplyFailed", msg, "Warning")
 
     async def _generate_here(self, backend: Backend, wanted: dict[str, DkimSpec]) -> None:
@@ -187,52 +188,38 @@ class DkimManager:
             m.ACTIONS.labels("generate", "ok").inc()
             log.info("generated DKIM key %s._domainkey.%s", spec.selector, domain)
 
-    async def _check_publication(
-        self,
-        specs: dict[str, DkimSpec],
-        keys: dict[tuple[str, str], PublicKey],
-        state: dict[str, DomainState],
-        result: PassResult,
-    ) -> None:
+    async def _check_publication(self, p: DkimPass) -> None:
         # the DNS checks' nameservers unless DKIM names its own
         servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
         resolver = make_resolver(servers, self.settings.dns_timeout)
         wanted = set()
-        for domain, spec in specs.items():
-            st = state.get(domain, DomainState())
+        for domain, spec in p.specs.items():
+            st = p.state.get(domain, DomainState())
             for sel in (spec.selector, st.signing, st.retiring):
-                if sel and (domain, sel) in keys:
+                if sel and (domain, sel) in p.keys:
                     wanted.add((domain, sel))
         ordered = sorted(wanted)
-        answers = await asyncio.gather(*(is_published(resolver, keys[k]) for k in ordered))
-        result.published = dict(zip(ordered, answers, strict=True))
+        answers = await asyncio.gather(*(is_published(resolver, p.keys[k]) for k in ordered))
+        p.published = dict(zip(ordered, answers, strict=True))
 
-    def _take_steps(
-        self,
-        specs: dict[str, DkimSpec],
-        keys: dict[tuple[str, str], PublicKey],
-        state: dict[str, DomainState],
-        result: PassResult,
-    ) -> bool:
+    def _take_steps(self, p: DkimPass) -> bool:
         assert self.config_dir is not None
         adopted = read_signing(self.config_dir, "opendkim") | read_signing(
             self.config_dir, "rspamd"
         )
         now, changed = time.time(), False
-        for domain, spec in sorted(specs.items()):
-            st = state.setdefault(domain, DomainState())
-            if st.signing is None and (domain, adopted.get(domain, "")) in keys:
+        for domain, spec in sorted(p.specs.items()):
+            st = p.state.setdefault(domain, DomainState())
+            if st.signing is None and (domain, adopted.get(domain, "")) in p.keys:
                 st.signing = adopted[domain]  # take over what DMS already signs with
                 changed = True
-            have = {sel: (k.key_type, k.bits) for (d, sel), k in keys.items() if d == domain}
-            pub = {sel: v for (d, sel), v in result.published.items() if d == domain}
             step = next_step(
-                spec, st, Facts(have, pub, now), self.settings.grace_period,
+                spec, st, p.facts(domain, now), self.settings.grace_period,
                 self.settings.require_published,
             )  # fmt: skip
-            result.steps[domain] = step
+            p.steps[domain] = step
             if step.kind == "switch" and step.selector:
-                state[domain] = after_switch(st, step.selector, now, self.settings.grace_period)
+                p.state[domain] = after_switch(st, step.selector, now, self.settings.grace_period)
                 m.ACTIONS.labels("switch", "ok").inc()
                 self.ctx.events.emit(
                     "DkimRotation",
@@ -240,8 +227,8 @@ class DkimManager:
                 )
                 changed = True
             elif step.kind == "retire" and step.selector:
-                self._retire(domain, step.selector, keys)
-                state[domain] = after_retire(st)
+                self._retire(domain, step.selector, p.keys)
+                p.state[domain] = after_retire(st)
                 m.ACTIONS.labels("retire", "ok").inc()
                 self.ctx.events.emit(
                     "DkimRetired",
@@ -259,29 +246,21 @@ class DkimManager:
             return
         dest = self.config_dir / "dms-agent-retired-dkim" / domain
         dest.mkdir(parents=True, exist_ok=True)
-        stem = key.source.name.split(".")[0] if key.source.suffix == ".txt" else key.source.stem
+        # OpenDKIM: <sel>.private + <sel>.txt; Rspamd: <stem>.private.txt + <stem>.public*.txt
+        prefix = key.source.name.split(".public")[0] if key.source.name.count(".") > 1 else selector
         for sibling in key.source.parent.iterdir():
-            if sibling.name.startswith(stem + ".") or sibling.name.startswith(
-                key.source.name.removesuffix(".public.dns.txt") + "."
-            ):
+            if sibling.name.startswith(prefix + "."):
                 sibling.rename(dest / sibling.name)
 
-    async def _make_live(
-        self,
-        backend: Backend,
-        specs: dict[str, DkimSpec],
-        keys: dict[tuple[str, str], PublicKey],
-        state: dict[str, DomainState],
-        result: PassResult,
-    ) -> None:
+    async def _make_live(self, p: DkimPass) -> None:
         assert self.config_dir is not None
-        signing = {d: st.signing for d, st in state.items() if st.signing and d in specs}
-        live = {k: v for k, v in keys.items() if k[0] in specs}
+        signing = {d: st.signing for d, st in p.state.items() if st.signing and d in p.specs}
+        live = {k: v for k, v in p.keys.items() if k[0] in p.specs}
         await asyncio.to_thread(
-            write_signing, self.config_dir, backend, signing, live,
+            write_signing, self.config_dir, p.backend, signing, live,
             self.ctx.settings.dms.container_config_dir,
         )  # fmt: skip
-        if backend == "rspamd":
+        if p.backend == "rspamd":
             return  # DMS's change detector watches rspamd/** and reloads Rspamd itself
         executor = self.ctx.executor
         ok = False
@@ -291,34 +270,27 @@ class DkimManager:
         m.ACTIONS.labels("reload", "ok" if ok else "failed").inc()
         self.restart_required = not ok
         if not ok:
-            result.restart_required = True
+            p.restart_required = True
             self.ctx.events.emit(
                 "RestartRequired",
                 "new OpenDKIM signing could not be made live in place: restart the mailserver",
                 "Warning",
             )
 
-    def _report(
-        self,
-        backend: Backend,
-        specs: dict[str, DkimSpec],
-        keys: dict[tuple[str, str], PublicKey],
-        state: dict[str, DomainState],
-        result: PassResult,
-    ) -> None:
+    def _report(self, p: DkimPass) -> None:
         for gauge in (m.KEY_PRESENT, m.KEY_BITS, m.PUBLISHED, m.ROTATION_STATE):
             gauge.clear()
         domains: dict[str, Any] = {}
-        for domain, spec in sorted(specs.items()):
-            st = state.get(domain, DomainState())
-            step = result.steps.get(domain)
+        for domain, spec in sorted(p.specs.items()):
+            st = p.state.get(domain, DomainState())
+            step = p.steps.get(domain)
             records = []
-            for (d, sel), key in sorted(keys.items()):
+            for (d, sel), key in sorted(p.keys.items()):
                 if d != domain:
                     continue
                 m.KEY_PRESENT.labels(d, sel).set(1)
                 m.KEY_BITS.labels(d, sel).set(key.bits)
-                pub = result.published.get((d, sel))
+                pub = p.published.get((d, sel))
                 m.PUBLISHED.labels(d, sel).set(-1 if pub is None else int(pub))
                 records.append({"selector": sel, "zoneLine": key.zone_line(), "published": pub})
                 if key.record not in self.known_records:
@@ -338,30 +310,20 @@ class DkimManager:
             }
         m.RESTART_REQUIRED.set(int(self.restart_required))
         bad = (
-            result.errors
+            p.errors
             or self.restart_required
             or any(d["rotation"] == "mismatch" for d in domains.values())
         )
-        message = "; ".join(result.errors) or (
+        message = "; ".join(p.errors) or (
             "restart required" if self.restart_required else f"{len(domains)} domain(s)"
         )
         self.status.set(
             State.DEGRADED if bad else State.OK,
             message,
-            backend=backend,
+            backend=p.backend,
             domains=domains,
             restartRequired=self.restart_required,
         )
-
-
-def _facts(
-    keys: dict[tuple[str, str], PublicKey],
-    domain: str,
-    published: dict[str, bool | None] | None = None,
-    now: float = 0.0,
-) -> Facts:
-    have = {sel: (k.key_type, k.bits) for (d, sel), k in keys.items() if d == domain}
-    return Facts(have, published or {}, now)
 
 
 def _rotation_state(step: Step | None, st: DomainState) -> str:
