@@ -103,3 +103,30 @@ def test_status_never_shows_secret_text(tmp_path: Path) -> None:
     )
     assert docs[0].text == "hidden" and docs[0].secret
     assert "hidden" not in repr(docs)
+
+
+async def test_api_source_without_cluster_config_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings = Settings.model_validate(
+        {
+            "kube": {"serviceAccountDir": str(tmp_path)},
+            "sources": [
+                {"kind": "path", "path": str(tmp_path)},
+                {"kind": "configmap", "name": "mail-state", "namespace": "mail"},
+            ],
+        }
+    )
+    agent = Agent(settings, None)
+    await agent.start_components()
+    try:
+        entry = agent.status.component("source configmap/mail/mail-state")
+        await eventually(lambda: entry.message.startswith("not started"))
+        assert "KUBERNETES_SERVICE_HOST" in entry.message
+        merge = agent.status.component("sources merge")
+        await eventually(lambda: "configmap/mail/mail-state" in merge.message)
+        assert agent.hub.desired.value is None
+    finally:
+        await agent.stop_components()
