@@ -180,6 +180,7 @@ class KubeSource:
             ("resourceVersion", self.rv or ""),
         ]
         async with self.client.stream(self.path, query) as resp:
+            self._report()
             while True:
                 try:
                     line = await asyncio.wait_for(
@@ -217,11 +218,16 @@ class KubeSource:
         self.rv = meta.get("resourceVersion") or self.rv
         self._publish()
 
-    def _publish(self) -> None:
+    def _report(self) -> None:
         if not self.objects:
-            documents = None  # deleted / nothing matches: unknown, never empty
             self.entry.set(State.DEGRADED, "source absent: no matching object", present=False)
         else:
-            documents = tuple(d for name in sorted(self.objects) for d in self.objects[name])
             self.entry.set(State.OK, "watching", present=True, objects=sorted(self.objects))
+
+    def _publish(self) -> None:
+        self._report()
+        if not self.objects:
+            self.publisher.publish(None)  # deleted / nothing matches: unknown, never empty
+            return
+        documents = tuple(d for name in sorted(self.objects) for d in self.objects[name])
         self.publisher.publish(documents)
