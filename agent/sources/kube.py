@@ -156,7 +156,7 @@ class KubeSource:
             log.warning("%s: API error: %s", self.key, exc)
             self.entry.set(State.DEGRADED, f"API error: {exc}")
             return "unauthorized" if exc.status in (401, 403) else "error"
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
             return "error"
