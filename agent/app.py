@@ -15,7 +15,6 @@ import importlib
 import logging
 import random
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +157,9 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        from agent.kube.client import close_shared_clients  # API sessions end with components
+
+        await close_shared_clients()
 
     async def reload(self) -> bool:
         """Re-read the settings; keep the running ones if the new file is invalid."""
@@ -227,8 +229,4 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         agent.hub.shutting_down.set(True)
         await agent.stop_components()
         await runner.cleanup()
-        if "agent.kube.client" in sys.modules:  # only kube users pay for importing it
-            from agent.kube.client import close_shared_clients
-
-            await close_shared_clients()
         log.info("stopped")

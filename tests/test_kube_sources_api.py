@@ -15,6 +15,7 @@ from agent.events import LogEventSink
 from agent.hub import Hub
 from agent.kube.client import KubeClient, load_cluster_config
 from agent.kube.config import KubeSettings
+from agent.metrics import REGISTRY
 from agent.settings import SourceSettings
 from agent.sources.base import digest, snapshots
 from agent.sources.kube import KubeSource
@@ -156,6 +157,12 @@ async def test_dropped_connections(rig: Rig) -> None:
 
 
 async def test_stalled_stream_is_restarted_and_reported(rig: Rig) -> None:
+    src = rig.sources[0]
+    await eventually(  # bookmarks arrive (every 0.2 s here) until the stall
+        lambda: REGISTRY.get_sample_value(
+            "dms_agent_sources_last_bookmark_timestamp_seconds", {"source": src.key}
+        )
+    )
     await rig.api.server.wait_streams(2)
     rig.api.server.stall_streams()
     rig.write_state("a@x.org", "late@x.org")  # held back by the stalled stream
@@ -164,6 +171,10 @@ async def test_stalled_stream_is_restarted_and_reported(rig: Rig) -> None:
     assert src.restarts.get("stalled", 0) >= 1
     assert "stalled" in str(rig.status.component(src.name).details.get("restarts"))
     assert_nothing_twice(rig)
+    labels = {"source": src.key, "reason": "stalled"}
+    assert REGISTRY.get_sample_value("dms_agent_sources_watch_restarts_total", labels)
+    generation = REGISTRY.get_sample_value("dms_agent_sources_desired_generation")
+    assert generation is not None and generation >= 2
 
 
 async def test_410_storm(rig: Rig) -> None:
@@ -259,3 +270,27 @@ async def test_named_sources_ask_for_their_object_only(rig: Rig) -> None:
         assert all(f"fieldSelector=metadata.name={name}" in p for p in mine), mine
     docs = [d.origin for s in rig.sources for d in (snapshots(rig.hub)[s.key].documents or ())]
     assert docs and not [o for o in docs if "unrelated" in o]
+
+
+async def test_endless_410_backs_off(rig: Rig) -> None:
+    """A server answering 410 forever must not be hammered with list+watch."""
+    server = rig.api.server
+    server.force_410(10_000)
+    server.drop_streams(abrupt=False)
+    before = len(server.requests)
+    await asyncio.sleep(1.0)
+    made = len(server.requests) - before
+    # list + watch per round; backoff 0.02 s doubling to a 0.1 s cap (jittered): about 13
+    # rounds per source and second. Without backoff it would be hundreds.
+    assert made < 80, made
+    server.force_410(0)
+    rig.write_state("a@x.org", "after@x.org")
+    await rig.rec.until({"a@x.org", "after@x.org"})
+
+
+async def test_restarted_merge_does_not_publish_the_state_in_force(rig: Rig) -> None:
+    from agent.sources.base import snapshots as board_of
+
+    again = Merge([s.key for s in rig.sources], rig.hub, rig.status, LogEventSink(), load)
+    published = await again.consider(board_of(rig.hub))
+    assert not published and len(rig.rec.published) == 1

@@ -289,7 +289,7 @@ def shared_client(settings: KubeSettings) -> KubeClient:
 
 
 async def close_shared_clients() -> None:
-    """Close every shared client's HTTP session (at shutdown; later use re-opens one)."""
+    """Close every shared client's session (at shutdown and before a settings reload)."""
     clients = list(_CLIENTS.values())
     _CLIENTS.clear()
     for client in clients:
