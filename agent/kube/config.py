@@ -37,11 +37,11 @@ class KubeSettings(Section):
     events_burst: int = Field(10, ge=1)  # sent at once before the rate limit starts
     events_per_minute: float = Field(2.0, gt=0)  # refill of the burst
     events_aggregate_window: float = Field(600.0, gt=0)  # repeats patch count, not new Events
-    # Mounted sources (kind: path): ``inotify`` (Linux, on the event loop, no idle cost; falls
-    # back to watchfiles where unavailable) or ``watchfiles``, whose change thread polls every
-    # ``mountedStepMs`` — latency vs idle CPU (10 ms: ~25 ms, ~0.25% CPU per mount; 50 ms:
-    # ~85 ms, ~0.08%) — and the slow re-read that backs either watch up.
-    mounted_watcher: Literal["inotify", "watchfiles"] = "inotify"
+    # Mounted sources (kind: path): ``watchfiles`` (the default: a well-kept library; its
+    # change thread wakes every ``mountedStepMs`` — latency vs idle CPU, measured 10 ms: ~25 ms,
+    # ~0.25% CPU per mount; 25 ms: ~33 ms; 50 ms: ~85 ms, ~0.08%) or ``inotify`` (Linux only,
+    # on the event loop, no idle cost at all), and the slow re-read that backs either watch up.
+    mounted_watcher: Literal["inotify", "watchfiles"] = "watchfiles"
     mounted_step_ms: int = Field(25, ge=1, le=1000)
     mounted_resync: float = Field(60.0, gt=0)
     # Exec: added to a command's own deadline before the stream is given up as lost.
