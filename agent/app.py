@@ -201,9 +201,10 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        # components first: a reconcile must not start its next command while we tidy up
+        await agent.stop_components()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await agent.stop_components()
         await runner.cleanup()
         log.info("stopped")

@@ -363,6 +363,9 @@ class Engine:
         last_progress = started
         interval = self.settings.reconcile.progress_interval
         for done, op in enumerate(p.ops, 1):
+            # yield once: a stop (SIGTERM) that arrived with the last op's end cancels us here,
+            # before the next command starts
+            await asyncio.sleep(0)
             result = await applier.run(op)
             report.results.append(result)
             report.commands_time += result.duration
