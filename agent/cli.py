@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Modules under agent/commands, in the order --help lists them. Each has register(subparsers).
-COMMANDS = ["run", "plan", "apply", "takeover"]
+COMMANDS = ["run", "validate", "schema", "plan", "apply", "takeover"]
 
 
 def build_parser() -> argparse.ArgumentParser:

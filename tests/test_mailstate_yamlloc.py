@@ -50,7 +50,7 @@ def test_anchors_and_aliases_are_shared_not_expanded() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        ("a: 1\nb: [1,\n", 3, "YAML syntax error"),
+        ("a: 1\nb: [1,\n", 2, "YAML syntax error"),
         ("a: 1\na: 2\n", 2, "twice"),
         ("x:\n  a: 1\n  b: 2\n  a: {c: 3}\n", 4, "twice"),
         ("a: 1\n---\nb: 2\n", 2, "one YAML document"),

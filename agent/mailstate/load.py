@@ -6,8 +6,8 @@ How a document is read is decided by its ``name`` (a ConfigMap/Secret key or a f
   ``postfix-send-access.cf``, ``postfix-receive-access.cf``): DMS's native formats.
 - ``*.yaml`` / ``*.yml`` whose name contains ``password``: a passwords document.
 - other ``*.yaml`` / ``*.yml``: a state document, which must say ``apiVersion: dms-agent/v1``;
-  in a secret source (``SourceDocument.secret``) a YAML document without ``apiVersion`` is a
-  passwords document.
+  in a secret source (``SourceDocument.secret``) a YAML document is a passwords document
+  unless it has ``apiVersion`` and one of ``domains``, ``accounts``, ``aliases``, ``policy``.
 - anything else is ignored, with a warning.
 
 Every document is checked on its own, then all are merged: an account, alias or password
@@ -23,6 +23,8 @@ import asyncio
 import hashlib
 import hmac
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TypeVar
 
@@ -35,6 +37,7 @@ from agent.mailstate.parse import parse_passwords, parse_state
 from agent.sources.document import SourceDocument
 from agent.yamlloc import load_yaml
 
+_STATE_KEYS = {"domains", "accounts", "aliases", "policy"}
 NO_PASSWORD = "no password in any passwords document"
 # Keys the generation digest of documents holding secrets, so a logged generation cannot be
 # used to test password guesses offline. Generations of such documents differ between runs.
@@ -55,7 +58,7 @@ def desired_from_documents(docs: Sequence[SourceDocument]) -> Desired:
     secret_docs: set[int] = set()
     for i, doc in enumerate(docs):
         try:
-            frag, is_secret = _parse_document(doc)
+            frag, is_secret = _CACHE.parse(doc)
         except InvalidDocument as exc:
             errors.extend(exc.errors)
             continue
@@ -82,10 +85,45 @@ def _parse_document(doc: SourceDocument) -> tuple[Fragment | None, bool]:
         return None, False
     located = load_yaml(doc.text, doc.origin)
     value = located.value
-    has_version = isinstance(value, dict) and "apiVersion" in value
-    if "password" in lower or (doc.secret and not has_version):
+    state_like = (
+        isinstance(value, dict) and "apiVersion" in value and bool(_STATE_KEYS & value.keys())
+    )
+    if "password" in lower or (doc.secret and not state_like):
         return parse_passwords(located), True
     return parse_state(located), False
+
+
+class _FragmentCache:
+    """Valid parsed documents by content, so that a change to one document (a Secret's
+    passwords) re-parses only that one, not the 10,000-account ConfigMap beside it.
+    Fragments are never mutated after parsing, so sharing them is safe."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, tuple[Fragment | None, bool]] = OrderedDict()
+        self._lock = threading.Lock()  # the async wrapper runs loads in worker threads
+
+    def parse(self, doc: SourceDocument) -> tuple[Fragment | None, bool]:
+        meta = f"{doc.origin}\0{doc.name}\0{doc.secret}\0".encode()
+        key = hashlib.blake2b(meta + doc.text.encode(), key=_PROCESS_KEY).digest()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        result = _parse_document(doc)  # raises on errors: invalid documents are not kept
+        with self._lock:
+            self._items[key] = result
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CACHE = _FragmentCache()
 
 
 def generation(docs: Sequence[SourceDocument], secret: Collection[int] = ()) -> str:
@@ -198,21 +236,31 @@ class _Merger:
             account = self.accounts.get(alias)
             if account is not None:
                 self.error(origin, alias, f"alias equals the account at {where(account[1])}")
-        for cycle in find_loops(self._edges()):
+        # Loops through exact aliases are certain. A loop through a catch-all holds only if
+        # no undeclared account (unmanaged, kept when pruning is off) takes the address: warn.
+        exact = find_loops(self._edges(catch_all=False))
+        for cycle in exact:
             origin = self.aliases[cycle[0]][1]
             self.error(origin, cycle[0], "alias loop: " + " -> ".join([*cycle, cycle[0]]))
+        certain = {frozenset(c) for c in exact}
+        for cycle in find_loops(self._edges(catch_all=True)):
+            if frozenset(cycle) not in certain:
+                origin = self.aliases[cycle[0]][1]
+                loop = " -> ".join([*cycle, cycle[0]])
+                self.warn(origin, cycle[0], f"alias loop through a catch-all: {loop}")
         self._dangling_recipients()
 
-    def _edges(self) -> dict[str, list[str]]:
-        """alias -> the aliases its recipients are delivered through (exact or catch-all)."""
+    def _edges(self, catch_all: bool) -> dict[str, list[str]]:
+        """alias -> the aliases its recipients are delivered through."""
         edges: dict[str, list[str]] = {}
         for alias, (recipients, _) in self.aliases.items():
             targets = []
             for r in recipients:
+                domain_key = "@" + r.partition("@")[2]
                 if r in self.aliases:
                     targets.append(r)
-                elif r not in self.accounts and "@" + r.partition("@")[2] in self.aliases:
-                    targets.append("@" + r.partition("@")[2])
+                elif catch_all and r not in self.accounts and domain_key in self.aliases:
+                    targets.append(domain_key)
             edges[alias] = targets
         return edges
 

@@ -62,10 +62,11 @@ class _Doc(Collector):
         self.doc = doc
 
     def at(self, path: Sequence[str | int], message: str) -> None:
-        self.error(self.doc.line_of(path), format_path(path), message)
+        # an empty document has no line of its own: name its first
+        self.error(self.doc.line_of(path) or 1, format_path(path), message)
 
     def warn_at(self, path: Sequence[str | int], message: str) -> None:
-        self.warn(self.doc.line_of(path), format_path(path), message)
+        self.warn(self.doc.line_of(path) or 1, format_path(path), message)
 
     def check(self) -> None:
         if self.errors:
@@ -78,6 +79,13 @@ def parse_state(doc: LocatedDoc) -> Fragment:
     value = doc.value
     if not isinstance(value, dict):
         c.at((), f"a state document must be a mapping with `apiVersion: {API_VERSION}`")
+        c.check()
+    if "apiVersion" not in value:  # likely not a state document at all: one error, not 10,000
+        c.at(
+            (),
+            f"missing `apiVersion: {API_VERSION}`; a passwords document needs 'password' in "
+            "its name",
+        )
         c.check()
     _structure(c, StateDoc, value, _state_model_at)
     frag = Fragment(doc.source)
@@ -161,8 +169,6 @@ def _message(kind: str, msg: str, loc: tuple[str | int, ...], model_at: Any) -> 
         return "unknown key"
     if loc == ("apiVersion",) and kind == "literal_error":
         return f"must be {API_VERSION}"
-    if kind == "missing" and loc == ("apiVersion",):
-        return f"missing: a state document starts with `apiVersion: {API_VERSION}`"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         if model_at(loc) is PasswordEntry:
             return "must be {password: ...} or {hash: ...}, never a bare string"
@@ -240,26 +246,40 @@ def _dkim(c: _Doc, path: tuple[str, ...], dkim: dict[str, Any]) -> DkimSpec | No
 def _accounts(c: _Doc, frag: Fragment, accounts: Any) -> None:
     if not isinstance(accounts, dict):
         return
+    # The loop runs once per account: the common case (valid, new address, no settings or
+    # valid ones) stays inline; errors take the slower reporting path through _key.
     seen: dict[str, str] = {}
+    lines, source, out = c.doc.lines, c.source, frag.accounts
+    valid = syntax.ADDRESS_RE.fullmatch
     for key, spec in accounts.items():
         path = ("accounts", key)
-        address = _key(c, seen, key, path, syntax.check_address)
-        quota: str | None = None
-        restrict: frozenset[Restriction] = frozenset()
-        if isinstance(spec, dict):  # checked even under a bad address: report everything
-            if spec.get("quota") is not None:
-                quota, problem = syntax.check_quota(spec["quota"])
-                if problem:
-                    c.at((*path, "quota"), problem)
-                elif address is not None:
-                    frag.settings[(address, "quota")] = (c.source, c.doc.line_of((*path, "quota")))
-            restrict = _restrict(c, frag, address or key, (*path, "restrict"), spec.get("restrict"))
-        if address is None:
-            continue
-        frag.accounts[address] = (
-            Account(address, quota, restrict),
-            (c.source, c.doc.line_of(path)),
-        )
+        lowered = key.lower()
+        address: str | None = lowered
+        if lowered in seen or valid(lowered) is None:
+            address = _key(c, seen, key, path, syntax.check_address)
+        else:
+            seen[lowered] = key
+        if spec:  # checked even under a bad address: report everything at once
+            account = _account_settings(c, frag, key, address, spec)
+        elif address is not None:
+            account = Account(address)
+        if address is not None:
+            out[address] = (account, (source, lines.get(path)))
+
+
+def _account_settings(c: _Doc, frag: Fragment, key: str, address: str | None, spec: Any) -> Account:
+    path = ("accounts", key)
+    quota: str | None = None
+    restrict: frozenset[Restriction] = frozenset()
+    if isinstance(spec, dict):
+        if spec.get("quota") is not None:
+            quota, problem = syntax.check_quota(spec["quota"])
+            if problem:
+                c.at((*path, "quota"), problem)
+            elif address is not None:
+                frag.settings[(address, "quota")] = (c.source, c.doc.line_of((*path, "quota")))
+        restrict = _restrict(c, frag, address or key, (*path, "restrict"), spec.get("restrict"))
+    return Account(address or key, quota, restrict)
 
 
 def _restrict(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "dms-agent/v1"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 QUOTA_PATTERN = r"^([0-9]+(B|k|M|G|T)|0)$"
 
 
@@ -83,6 +84,7 @@ class PasswordEntry(_Doc):
 
 def state_json_schema() -> dict[str, Any]:
     schema = StateDoc.model_json_schema(by_alias=True)
+    schema["$schema"] = DRAFT
     schema["$id"] = "https://dms-agent/schemas/v1/state.json"
     return schema
 
@@ -91,6 +93,7 @@ def passwords_json_schema() -> dict[str, Any]:
     entry = PasswordEntry.model_json_schema(by_alias=True)
     entry["oneOf"] = [{"required": ["password"]}, {"required": ["hash"]}]
     return {
+        "$schema": DRAFT,
         "$id": "https://dms-agent/schemas/v1/passwords.json",
         "title": "PasswordsDoc",
         "description": (

@@ -18,7 +18,7 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = rf"(?=.{{1,253}}$)(?:{_LABEL}\.)+(?=[a-z0-9-]*[a-z])(?:{_LABEL})"
 _ATOM = r"[a-z0-9_+='-]+"
 
-_ADDRESS_RE = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@{_DOMAIN}")
+ADDRESS_RE = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@{_DOMAIN}")
 _DOMAIN_RE = re.compile(_DOMAIN)
 _LOCAL_RE = re.compile(rf"(?=.{{1,64}}$){_ATOM}(?:\.{_ATOM})*")
 _LABEL_ONLY_RE = re.compile(rf"{_LABEL}$")
@@ -70,7 +70,7 @@ def check_local(local: str) -> str | None:
 
 def check_address(address: str) -> str | None:
     """``address`` must already be lower-case."""
-    if _ADDRESS_RE.fullmatch(address):
+    if ADDRESS_RE.fullmatch(address):
         return None
     if address.count("@") != 1:
         return f"{address!r} is not an address: it needs exactly one @"
