@@ -5,4 +5,5 @@ tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 pytest_plugins: list[str] = [
     "tests.reconcile_rig",
     "tests.kube_api.fixtures",
+    "tests.dms_double.fixtures",
 ]
