@@ -123,3 +123,12 @@ async def stop(tasks: list[asyncio.Task[None]]) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def eventually(check: Any, timeout: float = 5.0, step: float = 0.01) -> None:
+    """Poll ``check()`` until true (for conditions no event announces, e.g. a status line)."""
+    for _ in range(int(timeout / step)):
+        if check():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -10,7 +10,7 @@ from agent.hub import Hub
 from agent.sources.merge import Merge
 from agent.sources.mounted import MountedSource, read_mount
 from agent.status import StatusRegistry
-from tests.kube_support import Recorder, kubelet_write, load, start, state_yaml, stop
+from tests.kube_support import Recorder, eventually, kubelet_write, load, start, state_yaml, stop
 
 
 def _pipeline(
@@ -71,9 +71,7 @@ async def test_configmap_and_secret_change_at_different_moments(tmp_path: Path) 
     try:
         await rec.until({"a@x.org"})
         kubelet_write(secret, {"passwords.yaml": "a@x.org: {password: two}\n"})
-        async with asyncio.timeout(5):
-            while len(rec.published) < 2:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(rec.published) >= 2)
         kubelet_write(cm, {"mailserver.yaml": state_yaml("a@x.org", "b@x.org")})
         await rec.until({"a@x.org", "b@x.org"})
     finally:
@@ -142,9 +140,7 @@ async def test_invalid_input_keeps_the_last_good_and_conflicts_name_both(tmp_pat
         await rec.until({"a@x.org", "b@x.org"})
         kubelet_write(two, {"more.yaml": state_yaml("a@x.org")})  # a conflict across objects
         merge = status.component("sources merge")
-        async with asyncio.timeout(5):
-            while "rejected" not in merge.message:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: "rejected" in merge.message)
         error = merge.details["errors"][0]
         assert str(two / "more.yaml") in error and str(one / "mailserver.yaml") in error
         assert hub.desired.value.state.accounts.keys() == {"a@x.org", "b@x.org"}

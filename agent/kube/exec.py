@@ -118,7 +118,7 @@ class KubeExecExecutor:
             raise ExecUnavailable(f"exec into {self.namespace}/{self.pod}: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ExecUnavailable(f"exec into {self.namespace}/{self.pod}: {exc}") from None
-        deadline = timeout + KILL_AFTER + self.margin
+        deadline = timeout + (KILL_AFTER if self.use_timeout else 0) + self.margin
         try:
             code, out, err, timed_out = await self._converse(ws, stdin, deadline)
         finally:

@@ -13,11 +13,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from agent.errors import InvalidDocument, LocatedError
 from agent.events import EventSink
@@ -34,10 +32,10 @@ Loader = Callable[[Sequence[SourceDocument]], Desired]
 
 
 def state_loader() -> Loader:
-    """The mail state loader (agent.mailstate.load), looked up when first needed."""
-    module: Any = importlib.import_module("agent.mailstate.load")
-    loader: Loader = module.desired_from_documents
-    return loader
+    """The mail state loader, imported when first needed (it is the heavier part)."""
+    from agent.mailstate.load import desired_from_documents
+
+    return desired_from_documents
 
 
 class Merge:

@@ -358,8 +358,8 @@ class KubeApiServer:
                 await resp.write(_line({"type": "ERROR", "object": first}))
                 return resp
             await self._pump(resp, watcher, plural, bookmarks, deadline)
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:  # the client went away, or a fault cut the stream
+            return resp
         finally:
             self._streams.remove(stream)
             with contextlib.suppress(ValueError):
@@ -393,7 +393,8 @@ class KubeApiServer:
             if event is not None:
                 body = {"type": event.type, "object": event.obj}
                 await resp.write(_line(body))
-            elif bookmarks and loop.time() >= next_bookmark:
+            elif bookmarks and loop.time() >= next_bookmark and watcher.queue.empty():
+                # only with nothing pending: a bookmark promises every earlier event was sent
                 mark = {
                     "kind": KINDS[plural],
                     "apiVersion": "v1",
