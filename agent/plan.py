@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from agent.dms.actual import Actual
 from agent.ledger import LedgerData
-from agent.mailstate.model import Account, Desired, DkimSpec, PasswordIntent, Policy
+from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
 
 OpKind = Literal[
     "account_add",
@@ -214,12 +214,15 @@ def _account_ops(
             ops.append(Op("account_add", addr, password=intent, digest=digest, reason="new"))
             creating.add(addr)
             continue
-        out.pending.pop(addr, None)  # an existing account needs no password to be managed
+        if addr in out.pending:
+            del out.pending[addr]  # an existing account needs no password to be managed
         current = hashes.get(addr) if hashes is not None else None
         entry = ledger.accounts.get(addr)
         if entry is None:
             out.adopt.append(Adoption(addr, digest, current))
             continue
+        if digest == entry.digest and (current is None or current == entry.hash):
+            continue  # the common case, decided without a call
         op = _password_op(addr, intent, digest, entry.digest, entry.hash, current, policy, out)
         if op is not None:
             ops.append(op)
@@ -254,11 +257,13 @@ def _password_op(
 def _quota_ops(
     desired: Desired, actual: Actual, creating: set[str], ops: list[Op], out: Plan
 ) -> None:
+    have_accounts = actual.state.accounts
     for addr, acc in desired.state.accounts.items():
-        if addr not in creating and addr not in actual.state.accounts:
-            continue
-        have = actual.state.accounts.get(addr, Account(addr)).quota
-        if acc.quota == have or (acc.quota is None and addr in creating):
+        cur = have_accounts.get(addr)
+        if cur is None:
+            if acc.quota is None or addr not in creating:
+                continue
+        elif acc.quota == cur.quota:
             continue
         if acc.quota is not None and not actual.info.quotas_enabled:
             out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
@@ -270,10 +275,17 @@ def _quota_ops(
 
 
 def _restrict_ops(desired: Desired, actual: Actual, creating: set[str], ops: list[Op]) -> None:
+    have_accounts = actual.state.accounts
     for addr, acc in desired.state.accounts.items():
-        if addr not in creating and addr not in actual.state.accounts:
+        cur = have_accounts.get(addr)
+        if cur is None:
+            if not acc.restrict or addr not in creating:
+                continue
+            have: frozenset[Restriction] = frozenset()
+        elif acc.restrict == cur.restrict:
             continue
-        have = actual.state.accounts.get(addr, Account(addr)).restrict
+        else:
+            have = cur.restrict
         for r in sorted(acc.restrict - have):
             ops.append(Op("restrict_add", addr, r))
         for r in sorted(have - acc.restrict):

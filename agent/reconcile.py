@@ -24,6 +24,7 @@ from agent.apply import Applier, ApplyLock, LockBusy, OpResult
 from agent.dms.actual import Actual, DmsInfo
 from agent.dms.observe import (
     AGENT_LOCK,
+    FolderReader,
     ObserveError,
     dms_started,
     info_from_env,
@@ -140,6 +141,7 @@ class Engine:
         self.ledger = Ledger(ledger_path) if ledger_path is not None else None
         self._ledger_sig: tuple[Any, ...] | None = None
         self.info: DmsInfo | None = None
+        self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
         self._last_refused: tuple[str, ...] = ()
@@ -180,6 +182,7 @@ class Engine:
                 dms.command_timeout,
                 self.info,
                 missing_ok=self.executor is None,
+                reader=self.reader,
             )
         except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None
