@@ -134,7 +134,8 @@ async def bench_10k(root: Path, n: int, runs: int) -> None:
     assert report.outcome == "noop", report.describe()
     print(f"no-op reconcile, {n} accounts (goal: <= 100 ms, 0 commands):")
     print(f"  first pass (ledger load + digests + parse of DMS's files): {ms(cold)}")
-    for label, reparse in (("files unchanged since the last pass", False), ("files re-parsed", True)):
+    modes = (("files unchanged since the last pass", False), ("files re-parsed", True))
+    for label, reparse in modes:
         times = []
         for _ in range(runs):
             if reparse:
@@ -157,7 +158,8 @@ async def bench_10k(root: Path, n: int, runs: int) -> None:
         counts.append(ex.count - before)
         assert report.outcome == "applied", report.describe()
     print(f"one change among {n} accounts (quota set, padded double):")
-    print(f"  commands per pass: {sorted(set(counts))}; median {ms(statistics.median(change_times))}")
+    med = ms(statistics.median(change_times))
+    print(f"  commands per pass: {sorted(set(counts))}; median {med}")
     print(f"  of which the command itself: {ms(report.commands_time)} (last run)")
 
 
@@ -176,7 +178,8 @@ async def bench_first_sync(root: Path, n: int) -> None:
     overhead = wall - report.commands_time
     print(f"first sync of {n} accounts ({len(report.results)} ops, padded double):")
     print(f"  wall {wall:.2f} s, commands {report.commands_time:.2f} s (executor-measured)")
-    print(f"  overhead {overhead:.3f} s = {overhead / report.commands_time * 100:.2f} % (goal <= 5 %)")
+    ratio = overhead / report.commands_time * 100
+    print(f"  overhead {overhead:.3f} s = {ratio:.2f} % (goal <= 5 %)")
     print(f"  commands run: {ex.count}")
 
 
