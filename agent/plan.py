@@ -263,7 +263,9 @@ def _quota_ops(
         if cur is None:
             if acc.quota is None or addr not in creating:
                 continue
-        elif acc.quota == cur.quota:
+        elif acc.quota == cur.quota or (
+            actual.source == "commands" and shown_quota(acc.quota) == cur.quota
+        ):
             continue
         if acc.quota is not None and not actual.info.quotas_enabled:
             out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
@@ -272,6 +274,30 @@ def _quota_ops(
             ops.append(Op("quota_del", addr, reason="not declared"))
         else:
             ops.append(Op("quota_set", addr, acc.quota))
+
+
+QUOTA_UNITS = {"B": 1, "k": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def shown_quota(quota: str | None) -> str | None:
+    """A quota as `setup email list` shows its limit (``numfmt --to=iec`` of KiB, rounded up;
+    no limit or ``0``: None), so a command-observed state compares equal."""
+    if quota is None:
+        return None
+    unit = quota[-1] if quota[-1] in QUOTA_UNITS else "B"
+    digits = quota[:-1] if quota[-1] in QUOTA_UNITS else quota
+    if not digits.isdigit() or int(digits) == 0:
+        return None if digits == "0" else quota
+    value = float(int(digits) * QUOTA_UNITS[unit] // 1024 * 1024)
+    if value < 1024:
+        return str(int(value))
+    for suffix in "KMGTPE":
+        value /= 1024
+        if value < 1024 or suffix == "E":
+            if value < 10 and math.ceil(value * 10) / 10 < 10:
+                return f"{math.ceil(value * 10) / 10:.1f}{suffix}"
+            return f"{math.ceil(value)}{suffix}"
+    return quota
 
 
 def _restrict_ops(desired: Desired, actual: Actual, creating: set[str], ops: list[Op]) -> None:
