@@ -396,7 +396,7 @@ class Engine:
             key = r.op.key
             if r.status == "ok":
                 self.retries.pop(key, None)
-            elif r.status == "failed":
+            else:  # failed, or unknown (re-planned from a fresh observe after its backoff)
                 attempt = self.retries[key].attempt + 1 if key in self.retries else 0
                 base = min(rec.retry_max, rec.retry_initial * 2**attempt)
                 delay = base * (0.5 + random.random() / 2)

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from agent.dms import files
 from agent.dms.actual import Actual, DkimBackend, DmsInfo
@@ -24,6 +25,7 @@ from agent.executor import Executor
 from agent.mailstate.model import Account, MailState, Restriction
 
 log = logging.getLogger("dms_agent.observe")
+T = TypeVar("T")
 
 DMS_LOCK_STALE = 60.0  # DMS itself treats a lock older than a minute as stale
 AGENT_LOCK = "dms-agent.lock"
@@ -91,13 +93,15 @@ def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool =
     return _read_consistent(config_dir, info or DmsInfo())[0]
 
 
-def _read_consistent(config_dir: Path, info: DmsInfo) -> tuple[Actual, tuple[object, ...]]:
+def _read_consistent(
+    config_dir: Path, info: DmsInfo, cache: ParseCache | None = None
+) -> tuple[Actual, tuple[object, ...]]:
     for _ in range(5):
         holder = _busy(config_dir, time.time())
         if holder is not None:
             raise DmsBusy(f"DMS is editing its files ({holder} is held)")
         before = signature(config_dir)
-        actual = _parse_folder(config_dir, info)
+        actual = _parse_folder(config_dir, info, cache)
         if signature(config_dir) == before:
             return actual, before
         time.sleep(0.05)  # an edit landed mid-read: read again
@@ -110,6 +114,7 @@ class FolderReader:
 
     def __init__(self) -> None:
         self._last: tuple[Path, DmsInfo, tuple[object, ...], Actual] | None = None
+        self._files: ParseCache = {}  # per file: only a changed file is parsed again
 
     def read(self, config_dir: Path, info: DmsInfo, missing_ok: bool = False) -> Actual:
         if missing_ok and not config_dir.exists():
@@ -120,22 +125,45 @@ class FolderReader:
                 return last[3]
         if not config_dir.is_dir():
             raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
-        actual, sig = _read_consistent(config_dir, info)
+        if last is not None and last[0] != config_dir:
+            self._files.clear()
+        actual, sig = _read_consistent(config_dir, info, self._files)
         self._last = (config_dir, info, sig, actual)
         return actual
 
     def forget(self) -> None:
         self._last = None
+        self._files.clear()
 
 
-def _parse_folder(config_dir: Path, info: DmsInfo) -> Actual:
-    accounts_p = files.parse_accounts(_read(config_dir / files.ACCOUNTS_FILE))
-    virtual_p = files.parse_virtual(_read(config_dir / files.VIRTUAL_FILE))
-    quotas_p = files.parse_quotas(_read(config_dir / files.QUOTAS_FILE))
-    send_p = files.parse_access(_read(config_dir / files.SEND_ACCESS_FILE))
-    receive_p = files.parse_access(
-        _read(config_dir / files.RECEIVE_ACCESS_FILE), files.RECEIVE_ACCESS_FILE
-    )
+ParseCache = dict[str, tuple[object, "files.Parsed[Any]"]]
+
+
+def _parse_file(
+    config_dir: Path, name: str, parse: Callable[[str, str], files.Parsed[T]], cache: ParseCache
+) -> files.Parsed[T]:
+    """Parse one file, or reuse the last parse when its stat signature is unchanged."""
+    path = config_dir / name
+    try:
+        st = path.stat()
+        sig: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        sig = None
+    hit = cache.get(name)
+    if hit is not None and hit[0] == sig:
+        return cast("files.Parsed[T]", hit[1])
+    parsed = parse(_read(path), name)
+    cache[name] = (sig, parsed)
+    return parsed
+
+
+def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = None) -> Actual:
+    c: ParseCache = {} if cache is None else cache
+    accounts_p = _parse_file(config_dir, files.ACCOUNTS_FILE, files.parse_accounts, c)
+    virtual_p = _parse_file(config_dir, files.VIRTUAL_FILE, files.parse_virtual, c)
+    quotas_p = _parse_file(config_dir, files.QUOTAS_FILE, files.parse_quotas, c)
+    send_p = _parse_file(config_dir, files.SEND_ACCESS_FILE, files.parse_access, c)
+    receive_p = _parse_file(config_dir, files.RECEIVE_ACCESS_FILE, files.parse_access, c)
     for parsed in (accounts_p, virtual_p, quotas_p, send_p, receive_p):
         for err in parsed.errors:
             log.warning("DMS file line not understood (ignored): %s", err)
