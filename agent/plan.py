@@ -140,17 +140,28 @@ class Plan:
             counts[op.kind] = counts.get(op.kind, 0) + 1
         return counts
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, limit: int | None = None) -> dict[str, Any]:
+        """As JSON; ``limit`` caps every list (for /status), the counts stay whole."""
+        cut = slice(0, limit)
         return {
-            "ops": [op.describe() for op in self.ops],
-            "adopt": [a.address for a in self.adopt],
-            "refused": [op.describe() for op in self.refused],
+            "counts": {
+                "ops": len(self.ops),
+                "adopt": len(self.adopt),
+                "refused": len(self.refused),
+                "blocked": len(self.blocked),
+                "deferred": len(self.deferred),
+                "drift": len(self.drift),
+                "pending": len(self.pending),
+            },
+            "ops": [op.describe() for op in self.ops[cut]],
+            "adopt": [a.address for a in self.adopt[cut]],
+            "refused": [op.describe() for op in self.refused[cut]],
             "refusedReason": self.refused_reason,
-            "blocked": dict(self.blocked),
-            "deferred": [op.key for op in self.deferred],
-            "drift": list(self.drift),
-            "pending": dict(self.pending),
-            "warnings": list(self.warnings),
+            "blocked": dict(list(self.blocked.items())[cut]),
+            "deferred": [op.key for op in self.deferred[cut]],
+            "drift": self.drift[cut],
+            "pending": dict(list(self.pending.items())[cut]),
+            "warnings": self.warnings[cut],
             "fatal": self.fatal,
         }
 

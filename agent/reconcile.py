@@ -108,7 +108,7 @@ class PassReport:
         return {
             "outcome": self.outcome,
             "error": self.error,
-            "plan": self.plan.describe() if self.plan is not None else None,
+            "plan": self.plan.describe(MAX_STATUS_RESULTS) if self.plan is not None else None,
             "results": failures + recent[-keep:] if keep else failures,
             "opsDone": sum(1 for r in self.results if r.status == "ok"),
             "opsFailed": len(failures),
@@ -328,8 +328,7 @@ class Engine:
         """Ledger-only changes: adoptions, forgotten accounts, learned hashes, alias claims."""
         assert self.ledger is not None
         ledger = self.ledger
-        for a in p.adopt:
-            ledger.set_account(a.address, new_entry(a.digest, a.hash, "adopted"))
+        ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
         for addr in p.forget:
             ledger.forget_account(addr)
         if actual.hashes is not None:
