@@ -433,28 +433,53 @@ def _guard_deletions(
 
 
 def _guard_dms_quirks(actual: Actual, ops: list[Op], out: Plan) -> None:
-    """`setup email add` refuses an address that is a PREFIX (as a regex) of an existing alias;
-    `alias add` refuses an alias equal to an account. Say so clearly instead of failing later."""
-    aliases = list(actual.state.aliases)
-    accounts = actual.state.accounts
+    """DMS's `email add` refuses an address that is a PREFIX (an unescaped regex) of an
+    existing alias, and `alias add` one that is a prefix of an account. Say so clearly, before
+    anything runs, instead of failing with DMS's misleading message."""
+    aliases = _PrefixIndex(actual.state.aliases)
+    created = [op.target for op in ops if op.kind == "account_add"]
+    accounts = _PrefixIndex([*actual.state.accounts, *created])
     for op in ops:
         if op.kind == "account_add" and op.password is not None and op.password.kind == "plain":
-            clash = _prefix_clash(op.target, aliases)
+            clash = aliases.clash(op.target)
             if clash is not None:
                 out.blocked[op.key] = (
                     f"DMS refuses {op.target}: alias {clash} starts with it (DMS matches "
                     "aliases by prefix); remove that alias first or declare a pre-hashed password"
                 )
-        elif op.kind == "alias_add" and op.target in accounts:
-            out.blocked[op.key] = f"DMS refuses alias {op.target}: it is an account"
+        elif op.kind == "alias_add":
+            clash = accounts.clash(op.target)
+            if clash is not None:
+                out.blocked[op.key] = (
+                    f"DMS refuses alias {op.target}: account {clash} starts with it "
+                    "(DMS matches accounts by prefix)"
+                )
 
 
-def _prefix_clash(address: str, aliases: Iterable[str]) -> str | None:
+class _PrefixIndex:
+    """Entries bucketed by their first characters, so a prefix test does not scan them all."""
+
+    WIDTH = 3
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = list(entries)
+        self.buckets: dict[str, list[str]] = {}
+        for e in self.entries:
+            self.buckets.setdefault(e[: self.WIDTH], []).append(e)
+
+    def clash(self, address: str) -> str | None:
+        head = address[: self.WIDTH]
+        if "." in head or len(head) < self.WIDTH:
+            return _prefix_clash(address, self.entries)  # a wildcard up front: scan all
+        return _prefix_clash(address, self.buckets.get(head, ()))
+
+
+def _prefix_clash(address: str, entries: Iterable[str]) -> str | None:
     """DMS greps ``^<address>`` unescaped: ``.`` matches any character."""
     n = len(address)
-    for alias in aliases:
-        if len(alias) >= n and all(
-            a == "." or a == b for a, b in zip(address, alias[:n], strict=True)
+    for entry in entries:
+        if len(entry) >= n and all(
+            a == "." or a == b for a, b in zip(address, entry[:n], strict=True)
         ):
-            return alias
+            return entry
     return None
