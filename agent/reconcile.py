@@ -183,6 +183,7 @@ class Engine:
                 self.info,
                 missing_ok=self.executor is None,
                 reader=self.reader,
+                container_config_dir=dms.container_config_dir,
             )
         except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None

@@ -202,7 +202,12 @@ async def test_two_agents_on_one_folder_never_overlap(dms_rig: DmsRig) -> None:
 async def test_observe_through_setup_list_when_not_mounted(dms_rig: DmsRig) -> None:
     settings = dms_rig.settings(prune=True, deleteMailData=True)
     dms = settings.dms.model_copy(
-        update={"config_dir": None, "mail_dir": None, "container_mail_dir": str(dms_rig.mail_dir)}
+        update={
+            "config_dir": None,
+            "mail_dir": None,
+            "container_mail_dir": str(dms_rig.mail_dir),
+            "container_config_dir": str(dms_rig.config_dir),
+        }
     )
     rec = settings.reconcile.model_copy(
         update={"ledger_path": dms_rig.root / "ledger" / "ledger.json"}
@@ -221,6 +226,15 @@ async def test_observe_through_setup_list_when_not_mounted(dms_rig: DmsRig) -> N
     report = await eng.run_pass(state(2))
     assert report.outcome == "applied", report.describe()
     assert "u2@x.org" not in dms_rig.file("postfix-accounts.cf")
+    # a broken `email list` (the file is not empty) never reads as "no accounts"
+    broken = fault_script(dms_rig, "broken", 'case "$*" in "email list") exit 1;; esac')
+    eng.settings = eng.settings.model_copy(
+        update={"dms": eng.settings.dms.model_copy(update={"setup_command": [str(broken)]})}
+    )
+    calls = len(dms_rig.mutating_calls())
+    report = await eng.run_pass(state(2))
+    assert report.outcome == "failed" and "email list" in (report.error or "")
+    assert len(dms_rig.mutating_calls()) == calls
 
 
 async def test_dkim_key_for_a_new_domain(dms_rig: DmsRig) -> None:

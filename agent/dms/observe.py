@@ -232,9 +232,11 @@ def parse_email_list(text: str) -> dict[str, Account]:
         if not line.startswith("* "):
             continue
         fields = line[2:].split()
-        if not fields or "@" not in fields[0]:
+        # v15.1.0 without a final newline glues the next log line onto the last account
+        token = fields[0].split("[", 1)[0] if fields else ""
+        if "@" not in token:
             continue
-        addr = fields[0].lower()
+        addr = token.lower()
         quota = None
         m = re.search(r"\(\s*\S+\s*/\s*(\S+)\s*\)", line)
         if m and m.group(1) not in ("~", "0"):
@@ -265,8 +267,20 @@ def parse_restrict_list(text: str) -> set[str]:
     return out
 
 
+LISTED_FILES = {
+    "email": files.ACCOUNTS_FILE,
+    "alias": files.VIRTUAL_FILE,
+    "send": files.SEND_ACCESS_FILE,
+    "receive": files.RECEIVE_ACCESS_FILE,
+}
+
+
 async def observe_commands(
-    executor: Executor, setup: list[str], timeout: float, info: DmsInfo
+    executor: Executor,
+    setup: list[str],
+    timeout: float,
+    info: DmsInfo,
+    container_config_dir: str = "/tmp/docker-mailserver",
 ) -> Actual:
     """The slow way (~7 ms per account in DMS): no hashes, so no drift detection."""
     cmds = list_commands(setup)
@@ -275,7 +289,13 @@ async def observe_commands(
         res = await executor.run(cmd.argv, cmd.stdin, timeout)
         if res.unknown:
             raise ObserveError(f"`{cmd.show()}` gave no answer ({res.stderr.strip()})")
-        # an empty or missing file makes the list commands exit 1: that is "nothing"
+        if not res.ok:
+            # DMS's lists exit 1 for a missing or empty file, which means "nothing"; any other
+            # failure must not read as "no accounts" (checked without relying on messages)
+            path = f"{container_config_dir}/{LISTED_FILES[name]}"
+            check = await executor.run(["test", "-s", path], None, timeout)
+            if check.exit_code != 1:
+                raise ObserveError(f"`{cmd.show()}` failed (exit {res.exit_code})")
         outputs[name] = res.stdout if res.ok else ""
     accounts = parse_email_list(outputs["email"])
     for kind in ("send", "receive"):
@@ -353,12 +373,13 @@ async def observe(
     busy_wait: float = 30.0,
     missing_ok: bool = False,
     reader: FolderReader | None = None,
+    container_config_dir: str = "/tmp/docker-mailserver",
 ) -> Actual:
     """Files when mounted (waiting out DMS's own locks), else `setup … list`."""
     if config_dir is None:
         if executor is None:
             raise ObserveError("neither a DMS config folder nor an executor is configured")
-        return await observe_commands(executor, setup, timeout, info)
+        return await observe_commands(executor, setup, timeout, info, container_config_dir)
     deadline = time.monotonic() + busy_wait
     while True:
         try:
