@@ -195,6 +195,22 @@ def test_password_argument_words_are_joined_and_hashed_by_real_doveadm(dms: DmsD
     assert doveadm_verify(dms.accounts()["alice@example.com"], "two words")
 
 
+def test_password_reaches_doveadm_as_an_argument(dms: DmsDouble, tmp_path: Path) -> None:
+    """As in the container: stdin keeps the password off `setup`'s argv, not off doveadm's."""
+    real = require_binary("doveadm", "dovecot-core")
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    record = tmp_path / "doveadm-argv"
+    (spy / "doveadm").write_text(f'#!/bin/sh\necho "$@" >>{record}\nexec {real} "$@"\n')
+    (spy / "doveadm").chmod(0o755)
+    env = {**os.environ, "PATH": f"{spy}{os.pathsep}{os.environ['PATH']}"}
+    argv = [*dms.setup_argv, "email", "add", "alice@example.com"]
+    done = subprocess.run(argv, input="s3cret\ns3cret\n", env=env, text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert record.read_text().split() == ["pw", "-s", "SHA512-CRYPT", "-u", "alice@example.com",
+                                          "-p", "s3cret"]  # fmt: skip
+
+
 def test_addresses_only_need_an_at_sign(dms: DmsDouble) -> None:
     for address in ("a@", "@example.com", "x@y@z"):
         assert dms.run("email", "add", address, "pw").returncode == 0, address
@@ -418,6 +434,15 @@ def test_alias_del_always_exits_0_and_drops_emptied_lines(dms: DmsDouble) -> Non
     assert dms.read("postfix-virtual.cf") == ""
 
 
+def test_alias_del_recipient_in_other_case_is_found_then_not_removed(dms: DmsDouble) -> None:
+    """Derived from DMS's mechanics (not in dms-facts): the recipient lookup ignores case, the
+    sed edit does not, and `sedfile --strict` fails on "no difference"."""
+    dms.run("alias", "add", "team@example.com", "bob@example.com")
+    done = dms.run("alias", "del", "team@example.com", "BOB@example.com")
+    assert done.returncode == 1 and "could not be deleted" in plain(done.stderr)
+    assert dms.aliases() == {"team@example.com": ["bob@example.com"]}
+
+
 def test_alias_list_format_and_missing_file(dms: DmsDouble) -> None:
     assert dms.run("alias", "list").returncode == 1
     dms.run("alias", "add", "a@example.com", "x@example.org")
@@ -453,6 +478,16 @@ def test_quota_set_needs_the_account_and_replaces(dms: DmsDouble) -> None:
     dms.run("quota", "set", "alice@example.com", "1G")
     dms.run("quota", "set", "alice@example.com", "3G")
     assert dms.read("dovecot-quotas.cf") == "alice@example.com:3G\n"
+
+
+def test_quota_set_to_the_current_value_exits_1(dms: DmsDouble) -> None:
+    """Derived from DMS's mechanics (not in dms-facts): the replace runs through `sedfile
+    --strict`, which fails when sed changed nothing."""
+    dms.seed("alice@example.com")
+    assert dms.run("quota", "set", "alice@example.com", "1G").returncode == 0
+    again = dms.run("quota", "set", "alice@example.com", "1G")
+    assert again.returncode == 1 and "No difference" in plain(again.stderr)
+    assert dms.quotas() == {"alice@example.com": "1G"}
 
 
 def test_quota_del_needs_the_account_and_exits_0_without_quota(dms: DmsDouble) -> None:
@@ -670,14 +705,19 @@ def test_parallel_unlocked_writes_lose_an_account(dms: DmsDouble) -> None:
     has (measured: 1-4 of 30 accounts lost) shows up in one deterministic, fast round.
     """
     dms.seed("alice@example.com")
-    dms.set_env(DMS_DOUBLE_SED_WINDOW="0.6")
+    dms.set_env(DMS_DOUBLE_SED_WINDOW="1.0")
     update = subprocess.Popen(
         [*dms.setup_argv, "email", "update", "alice@example.com", "new"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(0.25)
+    # sed writes its temp file right after reading the old content: from then on, an added
+    # line is not in what will be renamed over the file.
+    deadline = time.monotonic() + 10
+    while not any(p.name.startswith("sed") for p in dms.config_dir.iterdir()):
+        assert time.monotonic() < deadline and update.poll() is None
+        time.sleep(0.01)
     dms.set_env(DMS_DOUBLE_SED_WINDOW="0")
     added = dms.run("email", "add", "bob@example.com", "pw")
     assert added.returncode == 0 and "bob@example.com" in dms.accounts()
@@ -703,6 +743,134 @@ def test_call_log_records_argv_and_stdin_size_not_content(dms: DmsDouble) -> Non
     assert "hunter2" not in (dms.state_dir / "calls.jsonl").read_text()
 
 
+# -- the map: each dms-facts line about `setup` and its files -> the tests that check it --------
+
+FACTS = {
+    "grammar: email add/update/del [-y]/list, restrict, alias add/del/list, quota set/del": [
+        "test_missing_arguments_print_usage_on_stdout_and_exit_1",
+        "test_help_prints_usage_and_exits_0",
+    ],
+    "grammar: config dkim (OpenDKIM pairs; Rspamd keytype/keysize/selector/domain/-f)": [
+        "test_opendkim_defaults_domains_files_and_skip_existing",
+        "test_rspamd_existing_key_needs_force",
+    ],
+    "unknown command: 2": ["test_unknown_command_exits_2"],
+    "missing arguments: usage on stdout, exit 1": [
+        "test_missing_arguments_print_usage_on_stdout_and_exit_1"
+    ],
+    "errors: 1; a failing sed can leak its own code (4)": [
+        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias"
+    ],
+    "ANSI colour codes when not a terminal; INFO/DEBUG stdout, warnings/errors stderr": [
+        "test_log_lines_carry_ansi_info_on_stdout_warnings_and_errors_on_stderr"
+    ],
+    "email add: existing account -> 1": ["test_email_add_existing_account_exits_1"],
+    "email add: already an alias -> 1, by unescaped PREFIX match": [
+        "test_email_add_refuses_an_alias_by_unescaped_prefix_match"
+    ],
+    "email add: upper case lowered with a warning": [
+        "test_email_add_lowers_upper_case_with_a_warning"
+    ],
+    "password on stdin: two lines; mismatch/empty -> 1; whitespace stripped": [
+        "test_password_on_stdin_two_lines_whitespace_stripped",
+        "test_password_on_stdin_mismatch_or_empty_exits_1",
+    ],
+    "the password still reaches `doveadm pw -p` as an argument": [
+        "test_password_reaches_doveadm_as_an_argument"
+    ],
+    "email update: missing account -> 1": ["test_email_update_missing_account_exits_1"],
+    "email del: [y/N] prompt, end of input keeps the mail": [
+        "test_email_del_without_y_asks_and_end_of_input_keeps_the_mail",
+        "test_email_del_without_y_answer_y_deletes_the_mail",
+    ],
+    "email del -y: missing maildir -> 1, account NOT deleted": [
+        "test_email_del_y_with_missing_maildir_exits_1_and_keeps_the_account"
+    ],
+    "email del: removed from every alias (emptied lines dropped) and its quota line": [
+        "test_email_del_removes_from_aliases_and_quota"
+    ],
+    "email del: missing account -> 1, except missing/empty accounts file (0)": [
+        "test_email_del_missing_account_exits_1_but_0_without_accounts_file"
+    ],
+    "email del: several addresses in order, stops at the first failure": [
+        "test_email_del_several_addresses_stops_at_first_failure"
+    ],
+    "email list: format, aliases line, blank line; missing/empty -> 1": [
+        "test_email_list_format_with_quotas_and_aliases",
+        "test_email_list_without_quotas_lists_only_addresses",
+        "test_email_list_missing_or_empty_file_exits_1",
+    ],
+    "email list: v15.1.0 final-newline bug": ["test_email_list_v15_bug_without_final_newline"],
+    "alias add: appends ,recipient; duplicate -> 1; alias = account -> 1; not validated": [
+        "test_alias_add_appends_and_refuses_duplicates",
+        "test_alias_add_refuses_an_account_and_validates_nothing",
+    ],
+    "alias del: 0 even if nothing deleted; line goes with its last recipient": [
+        "test_alias_del_always_exits_0_and_drops_emptied_lines"
+    ],
+    "alias list: `* alias recipients` + blank line; missing/empty -> 1": [
+        "test_alias_list_format_and_missing_file"
+    ],
+    "quota set: account must exist; value regex; replaces": [
+        "test_quota_set_value_must_match_the_dms_pattern",
+        "test_quota_set_needs_the_account_and_replaces",
+    ],
+    "quota del: account must exist; 0 without a quota": [
+        "test_quota_del_needs_the_account_and_exits_0_without_quota"
+    ],
+    "OpenDKIM: defaults 2048/mail; default domains; skips existing keys": [
+        "test_opendkim_defaults_domains_files_and_skip_existing"
+    ],
+    "OpenDKIM: no domains -> warning, 0; unknown option -> 1": [
+        "test_opendkim_no_domains_warns_and_exits_0",
+        "test_opendkim_unknown_option_exits_1",
+    ],
+    "OpenDKIM: keysize abc -> genkey fails, exit 0, KeyTable line to a missing key": [
+        "test_opendkim_keysize_abc_fails_silently_with_a_keytable_line"
+    ],
+    "Rspamd when ENABLE_RSPAMD=1 and ENABLE_OPENDKIM!=1": [
+        "test_rspamd_files_dns_record_on_stdout_and_signing_conf",
+        "test_rspamd_and_opendkim_both_on_uses_opendkim",
+    ],
+    "Rspamd: one domain per call; existing key without -f -> 1; ed25519 keysize -> 1": [
+        "test_rspamd_one_domain_per_call",
+        "test_rspamd_existing_key_needs_force",
+        "test_rspamd_keysize_with_ed25519_exits_1",
+    ],
+    "Rspamd: DNS record on stdout; files; owner _rspamd; dkim_signing.conf when absent": [
+        "test_rspamd_files_dns_record_on_stdout_and_signing_conf"
+    ],
+    "files: accounts `email|{SHA512-CRYPT}…`, virtual, quotas, access files": [
+        "test_file_formats",
+        "test_email_restrict_add_list_del",
+    ],
+    "Dovecot accepts {BLF-CRYPT} / {ARGON2ID} pre-hashed passwords": [
+        "test_pre_hashed_passwords_of_other_schemes_pass_doveadm",
+        "test_pre_hashed_argon2id_passes_doveadm",
+    ],
+    "OpenDKIM files: KeyTable, SigningTable, TrustedHosts, keys 0600 + .txt": [
+        "test_opendkim_defaults_domains_files_and_skip_existing"
+    ],
+    "locks: only email del (`<config>/<script>.lock`, 5 s retry, stale after 1 min)": [
+        "test_email_del_takes_a_lock_retried_and_stale_after_a_minute",
+        "test_add_update_alias_quota_take_no_lock",
+    ],
+    "sed -i: new inode; read-only folder fails; failed alias add says 'already an alias'": [
+        "test_new_entries_append_in_place_edits_make_a_new_inode",
+        "test_email_update_replaces_the_hash_through_a_new_inode",
+        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias",
+    ],
+    "parallel unlocked calls lose writes": ["test_parallel_unlocked_writes_lose_an_account"],
+    "validation: an address only needs an @": ["test_addresses_only_need_an_at_sign"],
+}
+
+
+def test_every_fact_maps_to_tests_that_exist() -> None:
+    names = {name for name in globals() if name.startswith("test_")}
+    missing = {t for tests in FACTS.values() for t in tests if t not in names}
+    assert not missing
+
+
 # -- facts that cannot be exercised here --------------------------------------------------------
 
 NOT_HERE = {
@@ -721,10 +889,6 @@ NOT_HERE = {
     "postfix-sasl-password.cf": "not used by dms-agent; the double exits 99 for them",
     "Kubernetes notes (subPath mounts, health checks, exec into the container)": (
         "deployment facts, covered by the kube test API server and the manifests"
-    ),
-    "passwords reach `doveadm pw -p` as an argument inside the container": (
-        "true of the double too (it runs the real doveadm that way); a process-list race "
-        "cannot be asserted reliably"
     ),
 }
 
