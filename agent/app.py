@@ -142,6 +142,9 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        from agent.kube.client import close_shared_clients  # API sessions end with components
+
+        await close_shared_clients()
 
     async def reload(self) -> bool:
         """Re-read the settings; keep the running ones if the new file is invalid."""

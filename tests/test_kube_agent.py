@@ -103,3 +103,61 @@ def test_status_never_shows_secret_text(tmp_path: Path) -> None:
     )
     assert docs[0].text == "hidden" and docs[0].secret
     assert "hidden" not in repr(docs)
+
+
+async def test_api_source_without_cluster_config_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings = Settings.model_validate(
+        {
+            "kube": {"serviceAccountDir": str(tmp_path)},
+            "sources": [
+                {"kind": "path", "path": str(tmp_path)},
+                {"kind": "configmap", "name": "mail-state", "namespace": "mail"},
+            ],
+        }
+    )
+    agent = Agent(settings, None)
+    await agent.start_components()
+    try:
+        entry = agent.status.component("source configmap/mail/mail-state")
+        await eventually(lambda: entry.message.startswith("not started"))
+        assert "KUBERNETES_SERVICE_HOST" in entry.message
+        merge = agent.status.component("sources merge")
+        await eventually(lambda: "configmap/mail/mail-state" in merge.message)
+        assert agent.hub.desired.value is None
+    finally:
+        await agent.stop_components()
+
+
+async def test_in_cluster_over_tls_with_token_rotation(
+    kube_api_tls: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-cluster path end to end: https with the mounted CA, the projected token file
+    (rotated mid-way), the namespace file."""
+    sa_dir = kube_api_tls.kubeconfig.parent  # token and ca.crt live there
+    (sa_dir / "namespace").write_text("mail")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(kube_api_tls.server.port))
+    _state(kube_api_tls, "state-a", STATE)
+    settings = Settings.model_validate(
+        {
+            "kube": {"serviceAccountDir": str(sa_dir), "backoffInitial": 0.05},
+            "sources": [{"kind": "configmap", "selector": "dms-agent/state=true"}],
+        }
+    )
+    agent = Agent(settings, None)
+    await agent.start_components()
+    try:
+        _, desired = await asyncio.wait_for(agent.hub.desired.wait_newer(0), 5)
+        assert set(desired.state.accounts) == {"alice@example.com"}
+        kube_api_tls.rotate_token()
+        kube_api_tls.server.drop_streams(abrupt=True)
+        _state(kube_api_tls, "state-a", MORE)
+        _, after = await asyncio.wait_for(agent.hub.desired.wait_newer(1), 5)
+        assert set(after.state.accounts) == {"bob@example.com"}
+    finally:
+        await agent.stop_components()

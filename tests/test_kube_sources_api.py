@@ -14,6 +14,7 @@ from agent.events import LogEventSink
 from agent.hub import Hub
 from agent.kube.client import KubeClient, load_cluster_config
 from agent.kube.config import KubeSettings
+from agent.metrics import REGISTRY
 from agent.settings import SourceSettings
 from agent.sources.base import digest, snapshots
 from agent.sources.kube import KubeSource
@@ -155,6 +156,12 @@ async def test_dropped_connections(rig: Rig) -> None:
 
 
 async def test_stalled_stream_is_restarted_and_reported(rig: Rig) -> None:
+    src = rig.sources[0]
+    await eventually(  # bookmarks arrive (every 0.2 s here) until the stall
+        lambda: REGISTRY.get_sample_value(
+            "dms_agent_sources_last_bookmark_timestamp_seconds", {"source": src.key}
+        )
+    )
     await rig.api.server.wait_streams(2)
     rig.api.server.stall_streams()
     rig.write_state("a@x.org", "late@x.org")  # held back by the stalled stream
@@ -163,6 +170,10 @@ async def test_stalled_stream_is_restarted_and_reported(rig: Rig) -> None:
     assert src.restarts.get("stalled", 0) >= 1
     assert "stalled" in str(rig.status.component(src.name).details.get("restarts"))
     assert_nothing_twice(rig)
+    labels = {"source": src.key, "reason": "stalled"}
+    assert REGISTRY.get_sample_value("dms_agent_sources_watch_restarts_total", labels)
+    generation = REGISTRY.get_sample_value("dms_agent_sources_desired_generation")
+    assert generation is not None and generation >= 2
 
 
 async def test_410_storm(rig: Rig) -> None:

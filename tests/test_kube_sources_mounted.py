@@ -150,3 +150,18 @@ async def test_invalid_input_keeps_the_last_good_and_conflicts_name_both(tmp_pat
         await stop(tasks)
         rec.stop()
     assert len(rec.published) == 1  # the flip-flop back publishes nothing new
+
+
+async def test_single_file_inside_a_kubelet_mount(tmp_path: Path) -> None:
+    mount = tmp_path / "state"
+    kubelet_write(mount, {"mailserver.yaml": state_yaml("a@x.org"), "other": "x"})
+    hub, status = Hub(), StatusRegistry()
+    rec = Recorder(hub)
+    tasks = start(*_pipeline(hub, status, (mount / "mailserver.yaml", False)))
+    try:
+        await rec.until({"a@x.org"})
+        kubelet_write(mount, {"mailserver.yaml": state_yaml("b@x.org"), "other": "x"})
+        await rec.until({"b@x.org"})
+    finally:
+        await stop(tasks)
+        rec.stop()

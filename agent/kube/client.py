@@ -286,3 +286,11 @@ def shared_client(settings: KubeSettings) -> KubeClient:
         config = load_cluster_config(settings)
         client = _CLIENTS[settings] = KubeClient(config, settings.request_timeout)
     return client
+
+
+async def close_shared_clients() -> None:
+    """Close every shared client's session (at shutdown and before a settings reload)."""
+    clients = list(_CLIENTS.values())
+    _CLIENTS.clear()
+    for client in clients:
+        await client.close()

@@ -62,7 +62,7 @@ class MountedSource:
         hub: Hub,
         status: StatusRegistry,
         resync: float = 60.0,
-        step_ms: int = 10,
+        step_ms: int = 25,
     ) -> None:
         self.path = path
         self.secret = secret
@@ -86,11 +86,10 @@ class MountedSource:
 
     def _relevant(self, changes: set[tuple[Any, str]], kubelet: bool) -> bool:
         names = {Path(p).name for _, p in changes}
+        swapped = any(n.startswith(DATA) for n in names)  # a kubelet update of the folder
         if self.path.is_file() or not self.path.exists():
-            return self.path.name in names or not self.path.exists()
-        if kubelet:
-            return any(n.startswith(DATA) for n in names)
-        return True
+            return self.path.name in names or swapped or not self.path.exists()
+        return swapped if kubelet else True
 
     async def run(self) -> None:
         from watchfiles import awatch  # imported here: only mounted sources pay for it
@@ -115,7 +114,7 @@ class MountedSource:
                     continue
                 EVENTS_RECEIVED.labels(self.key, "files").inc()
                 self.publisher.mark_event()
-                if self._relevant(changes, (self.path / DATA).is_symlink()):
+                if self._relevant(changes, (folder / DATA).is_symlink()):
                     await self.refresh("change")
                 if not folder.is_dir():
                     break
