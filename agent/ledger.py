@@ -137,7 +137,11 @@ class Ledger:
             except (OSError, ValueError) as exc:
                 raise LedgerError(f"{self.path}: unreadable ledger: {exc}") from None
             self.data = migrate(raw, str(self.path))
-        self._journal_lines = self._replay()
+            migrated = raw.get("version") != LEDGER_VERSION
+        else:
+            migrated = False
+        # an older layout is written anew at the next compaction
+        self._journal_lines = self._replay() + (1 if migrated else 0)
         return self.data
 
     def _replay(self) -> int:
@@ -209,8 +213,8 @@ class Ledger:
 
     def compact(self) -> None:
         """Write the snapshot atomically, then drop the journal it now contains."""
-        if self._journal_lines == 0 and self.path.exists():
-            return
+        if self._journal_lines == 0:
+            return  # nothing new: an idle pass writes nothing
         text = json.dumps(self.data.as_json(), indent=1, sort_keys=True) + "\n"
         atomic_write(self.path, text, mode=0o600)
         with contextlib.suppress(FileNotFoundError):

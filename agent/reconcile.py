@@ -11,7 +11,6 @@ unknown outcome ends the pass and a new one starts from a fresh observe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -273,8 +272,10 @@ class Engine:
         """Observe, plan, apply under the apply lock; the ledger follows each op."""
         started = time.monotonic()
         report = PassReport(applied=True)
-        lock = self._lock()
+        lock = None
         try:
+            self.digests(desired)  # a missing digest key is reported before anything is touched
+            lock = self._lock()
             if lock is not None:
                 await lock.acquire(self.settings.reconcile.lock_wait)
             await self._pass(desired, allow_deletions, report, progress)
@@ -287,14 +288,25 @@ class Engine:
         self._publish(report)
         return report
 
+    def _lock_folder(self) -> Path | None:
+        return self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
+
     def _lock(self) -> ApplyLock | None:
-        folder = self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
+        """The apply lock in the config folder; None while that folder does not exist (a fresh
+        file target: created, and locked, only once there is something to write)."""
+        folder = self._lock_folder()
         if folder is None or not folder.is_dir():
-            if folder is not None and self.executor is None:
-                folder.mkdir(parents=True, exist_ok=True)  # a fresh local file target
-                return ApplyLock(folder / AGENT_LOCK)
             return None
         return ApplyLock(folder / AGENT_LOCK)
+
+    async def _create_target(self) -> ApplyLock | None:
+        folder = self._lock_folder()
+        if self.executor is not None or folder is None or folder.is_dir():
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = ApplyLock(folder / AGENT_LOCK)
+        await lock.acquire(self.settings.reconcile.lock_wait)
+        return lock
 
     async def _pass(
         self,
@@ -319,10 +331,17 @@ class Engine:
         report.plan = p
         if p.fatal:
             return
-        await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
-        await self._apply(p, report, progress)
-        self._settle_retries(p, report)
-        await asyncio.to_thread(ledger.compact)
+        late_lock = await self._create_target() if p.ops else None
+        try:
+            folder = self._lock_folder()
+            if folder is None or folder.is_dir():  # a fresh file target with nothing to do
+                await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
+            await self._apply(p, report, progress)
+            self._settle_retries(p, report)
+            await asyncio.to_thread(ledger.compact)
+        finally:
+            if late_lock is not None:
+                late_lock.release()
         self._ledger_sig = self._ledger_signature()
 
     def _record_plan_facts(self, desired: Desired, actual: Actual, p: Plan) -> None:
@@ -531,11 +550,10 @@ class Reconciler:
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # cancelled, not awaited: awaiting them under suppress(CancelledError) would also
+            # swallow a cancellation of this task arriving at that moment (a stop)
             for w in waits:
                 w.cancel()
-            for w in waits:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await w
         return hub.resync.version
 
 

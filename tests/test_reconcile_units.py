@@ -61,8 +61,7 @@ def test_ledger_v1_is_migrated(tmp_path: Path) -> None:
     data = led.load()
     assert data.accounts["a@x.org"].digest == "d" and data.accounts["b@x.org"].digest is None
     assert all(e.hash is None for e in data.accounts.values())
-    led.set_account("c@x.org", LedgerEntry(None, None))
-    led.compact()
+    led.compact()  # the migration alone is written back
     assert json.loads((tmp_path / "ledger.json").read_text())["version"] == LEDGER_VERSION
 
 
