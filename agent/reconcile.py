@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ from agent.ledger import (
     load_key,
     new_entry,
 )
-from agent.mailstate.model import Desired, MailState
+from agent.mailstate.model import Desired, MailState, PasswordIntent
 from agent.plan import Plan, PlanPolicy, plan
 from agent.reconcile_metrics import (
     DRIFT,
@@ -143,6 +143,8 @@ class Engine:
         self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
+        self._intents: dict[str, tuple[PasswordIntent, str]] = {}
+        self._intents_key = b""
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
 
@@ -228,8 +230,27 @@ class Engine:
                 key = load_key(self.settings.reconcile.ledger_key_file, self.ledger_path)
             except LedgerError as exc:
                 raise ReconcileError(str(exc)) from None
-            result = intent_digests(key, passwords)
+            result = self._digest_changed(key, passwords)
         self._digests = (desired.state, result)
+        return result
+
+    def _digest_changed(
+        self, key: bytes, passwords: Mapping[str, PasswordIntent]
+    ) -> dict[str, str]:
+        """Digests, recomputing only intents that differ from the previous desired state's
+        (a new state with one change costs one HMAC, not 10,000)."""
+        previous = self._intents if self._intents_key == key else {}
+        result: dict[str, str] = {}
+        fresh: dict[str, PasswordIntent] = {}
+        for addr, intent in passwords.items():
+            old = previous.get(addr)
+            if old is not None and old[0] == intent:
+                result[addr] = old[1]
+            else:
+                fresh[addr] = intent
+        result.update(intent_digests(key, fresh))
+        self._intents = {a: (i, result[a]) for a, i in passwords.items()}
+        self._intents_key = key
         return result
 
     def policy(self, allow_deletions: int = 0) -> PlanPolicy:

@@ -254,3 +254,15 @@ async def test_observe_mode_reports_without_applying(dms_rig: DmsRig) -> None:
     report = await eng.plan_only(state(2))
     assert report.outcome == "observed" and len(report.plan.ops) == 2  # type: ignore[union-attr]
     assert dms_rig.calls() == [] and not (dms_rig.config_dir / "dms-agent-ledger.json").exists()
+
+
+def test_digests_reused_across_states_match_a_full_computation(dms_rig: DmsRig) -> None:
+    from agent.ledger import intent_digests
+
+    eng = engine(dms_rig)
+    first = eng.digests(state(5))
+    changed = state(5)
+    changed.state.passwords["u3@x.org"] = pw("another")
+    key = dms_rig.key_file.read_bytes().strip()
+    assert eng.digests(changed) == intent_digests(key, changed.state.passwords)
+    assert eng.digests(changed)["u3@x.org"] != first["u3@x.org"]
