@@ -599,12 +599,6 @@ def _headline(report: PassReport) -> str:
 
 
 def build(ctx: AgentContext) -> list[Component]:
-    """The reconciler, unless no DMS target is configured at all."""
+    """The reconciler: it idles until the sources publish a desired state."""
     components: list[Component] = [Reconciler(ctx)]
     return components
-
-
-def default_paths(settings: Settings) -> tuple[Path | None, Path | None]:
-    """(config dir, ledger path) as the reconciler will use them."""
-    engine = Engine(settings, None)
-    return engine.config_dir, engine.ledger_path

@@ -15,6 +15,7 @@ from pathlib import Path
 from agent.app import AgentContext
 from agent.executor import LocalExecutor
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
+from agent.metrics import REGISTRY
 from agent.reconcile import Reconciler
 from agent.status import State, StatusRegistry
 from tests.reconcile_rig import DmsRig, fault_script
@@ -58,6 +59,9 @@ async def test_triggers_and_dirty_flag(dms_rig: DmsRig) -> None:
         ctx.hub.resync.set(1)
         await until(lambda: rec.passes == 3)
         assert entry.details["outcome"] == "noop"
+        noop = REGISTRY.get_sample_value("dms_agent_reconcile_runs_total", {"result": "noop"})
+        assert noop is not None and noop >= 1
+        assert REGISTRY.get_sample_value("dms_agent_reconcile_managed_accounts") == 3
         assert "p-a@x.org" not in json.dumps(ctx.status.snapshot())
     finally:
         task.cancel()
