@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.apply import Applier, ApplyLock, LockBusy, OpResult
@@ -290,16 +289,24 @@ class Engine:
         allow_deletions: int = 0,
         progress: Callable[[int, int, float], None] | None = None,
     ) -> PassReport:
-        """Observe, plan, apply under the apply lock; the ledger follows each op."""
+        """Observe and plan; when there is anything to write, take the apply lock, plan again
+        under it (another agent may just have applied) and apply; the ledger follows each op.
+        An idle pass takes no lock and writes nothing."""
         started = time.monotonic()
         report = PassReport(applied=True)
         lock = None
         try:
-            self.digests(desired)  # a missing digest key is reported before anything is touched
-            lock = self._lock()
-            if lock is not None:
-                await lock.acquire(self.settings.reconcile.lock_wait)
-            await self._pass(desired, allow_deletions, report, progress)
+            ledger = await asyncio.to_thread(self.refresh_ledger)
+            actual = await self.observe()
+            p = plan(
+                desired, actual, ledger.data, self.policy(allow_deletions), self.digests(desired)
+            )
+            report.plan = p
+            if p.fatal is None and self._writes(desired, actual, p):
+                lock = await self._take_lock()
+                await self._pass(desired, allow_deletions, report, progress)
+            else:
+                self._settle_retries(p, report)
         except (ReconcileError, LockBusy) as exc:
             report.error = str(exc)
         finally:
@@ -309,22 +316,28 @@ class Engine:
         self._publish(report)
         return report
 
-    def _lock_folder(self) -> Path | None:
-        return self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
+    def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
+        """Whether the plan or the ledger-only facts would write anything."""
+        if p.ops or p.adopt or p.forget:
+            return True
+        assert self.ledger is not None
+        data = self.ledger.data
+        if any(data.aliases.get(a) != frozenset(r) for a, r in desired.state.aliases.items()):
+            return True
+        hashes = actual.hashes
+        if hashes is None:
+            return False
+        return any(e.hash is None and hashes.get(a) is not None for a, e in data.accounts.items())
 
-    def _lock(self) -> ApplyLock | None:
-        """The apply lock in the config folder; None while that folder does not exist (a fresh
-        file target: created, and locked, only once there is something to write)."""
-        folder = self._lock_folder()
-        if folder is None or not folder.is_dir():
+    async def _take_lock(self) -> ApplyLock | None:
+        """The apply lock in the config folder (a fresh file target's folder is created now)."""
+        folder = self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
+        if folder is None:
             return None
-        return ApplyLock(folder / AGENT_LOCK)
-
-    async def _create_target(self) -> ApplyLock | None:
-        folder = self._lock_folder()
-        if self.executor is not None or folder is None or folder.is_dir():
-            return None
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            if self.executor is not None:
+                return None
+            folder.mkdir(parents=True, exist_ok=True)
         lock = ApplyLock(folder / AGENT_LOCK)
         await lock.acquire(self.settings.reconcile.lock_wait)
         return lock
@@ -352,17 +365,10 @@ class Engine:
         report.plan = p
         if p.fatal:
             return
-        late_lock = await self._create_target() if p.ops else None
-        try:
-            folder = self._lock_folder()
-            if folder is None or folder.is_dir():  # a fresh file target with nothing to do
-                await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
-            await self._apply(p, report, progress)
-            self._settle_retries(p, report)
-            await asyncio.to_thread(ledger.compact)
-        finally:
-            if late_lock is not None:
-                late_lock.release()
+        await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
+        await self._apply(p, report, progress)
+        self._settle_retries(p, report)
+        await asyncio.to_thread(ledger.compact)
         self._ledger_sig = self._ledger_signature()
 
     def _record_plan_facts(self, desired: Desired, actual: Actual, p: Plan) -> None:
