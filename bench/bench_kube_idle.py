@@ -106,8 +106,10 @@ async def main(seconds: float) -> None:
     for label, sources in (("mounted + kube exec", mounted), ("API sources + kube exec", via_api)):
         settings = {**common, "server": {"port": free_port()}, "sources": sources}
         await measure(label, settings, workdir, seconds)
+    found = baseline("import agent.settings, agent.server")
     print(
-        f"  reference: bare python {baseline('pass'):.1f} MB; + import kubernetes_asyncio "
+        f"  reference: bare python {baseline('pass'):.1f} MB; foundation imports (settings, "
+        f"HTTP server) {found:.1f} MB; bare python + kubernetes_asyncio "
         f"{baseline('import kubernetes_asyncio'):.1f} MB (not used by the agent)"
     )
     await api.server.stop()

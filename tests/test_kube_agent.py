@@ -12,6 +12,7 @@ from agent.app import Agent
 from agent.kube.events import KubeEventSink
 from agent.kube.exec import KubeExecExecutor, build_kube_executor
 from agent.settings import Settings
+from agent.sources.build import build as build_sources
 from tests.kube_api.fixtures import KubeApi
 from tests.kube_support import eventually
 
@@ -38,6 +39,14 @@ def _settings(api: KubeApi, **extra: object) -> Settings:
     )
 
 
+def sources_only(settings: Settings) -> Agent:
+    """The agent with only this capability's components (sources + merge): other components
+    (reconciler, checks …) have their own tests and would only add their timing here."""
+    agent = Agent(settings, None)
+    agent._builders = [build_sources]
+    return agent
+
+
 def _state(api: KubeApi, name: str, text: str) -> None:
     meta = {"name": name, "labels": {"dms-agent/state": "true"}}
     body = {"metadata": meta, "data": {"mailserver.yaml": text}}
@@ -58,7 +67,7 @@ async def test_agent_publishes_and_reports_invalid_input(kube_api: KubeApi) -> N
             "stringData": {"passwords.yaml": "alice@example.com: {password: s3cret-value}\n"},
         },
     )
-    agent = Agent(_settings(kube_api), None)
+    agent = sources_only(_settings(kube_api))
     await agent.start_components()
     try:
         _, desired = await asyncio.wait_for(agent.hub.desired.wait_newer(0), 5)
@@ -119,7 +128,7 @@ async def test_api_source_without_cluster_config_is_reported_not_fatal(
             ],
         }
     )
-    agent = Agent(settings, None)
+    agent = sources_only(settings)
     await agent.start_components()
     try:
         entry = agent.status.component("source configmap/mail/mail-state")
@@ -149,7 +158,7 @@ async def test_in_cluster_over_tls_with_token_rotation(
             "sources": [{"kind": "configmap", "selector": "dms-agent/state=true"}],
         }
     )
-    agent = Agent(settings, None)
+    agent = sources_only(settings)
     await agent.start_components()
     try:
         _, desired = await asyncio.wait_for(agent.hub.desired.wait_newer(0), 5)

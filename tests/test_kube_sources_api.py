@@ -251,3 +251,27 @@ async def test_large_secret_through_the_watch(rig: Rig) -> None:
     assert len(lines) > 700_000
     rig.write_passwords(lines)
     await rig.settled({"a@x.org"})
+
+
+async def test_endless_410_backs_off(rig: Rig) -> None:
+    """A server answering 410 forever must not be hammered with list+watch."""
+    server = rig.api.server
+    server.force_410(10_000)
+    server.drop_streams(abrupt=False)
+    before = len(server.requests)
+    await asyncio.sleep(1.0)
+    made = len(server.requests) - before
+    # list + watch per round; backoff 0.02 s doubling to a 0.1 s cap (jittered): about 13
+    # rounds per source and second. Without backoff it would be hundreds.
+    assert made < 80, made
+    server.force_410(0)
+    rig.write_state("a@x.org", "after@x.org")
+    await rig.rec.until({"a@x.org", "after@x.org"})
+
+
+async def test_restarted_merge_does_not_publish_the_state_in_force(rig: Rig) -> None:
+    from agent.sources.base import snapshots as board_of
+
+    again = Merge([s.key for s in rig.sources], rig.hub, rig.status, LogEventSink(), load)
+    published = await again.consider(board_of(rig.hub))
+    assert not published and len(rig.rec.published) == 1

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from agent.events import LogEventSink
 from agent.hub import Hub
@@ -12,11 +16,24 @@ from agent.sources.mounted import MountedSource, read_mount
 from agent.status import StatusRegistry
 from tests.kube_support import Recorder, eventually, kubelet_write, load, start, state_yaml, stop
 
+WATCHER = ["inotify"]
+
+
+@pytest.fixture(autouse=True, params=["inotify", "watchfiles"])
+def watcher(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with both watchers: inotify (default) and the watchfiles fallback."""
+    WATCHER[0] = request.param
+    yield request.param
+    WATCHER[0] = "inotify"
+
 
 def _pipeline(
     hub: Hub, status: StatusRegistry, *mounts: tuple[Path, bool], resync: float = 30.0
 ) -> list[MountedSource | Merge]:
-    sources = [MountedSource(p, s, hub, status, resync=resync) for p, s in mounts]
+    sources = [
+        MountedSource(p, s, hub, status, resync=resync, step_ms=10, watcher=WATCHER[0])
+        for p, s in mounts
+    ]
     merge = Merge([s.key for s in sources], hub, status, LogEventSink(), load)
     return [*sources, merge]
 
@@ -161,6 +178,24 @@ async def test_single_file_inside_a_kubelet_mount(tmp_path: Path) -> None:
     try:
         await rec.until({"a@x.org"})
         kubelet_write(mount, {"mailserver.yaml": state_yaml("b@x.org"), "other": "x"})
+        await rec.until({"b@x.org"})
+    finally:
+        await stop(tasks)
+        rec.stop()
+
+
+async def test_folder_removed_then_back(tmp_path: Path) -> None:
+    mount = tmp_path / "state"
+    kubelet_write(mount, {"mailserver.yaml": state_yaml("a@x.org")})
+    hub, status = Hub(), StatusRegistry()
+    rec = Recorder(hub)
+    tasks = start(*_pipeline(hub, status, (mount, False), resync=0.1))
+    try:
+        await rec.until({"a@x.org"})
+        shutil.rmtree(mount)
+        source = status.component(f"source path/{mount}")
+        await eventually(lambda: "absent" in source.message)
+        kubelet_write(mount, {"mailserver.yaml": state_yaml("b@x.org")})
         await rec.until({"b@x.org"})
     finally:
         await stop(tasks)

@@ -118,13 +118,16 @@ class KubeEventSink:
     async def _send(self, reason: str, message: str, type_: EventType) -> None:
         key = (reason, message, type_)
         now = time.monotonic()
+        window = self.settings.events_aggregate_window
+        for old in [k for k, v in self.sent.items() if now - v.first >= window]:
+            del self.sent[old]  # past the window: a repeat will be a new Event
         previous = self.sent.get(key)
         if not self.bucket.take():
             KUBE_EVENTS.labels("dropped").inc()
             log.info("Event %s not sent: rate limit", reason)
             return
         path = f"/api/v1/namespaces/{self.namespace}/events"
-        if previous and now - previous.first < self.settings.events_aggregate_window:
+        if previous is not None:
             previous.count += 1
             patch = {"count": previous.count, "lastTimestamp": _now()}
             await self.client.request(

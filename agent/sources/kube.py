@@ -66,7 +66,8 @@ def documents_of(kind: str, obj: dict[str, Any]) -> tuple[SourceDocument, ...]:
             try:
                 text = base64.b64decode(raw or "", validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
-                text = ""  # not text: the loader reports the empty document by its origin
+                log.warning("%s[%s]: not UTF-8 text; read as empty", where, key)
+                text = ""
         else:
             text = data[key]
         docs.append(SourceDocument(f"{where}[{key}]", key, text, secret))
@@ -102,17 +103,23 @@ class KubeSource:
         self.objects: dict[str, tuple[SourceDocument, ...]] = {}
         self.rv: str | None = None
         self.restarts: dict[str, int] = {}
+        self.progressed = False
 
     # ---- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
-            reason, progressed = await self._one_round()
-            failures = 0 if progressed else failures + 1
+            self.progressed = False  # set by every watch line: a round that got nothing backs off
+            started = loop.time()
+            reason = await self._one_round()
+            failures = 0 if self.progressed else failures + 1
             self.restarts[reason] = self.restarts.get(reason, 0) + 1
             WATCH_RESTARTS.labels(self.key, reason).inc()
-            if reason == "end":
+            quick_empty_end = reason == "end" and failures and loop.time() - started < 1.0
+            if reason == "end" and not quick_empty_end:
                 continue  # the server ended the watch on time: resume at once
+            # the first 410 lists again at once; a storm of them, or empty ends, back off
             delay = 0.0 if reason == "expired" and failures <= 1 else self._backoff(failures)
             state = State.OK if reason == "expired" else State.DEGRADED
             self.entry.set(
@@ -127,34 +134,32 @@ class KubeSource:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(0, failures))
         return float(base * (0.5 + random.random() / 2))
 
-    async def _one_round(self) -> tuple[str, bool]:
-        """List if needed, then watch. Returns (why it stopped, whether anything arrived)."""
-        progressed = False
+    async def _one_round(self) -> str:
+        """List if needed, then watch. Returns why the watch stopped."""
         try:
             if self.rv is None:
                 await self._list()
-                progressed = True
-            progressed = await self._watch() or progressed
-            return "end", True
+            await self._watch()
+            return "end"
         except WatchExpired:
             log.info("%s: resourceVersion expired (410); listing again", self.key)
             self.rv = None
-            return "expired", progressed
+            return "expired"
         except WatchStalled:
             log.warning(
                 "%s: no event nor bookmark for %.0fs; restarting the watch",
                 self.key,
                 self.settings.stall_timeout,
             )
-            return "stalled", False
+            return "stalled"
         except KubeApiError as exc:
             log.warning("%s: API error: %s", self.key, exc)
             self.entry.set(State.DEGRADED, f"API error: {exc}")
-            return ("unauthorized" if exc.status in (401, 403) else "error"), False
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            return "unauthorized" if exc.status in (401, 403) else "error"
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
-            return "error", False
+            return "error"
 
     async def _list(self) -> None:
         body = await self.client.request("GET", self.path, self.selectors)
@@ -166,7 +171,7 @@ class KubeSource:
         self.publisher.mark_event()
         self._publish()
 
-    async def _watch(self) -> bool:
+    async def _watch(self) -> None:
         query = [
             *self.selectors,
             ("watch", "true"),
@@ -174,9 +179,8 @@ class KubeSource:
             ("timeoutSeconds", str(self.settings.watch_timeout)),
             ("resourceVersion", self.rv or ""),
         ]
-        progressed = False
         async with self.client.stream(self.path, query) as resp:
-            self.entry.set(State.OK, "watching", resourceVersionSeen=True)
+            self._report()
             while True:
                 try:
                     line = await asyncio.wait_for(
@@ -186,10 +190,10 @@ class KubeSource:
                 except TimeoutError:
                     raise WatchStalled from None
                 if not line:
-                    return progressed
+                    return
                 if line.strip():
                     self._handle(json.loads(line))
-                    progressed = True
+                    self.progressed = True
 
     def _handle(self, event: dict[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -214,11 +218,16 @@ class KubeSource:
         self.rv = meta.get("resourceVersion") or self.rv
         self._publish()
 
-    def _publish(self) -> None:
+    def _report(self) -> None:
         if not self.objects:
-            documents = None  # deleted / nothing matches: unknown, never empty
             self.entry.set(State.DEGRADED, "source absent: no matching object", present=False)
         else:
-            documents = tuple(d for name in sorted(self.objects) for d in self.objects[name])
             self.entry.set(State.OK, "watching", present=True, objects=sorted(self.objects))
+
+    def _publish(self) -> None:
+        self._report()
+        if not self.objects:
+            self.publisher.publish(None)  # deleted / nothing matches: unknown, never empty
+            return
+        documents = tuple(d for name in sorted(self.objects) for d in self.objects[name])
         self.publisher.publish(documents)

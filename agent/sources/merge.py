@@ -98,8 +98,17 @@ class Merge:
         except InvalidDocument as exc:
             self._rejected(exc.errors, docs)
             return False
+        except Exception as exc:  # a loader bug must not drop the last good state either
+            log.exception("state loader failed; the last good state stays in force")
+            self._rejected([LocatedError("(state loader)", None, "", repr(exc))], docs)
+            return False
         if not desired.generation:
             desired.generation = key[:16]
+        current = self.hub.desired.value
+        if current is not None and getattr(current, "generation", None) == desired.generation:
+            self.in_force = key  # e.g. this component restarted: the same state is in force
+            self.entry.set(State.OK, "published", generation=self.generation, absent=[])
+            return False
         self.in_force = key
         self.generation += 1
         GENERATION.set(self.generation)

@@ -15,9 +15,10 @@ No kube-apiserver can run on the test machines, and the fakes on PyPI miss watch
 - The core/v1 API reference: ConfigMap, Secret (``data`` base64, ``stringData`` folded into it),
   Event (create, patch), Node (get, ``status.addresses``), Pod ``exec`` (connect).
 - The streaming protocol of ``pods/exec`` over WebSocket, subprotocol ``v4.channel.k8s.io``
-  (k8s.io/apimachinery wsstream): binary frames whose first byte is the channel (0 stdin,
-  1 stdout, 2 stderr, 3 error/status, 4 resize); an empty frame on the lowest writable channel
-  once the stream is open; on exit a meta/v1 Status on channel 3: ``{"status":"Success"}`` or
+  (k8s.io/apimachinery wsstream, the kubelet's remotecommand server): binary frames whose first
+  byte is the channel (0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 resize); once the stream
+  is open an empty frame on the lowest writable channel (stdout, else stderr, else error);
+  on exit a meta/v1 Status on channel 3: ``{"status":"Success"}`` or
   ``Failure`` with reason ``NonZeroExitCode`` and ``details.causes[0] = {reason: ExitCode,
   message: "<n>"}``. v4 has no way to close stdin: it closes when the socket does.
 - Query booleans are parsed like Go's strconv.ParseBool, so kubernetes_asyncio's ``True`` works.
@@ -446,62 +447,57 @@ class KubeApiServer:
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         container, command = self._exec_target(request)
-        want_stdin = parse_bool(request.query.get("stdin"), "stdin")
+        wants = {
+            ch: parse_bool(request.query.get(name), name)
+            for ch, name in ((STDIN, "stdin"), (STDOUT, "stdout"), (STDERR, "stderr"))
+        }
         ws = web.WebSocketResponse(protocols=(V4,))
         await ws.prepare(request)
         stream = Stream(request, kind="exec")
         self._add_stream(stream)
         try:
-            await ws.send_bytes(bytes([STDOUT]))  # "connection established" (wsstream)
-            await self._run_exec(ws, container, command, want_stdin)
+            # "connection established": an empty frame on the lowest writable channel
+            first = STDOUT if wants[STDOUT] else STDERR if wants[STDERR] else ERROR
+            await ws.send_bytes(bytes([first]))
+            await self._run_exec(request, ws, container, command, wants)
         finally:
             self._streams.remove(stream)
         return ws
 
     async def _run_exec(
-        self, ws: web.WebSocketResponse, container: Container, command: list[str], stdin: bool
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        container: Container,
+        command: list[str],
+        wants: dict[int, bool],
     ) -> None:
+        pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
-                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=pipe if wants[STDIN] else null,
+                stdout=pipe if wants[STDOUT] else null,
+                stderr=pipe if wants[STDERR] else null,
                 env=container.env if container.env is not None else dict(os.environ),
                 cwd=container.cwd,
                 start_new_session=True,
             )
         except OSError as exc:
-            message = (
-                "OCI runtime exec failed: exec failed: unable to start container process: "
-                f'exec: "{command[0]}": {exc.strerror}: unknown'
-            )
-            failure = {
-                "metadata": {},
-                "status": "Failure",
-                "message": message,
-                "reason": "InternalError",
-                "details": {"causes": [{"message": message}]},
-                "code": 500,
-            }
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(failure).encode())
-            await ws.close()
+            await _send_start_failure(ws, command, exc)
             return
         self._procs.add(proc)
         reader = asyncio.create_task(_feed_stdin(ws, proc))
         try:
-            assert proc.stdout is not None and proc.stderr is not None
-            await asyncio.gather(
-                _pipe_out(ws, proc.stdout, STDOUT), _pipe_out(ws, proc.stderr, STDERR)
-            )
+            outputs = [(proc.stdout, STDOUT), (proc.stderr, STDERR)]
+            await asyncio.gather(*(_pipe_out(ws, p, ch) for p, ch in outputs if p is not None))
             code = await proc.wait()
         finally:
             self._procs.discard(proc)
-        if self.exec_fault == "drop":
+        if self.exec_fault == "drop":  # the command ran; its status never arrives
             reader.cancel()
-            transport = ws._req.transport if ws._req is not None else None
-            if transport is not None:
-                transport.abort()
+            if request.transport is not None:
+                request.transport.abort()
             return
         if self.exec_fault == "stall":
             await reader  # nothing more is sent; the client has to give up
@@ -512,6 +508,24 @@ class KubeApiServer:
             await ws.close()
 
 
+async def _send_start_failure(ws: web.WebSocketResponse, command: list[str], exc: OSError) -> None:
+    """What a container runtime reports when the executable cannot be started."""
+    message = (
+        "OCI runtime exec failed: exec failed: unable to start container process: "
+        f'exec: "{command[0]}": {exc.strerror}: unknown'
+    )
+    failure = {
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "InternalError",
+        "details": {"causes": [{"message": message}]},
+        "code": 500,
+    }
+    await ws.send_bytes(bytes([ERROR]) + json.dumps(failure).encode())
+    await ws.close()
+
+
 def exit_status(code: int, command: list[str]) -> Obj:
     if code == 0:
         return {"metadata": {}, "status": "Success"}
@@ -520,8 +534,7 @@ def exit_status(code: int, command: list[str]) -> Obj:
     return {
         "metadata": {},
         "status": "Failure",
-        "message": f"command terminated with non-zero exit code: error executing command "
-        f"{command}, exit code {code}",
+        "message": f"command terminated with non-zero exit code: exit status {code}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }
