@@ -223,10 +223,12 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        # components first: a reconcile must not start its next command while we tidy up;
+        # shutting_down tells them this is the end (the LB client withdraws), not a reload
+        agent.hub.shutting_down.set(True)
+        await agent.stop_components()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        agent.hub.shutting_down.set(True)
-        await agent.stop_components()
         await runner.cleanup()
         log.info("stopped")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from agent.dms.actual import Actual
 from agent.ledger import LedgerData
-from agent.mailstate.model import Account, Desired, DkimSpec, PasswordIntent, Policy
+from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
 
 OpKind = Literal[
     "account_add",
@@ -144,17 +144,28 @@ class Plan:
             counts[op.kind] = counts.get(op.kind, 0) + 1
         return counts
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, limit: int | None = None) -> dict[str, Any]:
+        """As JSON; ``limit`` caps every list (for /status), the counts stay whole."""
+        cut = slice(0, limit)
         return {
-            "ops": [op.describe() for op in self.ops],
-            "adopt": [a.address for a in self.adopt],
-            "refused": [op.describe() for op in self.refused],
+            "counts": {
+                "ops": len(self.ops),
+                "adopt": len(self.adopt),
+                "refused": len(self.refused),
+                "blocked": len(self.blocked),
+                "deferred": len(self.deferred),
+                "drift": len(self.drift),
+                "pending": len(self.pending),
+            },
+            "ops": [op.describe() for op in self.ops[cut]],
+            "adopt": [a.address for a in self.adopt[cut]],
+            "refused": [op.describe() for op in self.refused[cut]],
             "refusedReason": self.refused_reason,
-            "blocked": dict(self.blocked),
-            "deferred": [op.key for op in self.deferred],
-            "drift": list(self.drift),
-            "pending": dict(self.pending),
-            "warnings": list(self.warnings),
+            "blocked": dict(list(self.blocked.items())[cut]),
+            "deferred": [op.key for op in self.deferred[cut]],
+            "drift": self.drift[cut],
+            "pending": dict(list(self.pending.items())[cut]),
+            "warnings": self.warnings[cut],
             "fatal": self.fatal,
         }
 
@@ -218,12 +229,15 @@ def _account_ops(
             ops.append(Op("account_add", addr, password=intent, digest=digest, reason="new"))
             creating.add(addr)
             continue
-        out.pending.pop(addr, None)  # an existing account needs no password to be managed
+        if addr in out.pending:
+            del out.pending[addr]  # an existing account needs no password to be managed
         current = hashes.get(addr) if hashes is not None else None
         entry = ledger.accounts.get(addr)
         if entry is None:
             out.adopt.append(Adoption(addr, digest, current))
             continue
+        if digest == entry.digest and (current is None or current == entry.hash):
+            continue  # the common case, decided without a call
         op = _password_op(addr, intent, digest, entry.digest, entry.hash, current, policy, out)
         if op is not None:
             ops.append(op)
@@ -258,11 +272,15 @@ def _password_op(
 def _quota_ops(
     desired: Desired, actual: Actual, creating: set[str], ops: list[Op], out: Plan
 ) -> None:
+    have_accounts = actual.state.accounts
     for addr, acc in desired.state.accounts.items():
-        if addr not in creating and addr not in actual.state.accounts:
-            continue
-        have = actual.state.accounts.get(addr, Account(addr)).quota
-        if acc.quota == have or (acc.quota is None and addr in creating):
+        cur = have_accounts.get(addr)
+        if cur is None:
+            if acc.quota is None or addr not in creating:
+                continue
+        elif acc.quota == cur.quota or (
+            actual.source == "commands" and shown_quota(acc.quota) == cur.quota
+        ):
             continue
         if acc.quota is not None and not actual.info.quotas_enabled:
             out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
@@ -273,11 +291,42 @@ def _quota_ops(
             ops.append(Op("quota_set", addr, acc.quota))
 
 
+QUOTA_UNITS = {"B": 1, "k": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def shown_quota(quota: str | None) -> str | None:
+    """A quota as `setup email list` shows its limit (``numfmt --to=iec`` of KiB, rounded up;
+    no limit or ``0``: None), so a command-observed state compares equal."""
+    if quota is None:
+        return None
+    unit = quota[-1] if quota[-1] in QUOTA_UNITS else "B"
+    digits = quota[:-1] if quota[-1] in QUOTA_UNITS else quota
+    if not digits.isdigit() or int(digits) == 0:
+        return None if digits == "0" else quota
+    value = float(int(digits) * QUOTA_UNITS[unit] // 1024 * 1024)
+    if value < 1024:
+        return str(int(value))
+    for suffix in "KMGTPE":
+        value /= 1024
+        if value < 1024 or suffix == "E":
+            if value < 10 and math.ceil(value * 10) / 10 < 10:
+                return f"{math.ceil(value * 10) / 10:.1f}{suffix}"
+            return f"{math.ceil(value)}{suffix}"
+    return quota
+
+
 def _restrict_ops(desired: Desired, actual: Actual, creating: set[str], ops: list[Op]) -> None:
+    have_accounts = actual.state.accounts
     for addr, acc in desired.state.accounts.items():
-        if addr not in creating and addr not in actual.state.accounts:
+        cur = have_accounts.get(addr)
+        if cur is None:
+            if not acc.restrict or addr not in creating:
+                continue
+            have: frozenset[Restriction] = frozenset()
+        elif acc.restrict == cur.restrict:
             continue
-        have = actual.state.accounts.get(addr, Account(addr)).restrict
+        else:
+            have = cur.restrict
         for r in sorted(acc.restrict - have):
             ops.append(Op("restrict_add", addr, r))
         for r in sorted(have - acc.restrict):
@@ -388,28 +437,53 @@ def _guard_deletions(
 
 
 def _guard_dms_quirks(actual: Actual, ops: list[Op], out: Plan) -> None:
-    """`setup email add` refuses an address that is a PREFIX (as a regex) of an existing alias;
-    `alias add` refuses an alias equal to an account. Say so clearly instead of failing later."""
-    aliases = list(actual.state.aliases)
-    accounts = actual.state.accounts
+    """DMS's `email add` refuses an address that is a PREFIX (an unescaped regex) of an
+    existing alias, and `alias add` one that is a prefix of an account. Say so clearly, before
+    anything runs, instead of failing with DMS's misleading message."""
+    aliases = _PrefixIndex(actual.state.aliases)
+    created = [op.target for op in ops if op.kind == "account_add"]
+    accounts = _PrefixIndex([*actual.state.accounts, *created])
     for op in ops:
         if op.kind == "account_add" and op.password is not None and op.password.kind == "plain":
-            clash = _prefix_clash(op.target, aliases)
+            clash = aliases.clash(op.target)
             if clash is not None:
                 out.blocked[op.key] = (
                     f"DMS refuses {op.target}: alias {clash} starts with it (DMS matches "
                     "aliases by prefix); remove that alias first or declare a pre-hashed password"
                 )
-        elif op.kind == "alias_add" and op.target in accounts:
-            out.blocked[op.key] = f"DMS refuses alias {op.target}: it is an account"
+        elif op.kind == "alias_add":
+            clash = accounts.clash(op.target)
+            if clash is not None:
+                out.blocked[op.key] = (
+                    f"DMS refuses alias {op.target}: account {clash} starts with it "
+                    "(DMS matches accounts by prefix)"
+                )
 
 
-def _prefix_clash(address: str, aliases: Iterable[str]) -> str | None:
+class _PrefixIndex:
+    """Entries bucketed by their first characters, so a prefix test does not scan them all."""
+
+    WIDTH = 3
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = list(entries)
+        self.buckets: dict[str, list[str]] = {}
+        for e in self.entries:
+            self.buckets.setdefault(e[: self.WIDTH], []).append(e)
+
+    def clash(self, address: str) -> str | None:
+        head = address[: self.WIDTH]
+        if "." in head or len(head) < self.WIDTH:
+            return _prefix_clash(address, self.entries)  # a wildcard up front: scan all
+        return _prefix_clash(address, self.buckets.get(head, ()))
+
+
+def _prefix_clash(address: str, entries: Iterable[str]) -> str | None:
     """DMS greps ``^<address>`` unescaped: ``.`` matches any character."""
     n = len(address)
-    for alias in aliases:
-        if len(alias) >= n and all(
-            a == "." or a == b for a, b in zip(address, alias[:n], strict=True)
+    for entry in entries:
+        if len(entry) >= n and all(
+            a == "." or a == b for a, b in zip(address, entry[:n], strict=True)
         ):
-            return alias
+            return entry
     return None

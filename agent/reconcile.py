@@ -14,15 +14,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.apply import Applier, ApplyLock, LockBusy, OpResult
 from agent.dms.actual import Actual, DmsInfo
 from agent.dms.observe import (
     AGENT_LOCK,
+    FolderReader,
     ObserveError,
     dms_started,
     info_from_env,
@@ -39,7 +39,7 @@ from agent.ledger import (
     load_key,
     new_entry,
 )
-from agent.mailstate.model import Desired, MailState
+from agent.mailstate.model import Desired, MailState, PasswordIntent
 from agent.plan import Plan, PlanPolicy, plan
 from agent.reconcile_metrics import (
     DRIFT,
@@ -106,7 +106,7 @@ class PassReport:
         return {
             "outcome": self.outcome,
             "error": self.error,
-            "plan": self.plan.describe() if self.plan is not None else None,
+            "plan": self.plan.describe(MAX_STATUS_RESULTS) if self.plan is not None else None,
             "results": failures + recent[-keep:] if keep else failures,
             "opsDone": sum(1 for r in self.results if r.status == "ok"),
             "opsFailed": len(failures),
@@ -139,8 +139,11 @@ class Engine:
         self.ledger = Ledger(ledger_path) if ledger_path is not None else None
         self._ledger_sig: tuple[Any, ...] | None = None
         self.info: DmsInfo | None = None
+        self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
+        self._intents: dict[str, tuple[PasswordIntent, str]] = {}
+        self._intents_key = b""
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
 
@@ -179,6 +182,8 @@ class Engine:
                 dms.command_timeout,
                 self.info,
                 missing_ok=self.executor is None,
+                reader=self.reader,
+                container_config_dir=dms.container_config_dir,
             )
         except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None
@@ -224,8 +229,27 @@ class Engine:
                 key = load_key(self.settings.reconcile.ledger_key_file, self.ledger_path)
             except LedgerError as exc:
                 raise ReconcileError(str(exc)) from None
-            result = intent_digests(key, passwords)
+            result = self._digest_changed(key, passwords)
         self._digests = (desired.state, result)
+        return result
+
+    def _digest_changed(
+        self, key: bytes, passwords: Mapping[str, PasswordIntent]
+    ) -> dict[str, str]:
+        """Digests, recomputing only intents that differ from the previous desired state's
+        (a new state with one change costs one HMAC, not 10,000)."""
+        previous = self._intents if self._intents_key == key else {}
+        result: dict[str, str] = {}
+        fresh: dict[str, PasswordIntent] = {}
+        for addr, intent in passwords.items():
+            old = previous.get(addr)
+            if old is not None and old[0] == intent:
+                result[addr] = old[1]
+            else:
+                fresh[addr] = intent
+        result.update(intent_digests(key, fresh))
+        self._intents = {a: (i, result[a]) for a, i in passwords.items()}
+        self._intents_key = key
         return result
 
     def policy(self, allow_deletions: int = 0) -> PlanPolicy:
@@ -266,14 +290,24 @@ class Engine:
         allow_deletions: int = 0,
         progress: Callable[[int, int, float], None] | None = None,
     ) -> PassReport:
-        """Observe, plan, apply under the apply lock; the ledger follows each op."""
+        """Observe and plan; when there is anything to write, take the apply lock, plan again
+        under it (another agent may just have applied) and apply; the ledger follows each op.
+        An idle pass takes no lock and writes nothing."""
         started = time.monotonic()
         report = PassReport(applied=True)
-        lock = self._lock()
+        lock = None
         try:
-            if lock is not None:
-                await lock.acquire(self.settings.reconcile.lock_wait)
-            await self._pass(desired, allow_deletions, report, progress)
+            ledger = await asyncio.to_thread(self.refresh_ledger)
+            actual = await self.observe()
+            p = plan(
+                desired, actual, ledger.data, self.policy(allow_deletions), self.digests(desired)
+            )
+            report.plan = p
+            if p.fatal is None and self._writes(desired, actual, p):
+                lock = await self._take_lock()
+                await self._pass(desired, allow_deletions, report, progress)
+            else:
+                self._settle_retries(p, report)
         except (ReconcileError, LockBusy) as exc:
             report.error = str(exc)
         finally:
@@ -283,14 +317,31 @@ class Engine:
         self._publish(report)
         return report
 
-    def _lock(self) -> ApplyLock | None:
+    def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
+        """Whether the plan or the ledger-only facts would write anything."""
+        if p.ops or p.adopt or p.forget:
+            return True
+        assert self.ledger is not None
+        data = self.ledger.data
+        if any(data.aliases.get(a) != frozenset(r) for a, r in desired.state.aliases.items()):
+            return True
+        hashes = actual.hashes
+        if hashes is None:
+            return False
+        return any(e.hash is None and hashes.get(a) is not None for a, e in data.accounts.items())
+
+    async def _take_lock(self) -> ApplyLock | None:
+        """The apply lock in the config folder (a fresh file target's folder is created now)."""
         folder = self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
-        if folder is None or not folder.is_dir():
-            if folder is not None and self.executor is None:
-                folder.mkdir(parents=True, exist_ok=True)  # a fresh local file target
-                return ApplyLock(folder / AGENT_LOCK)
+        if folder is None:
             return None
-        return ApplyLock(folder / AGENT_LOCK)
+        if not folder.is_dir():
+            if self.executor is not None:
+                return None
+            folder.mkdir(parents=True, exist_ok=True)
+        lock = ApplyLock(folder / AGENT_LOCK)
+        await lock.acquire(self.settings.reconcile.lock_wait)
+        return lock
 
     async def _pass(
         self,
@@ -325,8 +376,7 @@ class Engine:
         """Ledger-only changes: adoptions, forgotten accounts, learned hashes, alias claims."""
         assert self.ledger is not None
         ledger = self.ledger
-        for a in p.adopt:
-            ledger.set_account(a.address, new_entry(a.digest, a.hash, "adopted"))
+        ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
         for addr in p.forget:
             ledger.forget_account(addr)
         if actual.hashes is not None:
@@ -363,6 +413,9 @@ class Engine:
         last_progress = started
         interval = self.settings.reconcile.progress_interval
         for done, op in enumerate(p.ops, 1):
+            # yield once: a stop (SIGTERM) that arrived with the last op's end cancels us here,
+            # before the next command starts
+            await asyncio.sleep(0)
             result = await applier.run(op)
             report.results.append(result)
             report.commands_time += result.duration
@@ -390,7 +443,7 @@ class Engine:
             key = r.op.key
             if r.status == "ok":
                 self.retries.pop(key, None)
-            elif r.status == "failed":
+            else:  # failed, or unknown (re-planned from a fresh observe after its backoff)
                 attempt = self.retries[key].attempt + 1 if key in self.retries else 0
                 base = min(rec.retry_max, rec.retry_initial * 2**attempt)
                 delay = base * (0.5 + random.random() / 2)
@@ -525,11 +578,10 @@ class Reconciler:
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # cancelled, not awaited: awaiting them under suppress(CancelledError) would also
+            # swallow a cancellation of this task arriving at that moment (a stop)
             for w in waits:
                 w.cancel()
-            # gather, not `suppress(CancelledError)` around each await: a cancellation of THIS
-            # task arriving here must propagate, or shutdown waits a whole resync interval
-            await asyncio.gather(*waits, return_exceptions=True)
         return hub.resync.version
 
 
@@ -554,12 +606,6 @@ def _headline(report: PassReport) -> str:
 
 
 def build(ctx: AgentContext) -> list[Component]:
-    """The reconciler, unless no DMS target is configured at all."""
+    """The reconciler: it idles until the sources publish a desired state."""
     components: list[Component] = [Reconciler(ctx)]
     return components
-
-
-def default_paths(settings: Settings) -> tuple[Path | None, Path | None]:
-    """(config dir, ledger path) as the reconciler will use them."""
-    engine = Engine(settings, None)
-    return engine.config_dir, engine.ledger_path

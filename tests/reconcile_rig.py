@@ -8,10 +8,7 @@ Faults are injected by wrapping the double (``fault_script``): the double itself
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +16,37 @@ from typing import Any
 import pytest
 
 from agent.settings import Settings
-from tests.rig.proc import require_binary
+from tests.dms_double.fixtures import DmsDouble, doveadm_verify
 
-DOUBLE = Path(__file__).parent / "dms_double" / "setup"
+__all__ = ["DmsRig", "dms_rig", "doveadm_verify", "fault_script"]
 
 
 @dataclass
 class DmsRig:
-    root: Path
-    config_dir: Path
-    mail_dir: Path
-    state_dir: Path
-    setup: Path  # wrapper: runs the double on these folders
+    """The double (``tests.dms_double.fixtures.DmsDouble``) plus what the reconciler needs."""
+
+    dms: DmsDouble
     key_file: Path
+
+    @property
+    def root(self) -> Path:
+        return self.dms.root
+
+    @property
+    def config_dir(self) -> Path:
+        return self.dms.config_dir
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.dms.mail_dir
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dms.state_dir
+
+    @property
+    def setup(self) -> Path:
+        return self.dms.wrapper
 
     def calls(self) -> list[dict[str, Any]]:
         log = self.state_dir / "calls.jsonl"
@@ -59,7 +74,8 @@ class DmsRig:
                 return rest.split("|")[0]
         raise AssertionError(f"{address} not in postfix-accounts.cf")
 
-    def settings(self, **reconcile: Any) -> Settings:
+    def settings(self, dkim_component: bool = True, **reconcile: Any) -> Settings:
+        """``dkim_component=False``: no DKIM component, so the plan's basic DKIM op runs."""
         rec: dict[str, Any] = {"ledgerKeyFile": str(self.key_file), "retryInitial": 0.05}
         rec.update(reconcile)
         return Settings.model_validate(
@@ -71,19 +87,14 @@ class DmsRig:
                     "readyCommand": [],
                     "commandTimeout": 10,
                     "executor": {"kind": "local"},
-                    "environment": {"ACCOUNT_PROVISIONER": "FILE", "ENABLE_QUOTAS": "1"},
+                    "environment": {
+                        k: v for k, v in self.dms.env.items() if not k.startswith("DMS_DOUBLE")
+                    },
                 },
                 "reconcile": rec,
+                "dkim": {"enabled": dkim_component},
             }
         )
-
-
-def doveadm_verify(hash_: str, password: str) -> bool:
-    doveadm = require_binary("doveadm", "dovecot-core")
-    res = subprocess.run(
-        [doveadm, "pw", "-t", hash_, "-p", password], capture_output=True, text=True, check=False
-    )
-    return res.returncode == 0
 
 
 def fault_script(rig: DmsRig, name: str, body: str) -> Path:
@@ -95,20 +106,9 @@ def fault_script(rig: DmsRig, name: str, body: str) -> Path:
 
 
 @pytest.fixture
-def dms_rig(tmp_path: Path) -> Iterator[DmsRig]:
-    require_binary("doveadm", "dovecot-core")
-    config, mail, state, keys = (tmp_path / n for n in ("config", "mail", "state", "keys"))
-    for d in (config, mail, state, keys):
-        d.mkdir()
+def dms_rig(dms: DmsDouble, tmp_path: Path) -> DmsRig:
+    keys = tmp_path / "keys"  # never beside the ledger (which lives in the config folder)
+    keys.mkdir()
     key_file = keys / "ledger.key"
     key_file.write_text("test-ledger-key\n")
-    wrapper = tmp_path / "setup"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'export DMS_DOUBLE_CONFIG_DIR="{config}" DMS_DOUBLE_MAIL_DIR="{mail}" '
-        f'DMS_DOUBLE_STATE_DIR="{state}"\n'
-        f'exec "{sys.executable}" "{DOUBLE}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    os.environ.pop("DMS_DOUBLE_DELAY", None)
-    yield DmsRig(tmp_path, config, mail, state, wrapper, key_file)
+    return DmsRig(dms, key_file)

@@ -197,3 +197,74 @@ async def test_two_agents_on_one_folder_never_overlap(dms_rig: DmsRig) -> None:
     assert {ra.outcome, rb.outcome} == {"applied", "noop"}
     ledger = json.loads((dms_rig.config_dir / "dms-agent-ledger.json").read_text())
     assert sorted(ledger["accounts"]) == sorted(d.state.accounts)
+
+
+async def test_observe_through_setup_list_when_not_mounted(dms_rig: DmsRig) -> None:
+    settings = dms_rig.settings(prune=True, deleteMailData=True)
+    dms = settings.dms.model_copy(
+        update={
+            "config_dir": None,
+            "mail_dir": None,
+            "container_mail_dir": str(dms_rig.mail_dir),
+            "container_config_dir": str(dms_rig.config_dir),
+        }
+    )
+    rec = settings.reconcile.model_copy(
+        update={"ledger_path": dms_rig.root / "ledger" / "ledger.json"}
+    )
+    (dms_rig.root / "ledger").mkdir()
+    eng = engine(dms_rig, settings.model_copy(update={"dms": dms, "reconcile": rec}))
+    d = state(3)
+    d.state.accounts["u0@x.org"] = Account("u0@x.org", "1G", frozenset({"receive"}))
+    d.state.aliases["post@x.org"] = ("u1@x.org",)
+    assert (await eng.run_pass(d)).outcome == "applied"
+    before = len(dms_rig.mutating_calls())
+    again = await eng.run_pass(d)
+    assert again.outcome == "noop", again.describe()
+    assert len(dms_rig.mutating_calls()) == before  # only `… list` commands ran
+    # deleteMailData with no maildir: checked in the mailserver, the account still goes
+    report = await eng.run_pass(state(2))
+    assert report.outcome == "applied", report.describe()
+    assert "u2@x.org" not in dms_rig.file("postfix-accounts.cf")
+    # a broken `email list` (the file is not empty) never reads as "no accounts"
+    broken = fault_script(dms_rig, "broken", 'case "$*" in "email list") exit 1;; esac')
+    eng.settings = eng.settings.model_copy(
+        update={"dms": eng.settings.dms.model_copy(update={"setup_command": [str(broken)]})}
+    )
+    calls = len(dms_rig.mutating_calls())
+    report = await eng.run_pass(state(2))
+    assert report.outcome == "failed" and "email list" in (report.error or "")
+    assert len(dms_rig.mutating_calls()) == calls
+
+
+async def test_dkim_key_for_a_new_domain(dms_rig: DmsRig) -> None:
+    from agent.mailstate.model import DkimSpec, Domain
+
+    d = state(1, domains={"x.org": Domain("x.org", DkimSpec(key_size=1024))})
+    owned = await engine(dms_rig).plan_only(d)  # the DKIM component (on by default) owns keys
+    assert [op.kind for op in owned.plan.ops] == ["account_add"]  # type: ignore[union-attr]
+    eng = engine(dms_rig, dms_rig.settings(dkim_component=False))
+    report = await eng.run_pass(d)
+    assert [op.kind for op in report.plan.ops] == ["account_add", "dkim_add"]  # type: ignore[union-attr]
+    assert report.outcome == "applied", report.describe()
+    assert (dms_rig.config_dir / "opendkim" / "keys" / "x.org" / "mail.private").exists()
+    assert (await eng.run_pass(d)).outcome == "noop"
+
+
+async def test_observe_mode_reports_without_applying(dms_rig: DmsRig) -> None:
+    eng = engine(dms_rig, dms_rig.settings(mode="observe"))
+    report = await eng.plan_only(state(2))
+    assert report.outcome == "observed" and len(report.plan.ops) == 2  # type: ignore[union-attr]
+    assert dms_rig.calls() == [] and not (dms_rig.config_dir / "dms-agent-ledger.json").exists()
+
+
+def test_digests_reused_across_states_match_a_full_computation(dms_rig: DmsRig) -> None:
+    from agent.ledger import intent_digests
+
+    eng = engine(dms_rig)
+    first = eng.digests(state(5))
+    changed = state(5)
+    changed.state.passwords["u3@x.org"] = pw("another")
+    key = dms_rig.key_file.read_bytes().strip()
+    assert eng.digests(changed) == intent_digests(key, changed.state.passwords)
+    assert eng.digests(changed)["u3@x.org"] != first["u3@x.org"]

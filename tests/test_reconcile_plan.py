@@ -223,3 +223,11 @@ def test_deferred_ops_wait_for_their_retry() -> None:
     p = run(d, actual([]), deferred=frozenset({"account_add:a@x.org:"}))
     assert kinds(p) == [("account_add", "b@x.org", "")]
     assert [op.key for op in p.deferred] == ["account_add:a@x.org:"]
+
+
+def test_dms_alias_prefix_quirk_is_a_clear_error() -> None:
+    d = desired({"bob@example.com": Account("bob@example.com")}, {})
+    d.state.aliases["bob@example.co"] = ("x@y.org",)
+    a = actual(["bob@example.com"])
+    p = run(d, a, LedgerData(accounts={"bob@example.com": LedgerEntry(None, None)}))
+    assert p.ops == [] and "prefix" in p.blocked["alias_add:bob@example.co:x@y.org"]

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run one reconcile: make DMS equal the declared state",
         description=(
             "Observe, plan and apply once, under the apply lock (one agent at a time). "
-            "Deletions over maxDeletions are refused unless approved with --allow-deletions."
+            "Deletions over maxDeletions are refused unless approved with --allow-deletions. "
+            "An explicit apply runs even when reconcile.mode is observe."
         ),
     )
     add_settings_options(p)

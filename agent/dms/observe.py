@@ -13,9 +13,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from agent.dms import files
 from agent.dms.actual import Actual, DkimBackend, DmsInfo
@@ -24,6 +25,7 @@ from agent.executor import Executor
 from agent.mailstate.model import Account, MailState, Restriction
 
 log = logging.getLogger("dms_agent.observe")
+T = TypeVar("T")
 
 DMS_LOCK_STALE = 60.0  # DMS itself treats a lock older than a minute as stale
 AGENT_LOCK = "dms-agent.lock"
@@ -43,14 +45,22 @@ class DmsBusy(ObserveError):
 # --- from the files -------------------------------------------------------------------------
 
 
-def _mtimes(config_dir: Path) -> tuple[float, ...]:
-    out = []
-    for name in files.NATIVE_FILES:
+def signature(config_dir: Path) -> tuple[object, ...]:
+    """What changes whenever DMS (``sed -i``: a new inode; ``>>``: size and mtime), a person or
+    the agent edits a file the observer reads, DKIM key folders included."""
+    out: list[object] = []
+    paths = [config_dir / name for name in files.NATIVE_FILES]
+    for keys in (config_dir / "opendkim" / "keys", config_dir / "rspamd" / "dkim"):
+        paths.append(keys)
+        if keys.name == "keys" and keys.is_dir():
+            paths += sorted(p for p in keys.iterdir() if p.is_dir())
+    for path in paths:
         try:
-            out.append((config_dir / name).stat().st_mtime_ns)
+            st = path.stat()
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         except FileNotFoundError:
-            out.append(-1)
-    return tuple(float(x) for x in out)
+            out.append(None)
+    return tuple(out)
 
 
 def _busy(config_dir: Path, now: float) -> str | None:
@@ -80,26 +90,80 @@ def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool =
         return Actual(MailState(), {}, {}, info or DmsInfo(), "files")
     if not config_dir.is_dir():
         raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
+    return _read_consistent(config_dir, info or DmsInfo())[0]
+
+
+def _read_consistent(
+    config_dir: Path, info: DmsInfo, cache: ParseCache | None = None
+) -> tuple[Actual, tuple[object, ...]]:
     for _ in range(5):
         holder = _busy(config_dir, time.time())
         if holder is not None:
             raise DmsBusy(f"DMS is editing its files ({holder} is held)")
-        before = _mtimes(config_dir)
-        actual = _parse_folder(config_dir, info or DmsInfo())
-        if _mtimes(config_dir) == before:
-            return actual
+        before = signature(config_dir)
+        actual = _parse_folder(config_dir, info, cache)
+        if signature(config_dir) == before:
+            return actual, before
         time.sleep(0.05)  # an edit landed mid-read: read again
     raise DmsBusy(f"{config_dir}: the files keep changing while being read")
 
 
-def _parse_folder(config_dir: Path, info: DmsInfo) -> Actual:
-    accounts_p = files.parse_accounts(_read(config_dir / files.ACCOUNTS_FILE))
-    virtual_p = files.parse_virtual(_read(config_dir / files.VIRTUAL_FILE))
-    quotas_p = files.parse_quotas(_read(config_dir / files.QUOTAS_FILE))
-    send_p = files.parse_access(_read(config_dir / files.SEND_ACCESS_FILE))
-    receive_p = files.parse_access(
-        _read(config_dir / files.RECEIVE_ACCESS_FILE), files.RECEIVE_ACCESS_FILE
-    )
+class FolderReader:
+    """read_files with memory: when no file changed since the last read (same signature),
+    the last result is returned without parsing 10,000 lines again. Blocking: use a thread."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Path, DmsInfo, tuple[object, ...], Actual] | None = None
+        self._files: ParseCache = {}  # per file: only a changed file is parsed again
+
+    def read(self, config_dir: Path, info: DmsInfo, missing_ok: bool = False) -> Actual:
+        if missing_ok and not config_dir.exists():
+            return read_files(config_dir, info, missing_ok)
+        last = self._last
+        if last is not None and last[:2] == (config_dir, info):
+            if _busy(config_dir, time.time()) is None and signature(config_dir) == last[2]:
+                return last[3]
+        if not config_dir.is_dir():
+            raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
+        if last is not None and last[0] != config_dir:
+            self._files.clear()
+        actual, sig = _read_consistent(config_dir, info, self._files)
+        self._last = (config_dir, info, sig, actual)
+        return actual
+
+    def forget(self) -> None:
+        self._last = None
+        self._files.clear()
+
+
+ParseCache = dict[str, tuple[object, "files.Parsed[Any]"]]
+
+
+def _parse_file(
+    config_dir: Path, name: str, parse: Callable[[str, str], files.Parsed[T]], cache: ParseCache
+) -> files.Parsed[T]:
+    """Parse one file, or reuse the last parse when its stat signature is unchanged."""
+    path = config_dir / name
+    try:
+        st = path.stat()
+        sig: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        sig = None
+    hit = cache.get(name)
+    if hit is not None and hit[0] == sig:
+        return cast("files.Parsed[T]", hit[1])
+    parsed = parse(_read(path), name)
+    cache[name] = (sig, parsed)
+    return parsed
+
+
+def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = None) -> Actual:
+    c: ParseCache = {} if cache is None else cache
+    accounts_p = _parse_file(config_dir, files.ACCOUNTS_FILE, files.parse_accounts, c)
+    virtual_p = _parse_file(config_dir, files.VIRTUAL_FILE, files.parse_virtual, c)
+    quotas_p = _parse_file(config_dir, files.QUOTAS_FILE, files.parse_quotas, c)
+    send_p = _parse_file(config_dir, files.SEND_ACCESS_FILE, files.parse_access, c)
+    receive_p = _parse_file(config_dir, files.RECEIVE_ACCESS_FILE, files.parse_access, c)
     for parsed in (accounts_p, virtual_p, quotas_p, send_p, receive_p):
         for err in parsed.errors:
             log.warning("DMS file line not understood (ignored): %s", err)
@@ -168,9 +232,11 @@ def parse_email_list(text: str) -> dict[str, Account]:
         if not line.startswith("* "):
             continue
         fields = line[2:].split()
-        if not fields or "@" not in fields[0]:
+        # v15.1.0 without a final newline glues the next log line onto the last account
+        token = fields[0].split("[", 1)[0] if fields else ""
+        if "@" not in token:
             continue
-        addr = fields[0].lower()
+        addr = token.lower()
         quota = None
         m = re.search(r"\(\s*\S+\s*/\s*(\S+)\s*\)", line)
         if m and m.group(1) not in ("~", "0"):
@@ -201,8 +267,20 @@ def parse_restrict_list(text: str) -> set[str]:
     return out
 
 
+LISTED_FILES = {
+    "email": files.ACCOUNTS_FILE,
+    "alias": files.VIRTUAL_FILE,
+    "send": files.SEND_ACCESS_FILE,
+    "receive": files.RECEIVE_ACCESS_FILE,
+}
+
+
 async def observe_commands(
-    executor: Executor, setup: list[str], timeout: float, info: DmsInfo
+    executor: Executor,
+    setup: list[str],
+    timeout: float,
+    info: DmsInfo,
+    container_config_dir: str = "/tmp/docker-mailserver",
 ) -> Actual:
     """The slow way (~7 ms per account in DMS): no hashes, so no drift detection."""
     cmds = list_commands(setup)
@@ -211,7 +289,13 @@ async def observe_commands(
         res = await executor.run(cmd.argv, cmd.stdin, timeout)
         if res.unknown:
             raise ObserveError(f"`{cmd.show()}` gave no answer ({res.stderr.strip()})")
-        # an empty or missing file makes the list commands exit 1: that is "nothing"
+        if not res.ok:
+            # DMS's lists exit 1 for a missing or empty file, which means "nothing"; any other
+            # failure must not read as "no accounts" (checked without relying on messages)
+            path = f"{container_config_dir}/{LISTED_FILES[name]}"
+            check = await executor.run(["test", "-s", path], None, timeout)
+            if check.exit_code != 1:
+                raise ObserveError(f"`{cmd.show()}` failed (exit {res.exit_code})")
         outputs[name] = res.stdout if res.ok else ""
     accounts = parse_email_list(outputs["email"])
     for kind in ("send", "receive"):
@@ -288,15 +372,19 @@ async def observe(
     info: DmsInfo,
     busy_wait: float = 30.0,
     missing_ok: bool = False,
+    reader: FolderReader | None = None,
+    container_config_dir: str = "/tmp/docker-mailserver",
 ) -> Actual:
     """Files when mounted (waiting out DMS's own locks), else `setup … list`."""
     if config_dir is None:
         if executor is None:
             raise ObserveError("neither a DMS config folder nor an executor is configured")
-        return await observe_commands(executor, setup, timeout, info)
+        return await observe_commands(executor, setup, timeout, info, container_config_dir)
     deadline = time.monotonic() + busy_wait
     while True:
         try:
+            if reader is not None:
+                return await asyncio.to_thread(reader.read, config_dir, info, missing_ok)
             return await asyncio.to_thread(read_files, config_dir, info, missing_ok)
         except DmsBusy:
             if time.monotonic() > deadline:

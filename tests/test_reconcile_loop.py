@@ -1,0 +1,121 @@
+"""The reconciler component: triggers, dirty flag, status, and SIGTERM during a long sync."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.app import AgentContext
+from agent.executor import LocalExecutor
+from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
+from agent.metrics import REGISTRY
+from agent.reconcile import Reconciler
+from agent.status import State, StatusRegistry
+from tests.reconcile_rig import DmsRig, fault_script
+from tests.rig.proc import free_port
+
+
+def desired(names: list[str]) -> Desired:
+    accounts = {n: Account(n) for n in names}
+    pws = {n: PasswordIntent("plain", Secret("p-" + n)) for n in names}
+    return Desired(MailState(accounts=accounts, passwords=pws))
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll: the facts come from files other processes write (no event to wait on)."""
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+async def test_triggers_and_dirty_flag(dms_rig: DmsRig) -> None:
+    slow = fault_script(dms_rig, "slow", "sleep 0.3")
+    settings = dms_rig.settings(resyncInterval=3600)
+    dms = settings.dms.model_copy(update={"setup_command": [str(slow)]})
+    settings = settings.model_copy(update={"dms": dms})
+    ctx = AgentContext(settings=settings, status=StatusRegistry(), executor=LocalExecutor())
+    rec = Reconciler(ctx)
+    task = asyncio.create_task(rec.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert rec.passes == 0  # nothing to do before a desired state exists
+        ctx.hub.desired.set(desired(["a@x.org", "b@x.org"]))
+        await until(lambda: len(dms_rig.calls()) >= 1)
+        # a change during the pass: no debounce, no waiting for the resync
+        ctx.hub.desired.set(desired(["a@x.org", "b@x.org", "c@x.org"]))
+        await until(lambda: "c@x.org|" in dms_rig.file("postfix-accounts.cf"))
+        assert rec.passes == 2
+        entry = ctx.status.component("reconcile")
+        await until(lambda: entry.state is State.OK and entry.details.get("opsDone") == 1)
+        assert entry.details["plan"]["ops"][0]["target"] == "c@x.org"
+        # resync on demand: a pass with nothing to do
+        ctx.hub.resync.set(1)
+        await until(lambda: rec.passes == 3)
+        assert entry.details["outcome"] == "noop"
+        noop = REGISTRY.get_sample_value("dms_agent_reconcile_runs_total", {"result": "noop"})
+        assert noop is not None and noop >= 1
+        assert REGISTRY.get_sample_value("dms_agent_reconcile_managed_accounts") == 3
+        assert "p-a@x.org" not in json.dumps(ctx.status.snapshot())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_sigterm_lets_the_running_command_finish(dms_rig: DmsRig, tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    slow = fault_script(dms_rig, "slow", f'date +%s.%N >> "{starts}"; sleep 0.6')
+    state = tmp_path / "docs"
+    state.mkdir()
+    names = [f"u{i}@x.org" for i in range(6)]
+    accounts = "".join(f"  {n}: {{}}\n" for n in names)
+    (state / "mailserver.yaml").write_text(f"apiVersion: dms-agent/v1\naccounts:\n{accounts}")
+    (state / "passwords.yaml").write_text("".join(f'{n}: {{password: "p"}}\n' for n in names))
+    s = dms_rig.settings()
+    data = s.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["dms"]["setupCommand"] = [str(slow)]
+    data["sources"] = [{"kind": "path", "path": str(state)}]
+    data["server"] = {"port": free_port()}
+    (tmp_path / "conf").mkdir()  # its own folder: the agent watches the settings' folder
+    cfg = tmp_path / "conf" / "settings.yaml"
+    cfg.write_text(json.dumps(data))
+    log = open(tmp_path / "agent.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "-c", str(cfg)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(dms_rig.calls()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dms_rig.calls()) >= 2, (tmp_path / "agent.log").read_text()
+        sent = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    calls = dms_rig.calls()
+    begun = [float(t) for t in starts.read_text().split()]
+    # nothing new began after SIGTERM (the wrapper stamps its start a few ms after the agent
+    # spawned it, hence the margin)
+    assert [t - sent for t in begun if t > sent + 0.05] == []
+    assert len(calls) == len(begun)  # ...and what had begun ran to its end
+    assert all(c["exit"] == 0 for c in calls)  # the running one finished, not killed
+    assert len(calls) < len(names)
+    ledger = dms_rig.config_dir / "dms-agent-ledger.json"
+    journal = dms_rig.config_dir / "dms-agent-ledger.json.journal"
+    text = (ledger.read_text() if ledger.exists() else "") + (
+        journal.read_text() if journal.exists() else ""
+    )
+    for c in calls:  # every command that ran is in the ledger
+        assert c["argv"][2] in text
