@@ -24,6 +24,7 @@ from agent.dkim.publication import is_published, make_resolver
 from agent.dkim.rotation import DomainState, Facts, Step, after_retire, after_switch, next_step
 from agent.dkim.signing import read_signing, write_signing
 from agent.dkim.state import load_state, save_state
+from agent.executor import Executor, Result
 from agent.mailstate.model import DkimSpec
 from agent.status import State
 
@@ -171,7 +172,7 @@ class DkimManager:
         setup = list(self.ctx.settings.dms.setup_command)
         timeout = self.ctx.settings.dms.command_timeout
         for argv in generate_commands(setup, p.backend, wanted):
-            res = await asyncio.shield(executor.run(argv, timeout=timeout))
+            res = await _run(executor, argv, timeout)
             m.ACTIONS.labels("generate", "ok" if res.ok else "failed").inc()
             if not res.ok:
                 cmd = " ".join(argv[len(setup) :])
@@ -265,7 +266,7 @@ class DkimManager:
         executor = self.ctx.executor
         ok = False
         if executor is not None and self.ctx.settings.dms.executor.kind != "file":
-            res = await asyncio.shield(executor.run(self.settings.opendkim_reload, timeout=60.0))
+            res = await _run(executor, self.settings.opendkim_reload, 60.0)
             ok = res.ok
         m.ACTIONS.labels("reload", "ok" if ok else "failed").inc()
         self.restart_required = not ok
@@ -324,6 +325,15 @@ class DkimManager:
             domains=domains,
             restartRequired=self.restart_required,
         )
+
+
+async def _run(executor: Executor, argv: list[str], timeout: float) -> Result:
+    """Run one command to its end even if we are cancelled meanwhile; a transport failure
+    (Kubernetes exec refused or unreachable) is an unknown outcome, not a crash."""
+    try:
+        return await asyncio.shield(executor.run(argv, timeout=timeout))
+    except OSError as exc:
+        return Result(None, "", f"{type(exc).__name__}: {exc}", 0.0)
 
 
 def _rotation_state(step: Step | None, st: DomainState) -> str:
