@@ -536,7 +536,9 @@ class Reconciler:
         if self.settings.reconcile.mode == "observe":
             report = await self.engine.plan_only(desired)
         else:
-            report = await self.engine.run_pass(desired)
+            # one writer of DMS's config folder at a time within this process (DKIM too)
+            async with self.ctx.setup_lock:
+                report = await self.engine.run_pass(desired)
         self.dirty = report.interrupted or self._blocked_progress(report)
         self._show(report)
         return report
