@@ -91,9 +91,15 @@ class KeyFile:
     error: str = ""
 
 
-def key_files(config_dir: Path, known_domains: frozenset[str] = frozenset()) -> list[KeyFile]:
-    """Every public-key file of both backends. Blocking (file reads): call it in a thread."""
-    return _opendkim_files(config_dir) + _rspamd_files(config_dir, known_domains)
+def key_files(
+    config_dir: Path, known_domains: frozenset[str] = frozenset(), domain: str | None = None
+) -> list[KeyFile]:
+    """Every public-key file of both backends, or only ``domain``'s (without reading the
+    others: the DNS checks ask per domain). Blocking (file reads): call it in a thread."""
+    if domain is not None:
+        known_domains = frozenset({domain})
+    files = _opendkim_files(config_dir, domain) + _rspamd_files(config_dir, known_domains, domain)
+    return [f for f in files if domain is None or f.domain == domain]
 
 
 def read_public_keys(
@@ -115,9 +121,9 @@ def _read(path: Path) -> tuple[str, str]:
         return "", f"unreadable: {exc.strerror}"
 
 
-def _opendkim_files(config_dir: Path) -> list[KeyFile]:
+def _opendkim_files(config_dir: Path, domain: str | None) -> list[KeyFile]:
     files = []
-    for txt in sorted((config_dir / "opendkim" / "keys").glob("*/*.txt")):
+    for txt in sorted((config_dir / "opendkim" / "keys").glob(f"{domain or '*'}/*.txt")):
         text, error = _read(txt)
         record = zone_txt_value(text) or text.strip()
         files.append(KeyFile(txt.parent.name.lower(), txt.stem, "opendkim", record, txt, error))
@@ -135,10 +141,13 @@ def split_selector_domain(rest: str, known_domains: frozenset[str]) -> tuple[str
     return splits[0] if splits else None
 
 
-def _rspamd_files(config_dir: Path, known_domains: frozenset[str]) -> list[KeyFile]:
+def _rspamd_files(
+    config_dir: Path, known_domains: frozenset[str], domain: str | None
+) -> list[KeyFile]:
     files: dict[tuple[str, str], KeyFile] = {}
+    pattern = f"*-{domain}.public*.txt" if domain else "*.public*.txt"
     # public.dns.txt (the bare value) sorts before public.txt (zone-file style): it wins
-    for path in sorted((config_dir / "rspamd" / "dkim").glob("*.public*.txt")):
+    for path in sorted((config_dir / "rspamd" / "dkim").glob(pattern)):
         m = _RSPAMD_NAME.match(path.name)
         split = split_selector_domain(m["rest"], known_domains) if m else None
         if split is None or (split[1].lower(), split[0]) in files:

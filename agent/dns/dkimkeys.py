@@ -77,8 +77,8 @@ def load_public_keys(config_dir: Path | None, domain: str) -> dict[str, PublicKe
     if config_dir is None:
         return {}
     keys: dict[str, PublicKey] = {}
-    for f in key_files(config_dir, frozenset({domain})):
-        if f.domain == domain and f.selector not in keys:
+    for f in key_files(config_dir, domain=domain):
+        if f.selector not in keys:
             source = f"{f.source} ({f.error})" if f.error else str(f.source)
             keys[f.selector] = PublicKey(f.selector, f.record, source)
     return keys
