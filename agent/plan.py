@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agent.dms.actual import Actual
 from agent.ledger import LedgerData
@@ -35,18 +35,8 @@ OpKind = Literal[
     "dkim_add",
 ]
 PasswordMode = Literal["enforce", "onChange", "initial"]
-ORDER: tuple[OpKind, ...] = (
-    "account_add",
-    "password_update",
-    "quota_set",
-    "quota_del",
-    "restrict_add",
-    "restrict_del",
-    "alias_add",
-    "alias_del",
-    "account_del",
-    "dkim_add",
-)
+# the order ops run in is the order OpKind lists them
+ORDER: tuple[OpKind, ...] = get_args(OpKind)
 DELETIONS = frozenset({"account_del"})
 ALIAS_DELETIONS = frozenset({"alias_del"})
 

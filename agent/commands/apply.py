@@ -6,9 +6,14 @@ import argparse
 import asyncio
 import sys
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.commands.common import add_settings_options
 from agent.commands.plan import render_plan
-from agent.commands.state import EXIT_ERROR, add_source_option, make_engine, read_desired
+from agent.commands.state import (
+    EXIT_ERROR,
+    add_source_option,
+    make_engine,
+    settings_and_desired,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,12 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    if settings is None:
-        return EXIT_INVALID_SETTINGS
-    desired = read_desired(settings, args.source)
-    if desired is None:
-        return EXIT_ERROR
+    loaded = settings_and_desired(args)
+    if isinstance(loaded, int):
+        return loaded
+    settings, desired = loaded
     engine = make_engine(settings)
     report = asyncio.run(engine.run_pass(desired, allow_deletions=max(0, args.allow_deletions)))
     if report.plan is not None:

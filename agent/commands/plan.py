@@ -8,8 +8,13 @@ import json
 import sys
 from typing import Any
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
-from agent.commands.state import EXIT_ERROR, add_source_option, make_engine, read_desired
+from agent.commands.common import add_settings_options
+from agent.commands.state import (
+    EXIT_ERROR,
+    add_source_option,
+    make_engine,
+    settings_and_desired,
+)
 from agent.plan import Plan
 
 EXIT_CHANGES = 2
@@ -32,12 +37,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    if settings is None:
-        return EXIT_INVALID_SETTINGS
-    desired = read_desired(settings, args.source)
-    if desired is None:
-        return EXIT_ERROR
+    loaded = settings_and_desired(args)
+    if isinstance(loaded, int):
+        return loaded
+    settings, desired = loaded
     report = asyncio.run(make_engine(settings).plan_only(desired))
     if report.error is not None or report.plan is None:
         print(f"error: {report.error}", file=sys.stderr)

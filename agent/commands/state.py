@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 from agent.errors import InvalidDocument
 from agent.executor import build_executor
 from agent.mailstate.load import desired_from_documents
@@ -64,3 +65,14 @@ def read_desired(settings: Settings, override: list[Path] | None) -> Desired | N
 
 def make_engine(settings: Settings) -> Engine:
     return Engine(settings, build_executor(settings))
+
+
+def settings_and_desired(args: argparse.Namespace) -> tuple[Settings, Desired] | int:
+    """The settings and the declared state a one-shot command works on, or its exit code."""
+    settings = settings_from_args(args)
+    if settings is None:
+        return EXIT_INVALID_SETTINGS
+    desired = read_desired(settings, args.source)
+    if desired is None:
+        return EXIT_ERROR
+    return settings, desired
