@@ -88,7 +88,10 @@ async def test_configmap_and_secret_reach_dms_through_kube_exec(
         assert dms.quotas() == {"alice@example.com": "2G"}
         # passwords went on stdin: not one argv of any `setup` call carries one
         assert not [c for c in dms.calls() if any(pw in " ".join(c["argv"]) for pw in PLAIN)]
+        status = agent.status.component("reconcile")
+        await eventually(lambda: status.details.get("outcome") in ("applied", "noop"), 10)
         adds_before = len(setup_calls(dms, "add"))
+        assert adds_before == 2
 
         # one more account in the ConfigMap: exactly one more `setup email add`
         bob = "  bob@example.com: {}\n"
@@ -96,10 +99,11 @@ async def test_configmap_and_secret_reach_dms_through_kube_exec(
         body = {"metadata": {"name": "mail-state"}, "data": {"mailserver.yaml": more}}
         store.update("configmaps", "mail", "mail-state", body)
         await eventually(lambda: "carol@example.com" in dms.accounts(), 30)
+        # the double logs a call when it exits, a moment after it wrote the file
+        await eventually(lambda: len(setup_calls(dms, "add")) > adds_before, 10)
+        await eventually(lambda: status.details.get("outcome") in ("applied", "noop"), 10)
         assert len(setup_calls(dms, "add")) == adds_before + 1
         assert doveadm_verify(dms.accounts()["carol@example.com"], "carol's secret")
-        status = agent.status.component("reconcile")
-        await eventually(lambda: status.details.get("outcome") in ("applied", "noop"), 10)
         shown = str(agent.status.snapshot())
         assert not [pw for pw in PLAIN if pw in shown]
     finally:
