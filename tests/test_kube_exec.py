@@ -3,8 +3,6 @@ refusal, and the DMS `setup` double run "inside the container" when it is in the
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from agent.kube.client import KubeClient, load_cluster_config
 from agent.kube.config import KubeSettings
 from agent.kube.exec import ExecForbidden, ExecUnavailable, KubeExecExecutor, exit_code_of
 from tests.kube_api.fixtures import KubeApi
+from tests.rig.proc import require_binary
 
 
 @pytest.fixture
@@ -97,17 +96,12 @@ def test_exit_code_of_status_shapes() -> None:
     assert exit_code_of({}) is None
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tests.dms_double") is None,
-    reason="the DMS setup double (tests/dms_double, branch double) is not in this tree",
-)
 async def test_setup_double_inside_the_container(
     executor: KubeExecExecutor, kube_api: KubeApi, tmp_path: Path
 ) -> None:
     from tests.dms_double.fixtures import DmsDouble
 
-    if shutil.which("doveadm") is None:
-        pytest.skip("doveadm not installed (Debian dovecot-core)")
+    require_binary("doveadm", "dovecot-core")
     dms = DmsDouble(tmp_path / "dms")
     setup = dms.setup_argv
     added = await executor.run([*setup, "email", "add", "a@example.test"], stdin="pw\npw\n")
