@@ -20,7 +20,7 @@ import dns.reversename
 
 from agent.dns import dkimkeys, spfeval, tlsa
 from agent.dns.config import DnsSettings
-from agent.dns.dkimkeys import PublicKey
+from agent.dns.dkimkeys import PublicKey, key_data
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
 from agent.dns.mtasts import PolicyError, fetch_policy
 from agent.dns.resolver import Lookup, LookupFailed
@@ -240,7 +240,7 @@ async def _dkim_one(
     env: Env, domain: str, selector: str, key: PublicKey | None
 ) -> tuple[Finding, DkimInfo]:
     name = f"{selector}._domainkey.{domain}"
-    records = [t for t in await env.lookup.txt(name) if "p=" in t.replace(" ", "")]
+    records = await env.lookup.txt(name)  # the name is DKIM's alone: every TXT there counts
     source = key.source if key else None
     if not records:
         if key is None:
@@ -265,7 +265,16 @@ def _dkim_compare(
     env: Env, name: str, record: str, selector: str, key: PublicKey | None
 ) -> tuple[Finding, DkimInfo]:
     source = key.source if key else None
-    fix_from = f"replace the TXT at {name} with the value in {source}" if key else ""
+    fix_from = (
+        f"replace the TXT at {name} with the value in {source}"
+        if key
+        else f"publish at {name} the public key DMS signs with (`setup config dkim` makes one)"
+    )
+    if key_data(record) == "":
+        msg = f"DKIM key {selector} is revoked (empty p=)"
+        return Finding(F, msg, record[:80], "p=<public key>", fix_from), DkimInfo(
+            selector, True, False if key else None, key_source=source
+        )
     try:
         bits = dkimkeys.key_bits(record)
     except ValueError as exc:
@@ -273,7 +282,7 @@ def _dkim_compare(
         return Finding(F, msg, record[:80], "v=DKIM1; k=rsa; p=...", fix_from), DkimInfo(
             selector, True, False if key else None, key_source=source
         )
-    published = dkimkeys.key_data(record) or ""
+    published = key_data(record) or ""
     shown = f"{bits}-bit key p=...{published[-16:]}"
     if key is not None and published != key.p:
         msg = f"DKIM key {selector} in DNS is not the key DMS signs with"

@@ -61,6 +61,8 @@ class DnsChecker:
 
     def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
         current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
+        if self.runs == 1:
+            metrics.CHECK_STATE.clear()  # series a previous generation (before a reload) left
         for domain, check in set(self._previous) - set(current):
             metrics.CHECK_STATE.remove(domain, check)  # a domain left the state: no stale series
         for (domain, check), status in current.items():

@@ -50,6 +50,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("dkimbad.test", "dkim", F, "not the key DMS signs with"),
         ("dkim1024.test", "dkim", W, "only 1024 bits"),
         ("dkimsplit.test", "dkim", P, "DKIM dkim matches DMS's key"),
+        ("dkimrevoked.test", "dkim", F, "revoked (empty p=)"),
         ("dmarcnone.test", "dmarc", W, "p=none"),
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),

@@ -147,6 +147,8 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
         + f"mail._domainkey TXT {split_txt('v=DKIM1; k=rsa; p=' + keys.other_p)}\n",
         "dkim1024.test": base_records("dkim1024.test")
         + f"mail._domainkey TXT {split_txt('v=DKIM1; k=rsa; p=' + keys.small_p)}\n",
+        "dkimrevoked.test": base_records("dkimrevoked.test")
+        + 'mail._domainkey TXT "v=DKIM1; p="\n',
         "dmarcnone.test": base_records("dmarcnone.test").replace("p=reject", "p=none"),
         "nodmarc.test": "\n".join(
             line for line in base_records("nodmarc.test").splitlines() if "DMARC" not in line
