@@ -38,6 +38,7 @@ class Env:
     lookup: Lookup
     spf_ask: spfeval.Ask  # pyspf's lookups, answered by ``lookup`` on the event loop
     http: aiohttp.ClientSession | None = None
+    http_problem: str | None = None  # why policies cannot be fetched (a bad CA bundle)
     dkim_keys: dict[str, dict[str, PublicKey]] = field(default_factory=dict)
 
 
@@ -371,13 +372,16 @@ async def check_mta_sts(env: Env, domain: str) -> CheckResult:
         fix = "set id= to 1-32 letters or digits and change it with every policy change"
         msg = "MTA-STS record has no valid id="
         return result(domain, "mta-sts", Finding(F, msg, records[0], "v=STSv1; id=...", fix))
-    if env.http is None:
-        return result(domain, "mta-sts", Finding(P, "MTA-STS record present", records[0]))
+    if env.http_problem is not None:
+        fix = "point dns.mtaSts.caBundle at a readable PEM file, or remove it"
+        msg = f"cannot fetch the policy: {env.http_problem}"
+        return result(domain, "mta-sts", Finding(E, msg, records[0], "", fix))
     return result(domain, "mta-sts", await _mta_sts_policy(env, domain))
 
 
 async def _mta_sts_policy(env: Env, domain: str) -> Finding:
-    assert env.http is not None
+    if env.http is None:
+        raise RuntimeError("no HTTP session")  # the runner always opens one
     s = env.settings.mta_sts
     serve = f"serve the policy over HTTPS at https://mta-sts.{domain}/.well-known/mta-sts.txt"
     if s.connect_to is None:

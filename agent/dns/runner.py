@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,11 @@ async def run(
         spf_ask=spfeval.loop_asker(lookup, loop, settings.lifetime + 1),
         dkim_keys=await asyncio.to_thread(_load_keys, config_dir, plan.names),
     )
-    ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)
+    try:
+        ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:  # every MTA-STS check says so, as an error
+        env.http_problem = f"dns.mtaSts.caBundle {settings.mta_sts.ca_bundle}: {exc}"
+        ctx = await asyncio.to_thread(ssl_context, None)
     resolver = LookupResolver(lookup, settings.mta_sts.connect_to)
     # Each policy host is fetched once per run: no keep-alive. (Closing 200 idle TLS
     # connections together at the end stalled the loop for 15 ms in bench/dns_checks.py.)

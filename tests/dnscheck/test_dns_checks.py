@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,14 @@ async def test_tlsa_without_smtp_is_an_error(dns_world: World) -> None:
         settings = settings.model_copy(update={"smtp_port": port, "ipv6": [], "egress": []})
         reports = await runner.run(settings, runner.Plan([]), None)
     assert reports["dane-ok.hosting.test"].results["tlsa"].status == E
+
+
+async def test_unreadable_ca_bundle_is_an_error_of_the_mta_sts_check(
+    dns_world: World, tmp_path: Path
+) -> None:
+    base = dns_world.settings()
+    sts = base.mta_sts.model_copy(update={"ca_bundle": tmp_path / "missing.pem"})
+    settings = base.model_copy(update={"mta_sts": sts})
+    reports = await runner.run(settings, runner.plan_from(settings, None, ["good.test"]), None)
+    res = reports["good.test"].results["mta-sts"]
+    assert res.status == E and "missing.pem" in res.headline.message
