@@ -186,3 +186,15 @@ async def test_unreadable_ca_bundle_is_an_error_of_the_mta_sts_check(
     reports = await runner.run(settings, runner.plan_from(settings, None, ["good.test"]), None)
     res = reports["good.test"].results["mta-sts"]
     assert res.status == E and "missing.pem" in res.headline.message
+
+
+async def test_policy_host_is_resolved_through_our_nameserver(dns_world: World) -> None:
+    """Without connectTo the policy host's A record comes from the configured nameserver."""
+    base = dns_world.settings()
+    sts = base.mta_sts.model_copy(update={"connect_to": None})
+    settings = base.model_copy(update={"mta_sts": sts})
+    plan = runner.plan_from(settings, None, ["good.test", "stsbad.test"])
+    reports = await runner.run(settings, plan, None)
+    assert reports["good.test"].results["mta-sts"].status == P
+    res = reports["stsbad.test"].results["mta-sts"]  # its zone has no mta-sts host
+    assert res.status == F and "has no address" in res.headline.message

@@ -116,6 +116,7 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
             base_records("good.test").replace(
                 "rua=mailto:dmarc@good.test", "rua=mailto:dmarc@reports.hosting.test"
             )
+            + "mta-sts A 127.0.0.1\n"  # where the test's policy server listens
             + good_dkim
             + "\n"
         ),
