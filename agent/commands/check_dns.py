@@ -112,7 +112,10 @@ def load_state(path: Path | None, settings: Settings) -> Desired | None:
     paths = [path] if path else [s.path for s in settings.sources if s.kind == "path" and s.path]
     state = MailState()
     for folder in paths:
-        for doc in read_path(folder) or ():
+        docs = read_path(folder)
+        if docs is None:
+            raise ValueError(f"{folder}: no such state file or folder")
+        for doc in docs:
             if doc.name.endswith((".yaml", ".yml")) and doc.name != "passwords.yaml":
                 _merge(state, yaml.safe_load(doc.text))
     return Desired(state) if paths else None

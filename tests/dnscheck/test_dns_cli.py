@@ -90,3 +90,9 @@ def test_bad_flag_value_is_a_clear_error(dns_world: World) -> None:
     out = check_dns(dns_world, "--nameserver", "not-an-address", "good.test")
     assert out.returncode == 2
     assert "not-an-address" in out.stderr
+
+
+def test_missing_state_path_is_a_clear_error(dns_world: World, tmp_path: Path) -> None:
+    out = check_dns(dns_world, "--state", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 2
+    assert "nope.yaml: no such state file or folder" in out.stderr
