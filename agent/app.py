@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.dns import component as dns_component
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.hub import Hub
@@ -46,14 +46,29 @@ class AgentContext:
     hub: Hub = field(default_factory=Hub)
     events: EventSink = field(default_factory=LogEventSink)
     executor: Executor | None = None
+    # held around every `setup` command and every write to DMS's config folder: DMS takes no
+    # lock for add/update/alias/quota and loses writes under concurrency (dms-facts)
+    setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-Builder = Callable[[AgentContext], list[Component]]
+Builder = Callable[[AgentContext], Sequence[Component]]
 
-# Each capability appends its builder here (one line each).
-BUILDERS: list[Builder] = [
-    dns_component.build,
+# Each capability's builder as "module:function", imported when the agent starts (capabilities
+# import this module for AgentContext, so naming them here by string avoids an import cycle).
+BUILDERS: list[str | Builder] = [
+    "agent.sources.build:build",
+    "agent.reconcile:build",
+    "agent.dkim.manager:build",
+    "agent.dns.component:build",
 ]
+
+
+def resolve_builder(entry: str | Builder) -> Builder:
+    if not isinstance(entry, str):
+        return entry
+    module, _, func = entry.partition(":")
+    builder: Builder = getattr(importlib.import_module(module), func)
+    return builder
 
 
 @dataclass(slots=True)
@@ -112,12 +127,23 @@ class Agent:
         self._builders = BUILDERS
 
     def context(self) -> AgentContext:
-        return AgentContext(settings=self.settings, status=self.status, hub=self.hub)
+        from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
+
+        events = make_event_sink(self.settings)
+        from agent.executor import build_executor  # kube exec only when the settings ask
+
+        return AgentContext(
+            settings=self.settings,
+            status=self.status,
+            hub=self.hub,
+            events=events,
+            executor=build_executor(self.settings),
+        )
 
     async def start_components(self) -> None:
         ctx = self.context()
-        for build in self._builders:
-            for component in build(ctx):
+        for entry in self._builders:
+            for component in resolve_builder(entry)(ctx):
                 task = asyncio.create_task(supervise(component, self.status), name=component.name)
                 self._tasks.append(task)
         self.status.settings_loaded = True
@@ -164,9 +190,9 @@ class Agent:
             return
         from watchfiles import awatch
 
-        folder = self.settings_path.resolve().parent
-        watched = self.settings_path.parent
-        async for _ in awatch(watched, folder, step=50, recursive=False):
+        # Watch the folder, not the file: editors and kubelet replace the file (new inode),
+        # and in a kubelet mount the change shows as the ``..data`` symlink swap.
+        async for _ in awatch(self.settings_path.parent, step=50, recursive=False):
             await self.reload()
 
 

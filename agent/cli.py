@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from agent import __version__
 
 # Modules under agent/commands, in the order --help lists them. Each has register(subparsers).
-COMMANDS = ["run", "check_dns"]
+COMMANDS = [
+    "run",
+    "plan",
+    "apply",
+    "takeover",
+    "validate",
+    "schema",
+    "dkim",
+    "check_dns",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,6 +92,9 @@ class DmsSettings(Section):
     container_mail_dir: str = "/var/mail"
     setup_command: list[str] = Field(default_factory=lambda: ["setup"])
     command_timeout: float = Field(120.0, gt=0)
+    # run in the mailserver until it succeeds before anything else: DMS has finished starting
+    # (it creates /CONTAINER_START then). Empty: do not wait. Not used by the file executor.
+    ready_command: list[str] = Field(default_factory=lambda: ["test", "-e", "/CONTAINER_START"])
     executor: ExecutorSettings = ExecutorSettings()
     # DMS's environment when the agent cannot read it from the container (ACCOUNT_PROVISIONER,
     # ENABLE_QUOTAS, ENABLE_RSPAMD, ENABLE_OPENDKIM, ENABLE_CLAMAV ...).
@@ -117,6 +120,10 @@ class ReconcileSettings(Section):
     passwords: Literal["enforce", "onChange", "initial"] = "onChange"
     ledger_path: Path | None = None  # default: <dms.configDir>/dms-agent-ledger.json
     ledger_key_file: Path | None = None  # the digest key, from a Secret; never beside the ledger
+    retry_initial: float = Field(5.0, gt=0)  # a failed op waits this long before its retry...
+    retry_max: float = Field(300.0, gt=0)  # ...doubling (with jitter) up to this
+    lock_wait: float = Field(30.0, ge=0)  # how long to wait for another agent's apply lock
+    progress_interval: float = Field(10.0, gt=0)  # seconds between progress lines of long syncs
 
 
 class Settings(Section):

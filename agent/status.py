@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent.metrics import HEALTH_VERDICT
+
 
 class State(StrEnum):
     STARTING = "starting"
@@ -25,6 +27,9 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"  # not yet checked: never unhealthy
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
+
+
+_VERDICT_VALUE = {Verdict.UNKNOWN: -1, Verdict.HEALTHY: 1, Verdict.UNHEALTHY: 0}
 
 
 @dataclass(slots=True)
@@ -83,6 +88,7 @@ class StatusRegistry:
         self, verdict: Verdict, reasons: list[str], checks: dict[str, Any] | None = None
     ) -> None:
         self.health = HealthVerdict(verdict, list(reasons), dict(checks or {}), time.time())
+        HEALTH_VERDICT.set(_VERDICT_VALUE[verdict])
 
     def snapshot(self) -> dict[str, Any]:
         return {

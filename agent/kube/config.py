@@ -1,9 +1,40 @@
-"""Settings section `kube:` — owned by the kube capability; document every field."""
+"""Settings section ``kube:`` — how the agent reaches the Kubernetes API, and how it watches.
+
+The API is used when a source is ``kind: configmap|secret``, when ``dms.executor.kind: kube``, or
+for Events when ``events`` is on and a cluster configuration can be found.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
+
 from agent.config_base import Section
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeSettings(Section):
+    # Use the API for Events even when no source or executor needs it.
     enabled: bool = False
+    # A kubeconfig file; default: $KUBECONFIG, else the in-cluster service account.
+    kubeconfig: Path | None = None
+    context: str | None = None  # kubeconfig context; default: current-context
+    # In-cluster: token, ca.crt and namespace, as the kubelet projects them (the token rotates).
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR
+    request_timeout: float = Field(30.0, gt=0)
+    # A watch with neither an event nor a bookmark for this long is restarted (the apiserver
+    # sends bookmarks about once a minute).
+    stall_timeout: float = Field(150.0, gt=0)
+    # Server-side end of each watch request (timeoutSeconds), below aiohttp's ~5 min trouble.
+    watch_timeout: int = Field(240, ge=1)
+    backoff_initial: float = Field(0.5, gt=0)
+    backoff_max: float = Field(30.0, gt=0)
+    # Kubernetes Events on the watched objects (else on this pod).
+    events: bool = True
+    events_burst: int = Field(10, ge=1)  # sent at once before the rate limit starts
+    events_per_minute: float = Field(2.0, gt=0)  # refill of the burst
+    events_aggregate_window: float = Field(600.0, gt=0)  # repeats patch count, not new Events
+    # Exec: added to a command's own deadline before the stream is given up as lost.
+    exec_margin: float = Field(10.0, ge=0)

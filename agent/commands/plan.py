@@ -1,0 +1,91 @@
+"""``dms-agent plan``: what a reconcile would do, without doing it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.commands.state import EXIT_ERROR, add_source_option, make_engine, read_desired
+from agent.plan import Plan
+
+EXIT_CHANGES = 2
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="show the ops a reconcile would run (nothing is changed)",
+        description=(
+            "Observe DMS, compare with the declared state and print the plan. With "
+            "--detailed-exitcode: 0 no changes, 1 error, 2 changes (as terraform does)."
+        ),
+    )
+    add_settings_options(p)
+    add_source_option(p)
+    p.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    p.add_argument("--detailed-exitcode", action="store_true")
+    p.set_defaults(func=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if settings is None:
+        return EXIT_INVALID_SETTINGS
+    desired = read_desired(settings, args.source)
+    if desired is None:
+        return EXIT_ERROR
+    report = asyncio.run(make_engine(settings).plan_only(desired))
+    if report.error is not None or report.plan is None:
+        print(f"error: {report.error}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.output == "json":
+        print(json.dumps(report.plan.describe(), indent=2))
+    else:
+        print(render_plan(report.plan))
+    if report.plan.fatal:
+        return EXIT_ERROR
+    if args.detailed_exitcode and report.plan.changes:
+        return EXIT_CHANGES
+    return 0
+
+
+def _note(op: dict[str, Any]) -> str:
+    parts = [op.get("reason", "")]
+    if "password" in op:
+        parts.append(f"password: {op['password']}")
+    if op.get("deleteMailData"):
+        parts.append("deletes mail")
+    return ", ".join(p for p in parts if p)
+
+
+def render_plan(p: Plan) -> str:
+    """A readable table of the ops, then what waits and why."""
+    d = p.describe()
+    rows = [("OP", "TARGET", "VALUE", "NOTE")]
+    rows += [(o["kind"], o["target"], o.get("value", ""), _note(o)) for o in d["ops"]]
+    rows += [(o["kind"], o["target"], o.get("value", ""), "REFUSED") for o in d["refused"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
+        for r in rows
+    ]
+    if len(rows) == 1:
+        lines = ["No changes: DMS matches the declared state."]
+    if p.fatal:
+        lines.append(f"REFUSED: {p.fatal}")
+    if p.refused:
+        lines.append(f"Refused: {p.refused_reason}")
+    lines += [f"Blocked: {k}: {why}" for k, why in sorted(p.blocked.items())]
+    lines += [f"Pending: {a}: {why}" for a, why in sorted(p.pending.items())]
+    lines += [f"Drift: {a}: password changed outside dms-agent" for a in p.drift]
+    lines += [f"Waiting for retry: {op.key}" for op in p.deferred]
+    lines += [f"Warning: {w}" for w in p.warnings]
+    if p.adopt:
+        lines.append(f"Adopt: {len(p.adopt)} existing accounts (passwords untouched)")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(p.summary().items())) or "nothing"
+    lines.append(f"Plan: {summary}; {len(p.refused)} refused, {len(p.pending)} pending.")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""What `plan`, `apply` and `import` share: the desired state from path sources, the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.errors import InvalidDocument
+from agent.executor import build_executor
+from agent.mailstate.load import desired_from_documents
+from agent.mailstate.model import Desired
+from agent.reconcile import Engine
+from agent.settings import Settings
+from agent.sources.document import SourceDocument, read_path
+
+EXIT_ERROR = 1
+
+
+def add_source_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help="a state folder or file to use instead of the settings' path sources (repeatable)",
+    )
+
+
+def read_desired(settings: Settings, override: list[Path] | None) -> Desired | None:
+    """Load and validate the documents; print located errors and return None if invalid."""
+    docs: list[SourceDocument] = []
+    if override:
+        specs = [(p, False) for p in override]
+    else:
+        specs = []
+        for src in settings.sources:
+            if src.kind != "path":
+                print(
+                    f"error: source kind {src.kind} is read by `dms-agent run`; "
+                    "give the documents with --source PATH",
+                    file=sys.stderr,
+                )
+                return None
+            assert src.path is not None
+            specs.append((src.path, src.secret))
+    if not specs:
+        print("error: no sources: set `sources:` in the settings or use --source", file=sys.stderr)
+        return None
+    for path, secret in specs:
+        found = read_path(path, secret)
+        if found is None:
+            # an absent source means "unknown", never "empty": refuse to plan deletions from it
+            print(f"error: {path}: no such file or folder", file=sys.stderr)
+            return None
+        docs.extend(found)
+    try:
+        return desired_from_documents(docs)
+    except InvalidDocument as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return None
+
+
+def make_engine(settings: Settings) -> Engine:
+    return Engine(settings, build_executor(settings))

@@ -1,0 +1,221 @@
+"""DMS's native config files: pure parsers and writers, no I/O.
+
+Formats (see shared/dms-facts.md):
+
+- ``postfix-accounts.cf``: ``email|{SCHEME}hash[|extra]``
+- ``postfix-virtual.cf``: ``alias recipient[,recipient...]``; keys ``u@d``, ``u`` or ``@d``
+- ``dovecot-quotas.cf``: ``email:quota``
+- ``postfix-send-access.cf`` / ``postfix-receive-access.cf``: ``email<TAB><TAB>REJECT``
+
+Parsing is tolerant of what people and DMS leave behind: comments (``#`` as the first
+non-blank character), blank lines, trailing whitespace, CRLF, a missing final newline. In the
+Postfix tables a line starting with whitespace continues the previous one, as Postfix reads it.
+Parsing is structural only (fields present, no stray whitespace); whether an address is valid is
+the mail-state validator's business, so the observer can still read a file DMS accepted.
+
+Each parser returns every well-formed entry plus a located error for every other line, so a
+caller can reject the file whole (``raise_on_error``) or keep what is readable. Writers emit
+the canonical form DMS itself writes; ``write(parse(text))`` gives back ``text`` when ``text``
+is canonical (comments are not kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from agent.errors import InvalidDocument, LocatedError
+
+ACCOUNTS_FILE = "postfix-accounts.cf"
+VIRTUAL_FILE = "postfix-virtual.cf"
+QUOTAS_FILE = "dovecot-quotas.cf"
+SEND_ACCESS_FILE = "postfix-send-access.cf"
+RECEIVE_ACCESS_FILE = "postfix-receive-access.cf"
+NATIVE_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, SEND_ACCESS_FILE, RECEIVE_ACCESS_FILE)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLine:
+    address: str
+    hash: str = field(repr=False)  # ``{SCHEME}...``; a hash still helps offline guessing
+    extra: str | None = None  # Dovecot extra fields, the optional third ``|`` field
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AliasLine:
+    alias: str
+    recipients: tuple[str, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLine:
+    address: str
+    quota: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLine:
+    address: str
+    action: str = "REJECT"
+    line: int = 0
+
+
+@dataclass(slots=True)
+class Parsed(Generic[T]):
+    """The readable entries of one file, in file order, and a located error per bad line."""
+
+    source: str
+    entries: list[T] = field(default_factory=list)
+    errors: list[LocatedError] = field(default_factory=list)
+
+    def raise_on_error(self) -> list[T]:
+        if self.errors:
+            raise InvalidDocument(list(self.errors))
+        return self.entries
+
+
+def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, content)`` for each non-blank, non-comment logical line."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    current: tuple[int, str] | None = None
+    for number, raw in enumerate(text.split("\n"), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if continuation and raw[0] in " \t" and current is not None:
+            current = (current[0], f"{current[1]} {stripped}")
+            continue
+        if current is not None:
+            yield current
+        current = (number, stripped)
+    if current is not None:
+        yield current
+
+
+def _parse(
+    text: str,
+    source: str,
+    entry: Callable[[int, str], T | str],
+    key: Callable[[T], str],
+    continuation: bool,
+) -> Parsed[T]:
+    """Run ``entry`` on every logical line; a str result is that line's error message."""
+    out: Parsed[T] = Parsed(source)
+    first_line: dict[str, int] = {}
+    for number, content in _logical_lines(text, continuation):
+        result = entry(number, content)
+        if isinstance(result, str):
+            out.errors.append(LocatedError(source, number, "", result))
+            continue
+        k = key(result).lower()
+        if k in first_line:
+            msg = f"{key(result)!r} already appears on line {first_line[k]}"
+            out.errors.append(LocatedError(source, number, key(result), msg))
+            continue
+        first_line[k] = number
+        out.entries.append(result)
+    return out
+
+
+def _has_space(*parts: str) -> bool:
+    return any(c in " \t" for p in parts for c in p)
+
+
+# --- postfix-accounts.cf -------------------------------------------------------------------
+
+
+def _account(number: int, content: str) -> AccountLine | str:
+    parts = content.split("|", 2)
+    if len(parts) < 2:
+        return "expected `email|{SCHEME}hash`"
+    address, hash_, *rest = parts
+    if not address or _has_space(address):
+        return "the address field is empty or holds whitespace"
+    if not hash_.startswith("{") or "}" not in hash_ or hash_.endswith("}"):
+        return "the password field must be `{SCHEME}hash`"
+    if _has_space(hash_):
+        return "the password field holds whitespace"
+    return AccountLine(address, hash_, rest[0] if rest else None, number)
+
+
+def parse_accounts(text: str, source: str = ACCOUNTS_FILE) -> Parsed[AccountLine]:
+    return _parse(text, source, _account, lambda e: e.address, continuation=False)
+
+
+def write_accounts(entries: Iterable[AccountLine]) -> str:
+    return _join(
+        f"{e.address}|{e.hash}" + (f"|{e.extra}" if e.extra is not None else "") for e in entries
+    )
+
+
+# --- postfix-virtual.cf --------------------------------------------------------------------
+
+
+def _alias(number: int, content: str) -> AliasLine | str:
+    parts = content.split(None, 1)
+    if len(parts) < 2:
+        return "expected `alias recipient[,recipient...]`"
+    alias, rest = parts
+    # Postfix separates recipients by commas and/or whitespace.
+    recipients = tuple(r for r in rest.replace(",", " ").split() if r)
+    if not recipients:
+        return "no recipient"
+    return AliasLine(alias, recipients, number)
+
+
+def parse_virtual(text: str, source: str = VIRTUAL_FILE) -> Parsed[AliasLine]:
+    return _parse(text, source, _alias, lambda e: e.alias, continuation=True)
+
+
+def write_virtual(entries: Iterable[AliasLine]) -> str:
+    return _join(f"{e.alias} {','.join(e.recipients)}" for e in entries)
+
+
+# --- dovecot-quotas.cf ---------------------------------------------------------------------
+
+
+def _quota(number: int, content: str) -> QuotaLine | str:
+    address, sep, quota = content.partition(":")
+    if not sep or not address or not quota:
+        return "expected `email:quota`"
+    if _has_space(address, quota):
+        return "whitespace inside `email:quota`"
+    return QuotaLine(address, quota, number)
+
+
+def parse_quotas(text: str, source: str = QUOTAS_FILE) -> Parsed[QuotaLine]:
+    return _parse(text, source, _quota, lambda e: e.address, continuation=False)
+
+
+def write_quotas(entries: Iterable[QuotaLine]) -> str:
+    return _join(f"{e.address}:{e.quota}" for e in entries)
+
+
+# --- postfix-send-access.cf / postfix-receive-access.cf -----------------------------------
+
+
+def _access(number: int, content: str) -> AccessLine | str:
+    parts = content.split(None, 1)
+    if len(parts) < 2:
+        return "expected `email<TAB><TAB>ACTION`"
+    return AccessLine(parts[0], parts[1], number)
+
+
+def parse_access(text: str, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine]:
+    return _parse(text, source, _access, lambda e: e.address, continuation=True)
+
+
+def write_access(entries: Iterable[AccessLine]) -> str:
+    return _join(f"{e.address}\t\t{e.action}" for e in entries)
+
+
+def _join(lines: Iterable[str]) -> str:
+    """One entry per line, each ending in a newline (DMS's `list` misreads a missing one)."""
+    return "".join(f"{line}\n" for line in lines)

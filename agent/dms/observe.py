@@ -1,0 +1,304 @@
+"""Read DMS's actual state: from its config folder when mounted, else from `setup … list`.
+
+The files are DMS's own (postfix-accounts.cf, postfix-virtual.cf, dovecot-quotas.cf, the access
+files, the DKIM key folders). DMS edits them one after another without a common lock (`email
+del` touches three files in turn), so a read can catch a half-edited state: the reader waits
+while a fresh DMS lock file (``<config>/*.lock``) exists and re-reads until the files' mtimes are
+the same before and after the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.dms import files
+from agent.dms.actual import Actual, DkimBackend, DmsInfo
+from agent.dms.commands import list_commands
+from agent.executor import Executor
+from agent.mailstate.model import Account, MailState, Restriction
+
+log = logging.getLogger("dms_agent.observe")
+
+DMS_LOCK_STALE = 60.0  # DMS itself treats a lock older than a minute as stale
+AGENT_LOCK = "dms-agent.lock"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SETTINGS_FILE = "/etc/dms-settings"  # DMS writes its resolved environment here at start
+READY_MARKER = ["test", "-e", "/CONTAINER_START"]  # DMS touches it when start-up is done
+
+
+class ObserveError(Exception):
+    """The actual state cannot be read (now); the message says why."""
+
+
+class DmsBusy(ObserveError):
+    """DMS holds a lock on its config folder: an edit is in flight."""
+
+
+# --- from the files -------------------------------------------------------------------------
+
+
+def _mtimes(config_dir: Path) -> tuple[float, ...]:
+    out = []
+    for name in files.NATIVE_FILES:
+        try:
+            out.append((config_dir / name).stat().st_mtime_ns)
+        except FileNotFoundError:
+            out.append(-1)
+    return tuple(float(x) for x in out)
+
+
+def _busy(config_dir: Path, now: float) -> str | None:
+    for lock in config_dir.glob("*.lock"):
+        if lock.name == AGENT_LOCK:
+            continue
+        try:
+            age = now - lock.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < DMS_LOCK_STALE:
+            return lock.name
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool = False) -> Actual:
+    """One consistent read of the config folder (blocking: run it in a thread).
+    ``missing_ok``: a folder not created yet is empty (the file executor's fresh target)."""
+    if missing_ok and not config_dir.exists():
+        return Actual(MailState(), {}, {}, info or DmsInfo(), "files")
+    if not config_dir.is_dir():
+        raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
+    for _ in range(5):
+        holder = _busy(config_dir, time.time())
+        if holder is not None:
+            raise DmsBusy(f"DMS is editing its files ({holder} is held)")
+        before = _mtimes(config_dir)
+        actual = _parse_folder(config_dir, info or DmsInfo())
+        if _mtimes(config_dir) == before:
+            return actual
+        time.sleep(0.05)  # an edit landed mid-read: read again
+    raise DmsBusy(f"{config_dir}: the files keep changing while being read")
+
+
+def _parse_folder(config_dir: Path, info: DmsInfo) -> Actual:
+    accounts_p = files.parse_accounts(_read(config_dir / files.ACCOUNTS_FILE))
+    virtual_p = files.parse_virtual(_read(config_dir / files.VIRTUAL_FILE))
+    quotas_p = files.parse_quotas(_read(config_dir / files.QUOTAS_FILE))
+    send_p = files.parse_access(_read(config_dir / files.SEND_ACCESS_FILE))
+    receive_p = files.parse_access(
+        _read(config_dir / files.RECEIVE_ACCESS_FILE), files.RECEIVE_ACCESS_FILE
+    )
+    for parsed in (accounts_p, virtual_p, quotas_p, send_p, receive_p):
+        for err in parsed.errors:
+            log.warning("DMS file line not understood (ignored): %s", err)
+    quotas = {q.address.lower(): q.quota for q in quotas_p.entries}
+    restrict: dict[str, set[Restriction]] = {}
+    for kind, parsed in (("send", send_p), ("receive", receive_p)):
+        for entry in parsed.entries:
+            if entry.action.upper().startswith("REJECT"):
+                restrict.setdefault(entry.address.lower(), set()).add(kind)  # type: ignore[arg-type]
+    accounts: dict[str, Account] = {}
+    hashes: dict[str, str] = {}
+    for line in accounts_p.entries:
+        addr = line.address.lower()
+        accounts[addr] = Account(addr, quotas.get(addr), frozenset(restrict.get(addr, ())))
+        hashes[addr] = line.hash
+    aliases = {a.alias.lower(): tuple(r.lower() for r in a.recipients) for a in virtual_p.entries}
+    state = MailState(accounts=accounts, aliases=aliases)
+    return Actual(state, hashes, read_dkim(config_dir, info.dkim_backend), info, "files")
+
+
+def read_dkim(config_dir: Path, backend: DkimBackend) -> dict[str, frozenset[str]]:
+    """domain -> selectors that have a private key, in the backend's layout."""
+    found: dict[str, set[str]] = {}
+    if backend == "rspamd":
+        for key in (config_dir / "rspamd" / "dkim").glob("*.private.txt"):
+            parsed = _rspamd_key_name(key.name.removesuffix(".private.txt"))
+            if parsed:
+                found.setdefault(parsed[1], set()).add(parsed[0])
+    else:
+        for key in (config_dir / "opendkim" / "keys").glob("*/*.private"):
+            found.setdefault(key.parent.name.lower(), set()).add(key.name.removesuffix(".private"))
+    return {d: frozenset(s) for d, s in found.items()}
+
+
+def _rspamd_key_name(stem: str) -> tuple[str, str] | None:
+    """``rsa-<size>-<selector>-<domain>`` or ``ed25519-<selector>-<domain>`` -> (sel, domain)."""
+    if stem.startswith("rsa-"):
+        parts = stem.split("-", 2)
+        rest = parts[2] if len(parts) == 3 else ""
+    elif stem.startswith("ed25519-"):
+        rest = stem.removeprefix("ed25519-")
+    else:
+        return None
+    selector, sep, domain = rest.partition("-")
+    return (selector, domain.lower()) if sep and domain else None
+
+
+def account_hash(config_dir: Path, address: str) -> str | None:
+    """The hash DMS holds for one account (after a `setup` wrote it)."""
+    text = _read(config_dir / files.ACCOUNTS_FILE)
+    want = address.lower()
+    for line in files.parse_accounts(text).entries:
+        if line.address.lower() == want:
+            return line.hash
+    return None
+
+
+# --- from `setup … list` --------------------------------------------------------------------
+
+
+def parse_email_list(text: str) -> dict[str, Account]:
+    """``* user@dom [( used / limit ) [pct%]]`` lines; ``~`` as limit means no quota."""
+    accounts: dict[str, Account] = {}
+    for raw in ANSI.sub("", text).splitlines():
+        line = raw.strip()
+        if not line.startswith("* "):
+            continue
+        fields = line[2:].split()
+        if not fields or "@" not in fields[0]:
+            continue
+        addr = fields[0].lower()
+        quota = None
+        m = re.search(r"\(\s*\S+\s*/\s*(\S+)\s*\)", line)
+        if m and m.group(1) not in ("~", "0"):
+            quota = m.group(1)
+        accounts[addr] = Account(addr, quota)
+    return accounts
+
+
+def parse_alias_list(text: str) -> dict[str, tuple[str, ...]]:
+    aliases: dict[str, tuple[str, ...]] = {}
+    for raw in ANSI.sub("", text).splitlines():
+        line = raw.strip()
+        if not line.startswith("* "):
+            continue
+        fields = line[2:].split(None, 1)
+        if len(fields) == 2:
+            recips = tuple(r.lower() for r in fields[1].replace(",", " ").split())
+            aliases[fields[0].lower()] = recips
+    return aliases
+
+
+def parse_restrict_list(text: str) -> set[str]:
+    out = set()
+    for raw in ANSI.sub("", text).splitlines():
+        fields = raw.split()
+        if fields and "@" in fields[0] and not fields[0].startswith("["):
+            out.add(fields[0].lower())
+    return out
+
+
+async def observe_commands(
+    executor: Executor, setup: list[str], timeout: float, info: DmsInfo
+) -> Actual:
+    """The slow way (~7 ms per account in DMS): no hashes, so no drift detection."""
+    cmds = list_commands(setup)
+    outputs: dict[str, str] = {}
+    for name, cmd in cmds.items():
+        res = await executor.run(cmd.argv, cmd.stdin, timeout)
+        if res.unknown:
+            raise ObserveError(f"`{cmd.show()}` gave no answer ({res.stderr.strip()})")
+        # an empty or missing file makes the list commands exit 1: that is "nothing"
+        outputs[name] = res.stdout if res.ok else ""
+    accounts = parse_email_list(outputs["email"])
+    for kind in ("send", "receive"):
+        for addr in parse_restrict_list(outputs[kind]):
+            acc = accounts.get(addr)
+            if acc is not None:
+                restrict = acc.restrict | {kind}
+                accounts[addr] = Account(addr, acc.quota, frozenset(restrict))  # type: ignore[arg-type]
+    state = MailState(accounts=accounts, aliases=parse_alias_list(outputs["alias"]))
+    return Actual(state, None, None, info, "commands")
+
+
+# --- DMS's settings and start-up ------------------------------------------------------------
+
+
+def info_from_env(env: Mapping[str, str]) -> DmsInfo:
+    """DMS v15 defaults: FILE provisioner, quotas on, OpenDKIM on, Rspamd off."""
+    provisioner = env.get("ACCOUNT_PROVISIONER", "FILE") or "FILE"
+    quotas = env.get("ENABLE_QUOTAS", "1") != "0"
+    rspamd = env.get("ENABLE_RSPAMD", "0") == "1"
+    opendkim = env.get("ENABLE_OPENDKIM", "1") == "1"
+    backend: DkimBackend = "rspamd" if rspamd and not opendkim else "opendkim"
+    if not rspamd and not opendkim:
+        backend = "none"
+    return DmsInfo(provisioner=provisioner, quotas_enabled=quotas, dkim_backend=backend)
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """``KEY=value`` or ``KEY='value'`` lines (env output or /etc/dms-settings)."""
+    env = {}
+    for line in text.splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep and key.isidentifier():
+            env[key] = value.strip().strip("'\"")
+    return env
+
+
+async def read_info(
+    executor: Executor | None, configured: Mapping[str, str], timeout: float
+) -> DmsInfo:
+    """Settings' ``dms.environment`` wins; else DMS's resolved settings file, else its env."""
+    env: dict[str, str] = {}
+    if executor is not None and not configured:
+        res = await executor.run(["cat", SETTINGS_FILE], None, timeout)
+        if not res.ok:
+            res = await executor.run(["env"], None, timeout)
+        if res.ok:
+            env = parse_env_lines(res.stdout)
+    env.update(configured)
+    return info_from_env(env)
+
+
+@dataclass(slots=True)
+class StartWait:
+    ready: bool
+    message: str
+
+
+async def dms_started(executor: Executor | None, probe: list[str], timeout: float) -> StartWait:
+    """DMS is usable once its start-up marker exists (no executor: nothing to wait for)."""
+    if executor is None or not probe:
+        return StartWait(True, "no start-up probe")
+    res = await executor.run(probe, None, timeout)
+    if res.ok:
+        return StartWait(True, "DMS has started")
+    return StartWait(False, f"DMS is still starting (`{' '.join(probe)}` exit {res.exit_code})")
+
+
+async def observe(
+    config_dir: Path | None,
+    executor: Executor | None,
+    setup: list[str],
+    timeout: float,
+    info: DmsInfo,
+    busy_wait: float = 30.0,
+    missing_ok: bool = False,
+) -> Actual:
+    """Files when mounted (waiting out DMS's own locks), else `setup … list`."""
+    if config_dir is None:
+        if executor is None:
+            raise ObserveError("neither a DMS config folder nor an executor is configured")
+        return await observe_commands(executor, setup, timeout, info)
+    deadline = time.monotonic() + busy_wait
+    while True:
+        try:
+            return await asyncio.to_thread(read_files, config_dir, info, missing_ok)
+        except DmsBusy:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

@@ -1,0 +1,271 @@
+"""The ledger: what the agent manages, on the DMS config volume.
+
+For every managed account it keeps a keyed digest (HMAC-SHA256) of the last applied password
+intent and the hash DMS held right after, so that a changed intent, a password changed from
+outside (drift) and "nothing to do" can be told apart without running a command.
+
+Layout on disk:
+- ``<path>``: a versioned JSON snapshot, replaced atomically (temp file, fsync, rename).
+- ``<path>.journal``: one JSON line appended (and fsynced) as each op completes. Each line holds
+  a whole entry, so replaying it twice is harmless, and a torn last line is ignored: losing the
+  last entries only means the next reconcile adopts or re-checks those accounts.
+``compact()`` folds the journal into a new snapshot (at the end of every reconcile).
+
+The digest key comes from a Secret or a settings file and is never stored beside the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.mailstate.model import PasswordIntent
+
+log = logging.getLogger("dms_agent.ledger")
+
+LEDGER_VERSION = 2
+LEDGER_API = "dms-agent/ledger"
+LEDGER_NAME = "dms-agent-ledger.json"
+
+Origin = Literal["created", "adopted"]
+
+
+class LedgerError(Exception):
+    """The ledger or its key cannot be used; the message says why and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    digest: str | None  # keyed digest of the password intent last applied (None: none declared)
+    hash: str | None  # the hash DMS held after that (None: not known, e.g. no config folder)
+    origin: Origin = "created"
+    since: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "hash": self.hash,
+            "origin": self.origin,
+            "since": self.since,
+        }
+
+    @staticmethod
+    def from_json(raw: Mapping[str, Any]) -> LedgerEntry:
+        origin = raw.get("origin", "created")
+        return LedgerEntry(
+            digest=_opt_str(raw.get("digest")),
+            hash=_opt_str(raw.get("hash")),
+            origin="adopted" if origin == "adopted" else "created",
+            since=float(raw.get("since", 0.0)),
+        )
+
+
+@dataclass(slots=True)
+class LedgerData:
+    """The in-memory ledger; plan() reads it, the applier records into it."""
+
+    accounts: dict[str, LedgerEntry] = field(default_factory=dict)
+    aliases: dict[str, frozenset[str]] = field(default_factory=dict)  # managed recipients
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "apiVersion": LEDGER_API,
+            "version": LEDGER_VERSION,
+            "accounts": {a: e.as_json() for a, e in sorted(self.accounts.items())},
+            "aliases": {a: sorted(r) for a, r in sorted(self.aliases.items())},
+        }
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# --- keyed digests -------------------------------------------------------------------------
+
+
+def load_key(key_file: Path | None, ledger_path: Path) -> bytes:
+    """Read the digest key; refuse a missing, empty or misplaced one."""
+    if key_file is None:
+        raise LedgerError("reconcile.ledgerKeyFile is not set: the password digest key is needed")
+    if key_file.resolve().parent == ledger_path.resolve().parent:
+        raise LedgerError(f"{key_file}: the digest key must not live beside the ledger")
+    try:
+        key = key_file.read_bytes().strip()
+    except OSError as exc:
+        raise LedgerError(f"{key_file}: {exc.strerror or exc}") from None
+    if not key:
+        raise LedgerError(f"{key_file}: the digest key is empty")
+    return key
+
+
+def intent_digest(key: bytes, intent: PasswordIntent) -> str:
+    msg = f"{intent.kind}\0{intent.secret.value}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def intent_digests(key: bytes, passwords: Mapping[str, PasswordIntent]) -> dict[str, str]:
+    return {addr: intent_digest(key, intent) for addr, intent in passwords.items()}
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+class Ledger:
+    """The ledger file plus its journal. Blocking I/O: call from a thread or at start-up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.journal_path = path.with_name(path.name + ".journal")
+        self.data = LedgerData()
+        self._journal_lines = 0
+
+    # loading ------------------------------------------------------------------------------
+    def load(self) -> LedgerData:
+        self.data = LedgerData()
+        if self.path.exists():
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise LedgerError(f"{self.path}: unreadable ledger: {exc}") from None
+            self.data = migrate(raw, str(self.path))
+        self._journal_lines = self._replay()
+        return self.data
+
+    def _replay(self) -> int:
+        try:
+            text = self.journal_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return 0
+        count = 0
+        for n, line in enumerate(text.splitlines(), 1):
+            try:
+                self._apply_line(json.loads(line))
+                count += 1
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # a torn line from a crash mid-append: what it said is re-learned next reconcile
+                log.warning("%s:%d: ignoring an unreadable journal line", self.journal_path, n)
+        return count
+
+    def _apply_line(self, rec: dict[str, Any]) -> None:
+        kind = rec["t"]
+        if kind == "account":
+            self.data.accounts[rec["address"]] = LedgerEntry.from_json(rec["entry"])
+        elif kind == "forget":
+            self.data.accounts.pop(rec["address"], None)
+        elif kind == "alias":
+            recipients = frozenset(rec["recipients"])
+            if recipients:
+                self.data.aliases[rec["alias"]] = recipients
+            else:
+                self.data.aliases.pop(rec["alias"], None)
+
+    # recording ----------------------------------------------------------------------------
+    def set_account(self, address: str, entry: LedgerEntry) -> None:
+        self.data.accounts[address] = entry
+        self._append({"t": "account", "address": address, "entry": entry.as_json()})
+
+    def forget_account(self, address: str) -> None:
+        if self.data.accounts.pop(address, None) is not None:
+            self._append({"t": "forget", "address": address})
+
+    def set_alias(self, alias: str, recipients: frozenset[str]) -> None:
+        if recipients:
+            self.data.aliases[alias] = recipients
+        else:
+            self.data.aliases.pop(alias, None)
+        self._append({"t": "alias", "alias": alias, "recipients": sorted(recipients)})
+
+    def record_hash(self, address: str, hash_: str | None) -> None:
+        entry = self.data.accounts.get(address)
+        if entry is not None and entry.hash != hash_:
+            self.set_account(address, replace(entry, hash=hash_))
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, separators=(",", ":")) + "\n"
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._journal_lines += 1
+
+    def compact(self) -> None:
+        """Write the snapshot atomically, then drop the journal it now contains."""
+        if self._journal_lines == 0 and self.path.exists():
+            return
+        text = json.dumps(self.data.as_json(), indent=1, sort_keys=True) + "\n"
+        atomic_write(self.path, text, mode=0o600)
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+        self._journal_lines = 0
+
+
+def new_entry(digest: str | None, hash_: str | None, origin: Origin) -> LedgerEntry:
+    return LedgerEntry(digest=digest, hash=hash_, origin=origin, since=time.time())
+
+
+def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename, fsync dir."""
+    tmp = path.with_name(f".{path.name}.dms-agent.tmp")
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)  # umask may have cut the requested bits
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def migrate(raw: Any, where: str) -> LedgerData:
+    """Read any known ledger version into the current model.
+
+    Version 1 (the first layout) listed managed addresses and a digest per address:
+    ``{"version": 1, "managed": [...], "passwordDigests": {addr: digest}}``; it knew neither
+    DMS's hashes nor aliases, so hashes start unknown (no drift is claimed for them).
+    """
+    if not isinstance(raw, dict):
+        raise LedgerError(f"{where}: the ledger is not a JSON object")
+    version = raw.get("version")
+    if version == 1:
+        digests = raw.get("passwordDigests") or {}
+        managed = raw.get("managed") or []
+        accounts = {
+            str(a).lower(): LedgerEntry(_opt_str(digests.get(a)), None, "created", 0.0)
+            for a in managed
+        }
+        log.info("%s: ledger version 1 migrated to version %d", where, LEDGER_VERSION)
+        return LedgerData(accounts=accounts)
+    if version == LEDGER_VERSION:
+        accounts = {a: LedgerEntry.from_json(e) for a, e in (raw.get("accounts") or {}).items()}
+        aliases = {a: frozenset(r) for a, r in (raw.get("aliases") or {}).items() if r}
+        return LedgerData(accounts=accounts, aliases=aliases)
+    if isinstance(version, int) and version > LEDGER_VERSION:
+        raise LedgerError(
+            f"{where}: ledger version {version} was written by a newer dms-agent "
+            f"(this one knows up to {LEDGER_VERSION}); refusing to guess"
+        )
+    raise LedgerError(f"{where}: unknown ledger version {version!r}")

@@ -1,0 +1,411 @@
+"""plan(desired, actual, ledger, policy) -> Plan: the difference as ordered ops. Pure: no I/O.
+
+Order: new accounts, password changes, quotas, restrictions, new aliases, alias removals, account
+removals, then DKIM keys for new domains. Guards applied here, before anything runs:
+- deletion ceiling (``maxDeletions``: the larger of a count and a percentage of what the agent
+  manages; aliases counted apart): over it, deletions are refused while the rest applies;
+- an empty desired state never deletes anything unless approved;
+- only managed accounts are pruned, unless ``pruneUnmanaged``;
+- password modes ``enforce`` / ``onChange`` / ``initial`` (see ``_password_ops``);
+- skew: a declared new account without a password waits (pending);
+- DMS limits: LDAP refused, quotas with quotas disabled, DMS's alias prefix match.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.dms.actual import Actual
+from agent.ledger import LedgerData
+from agent.mailstate.model import Account, Desired, DkimSpec, PasswordIntent, Policy
+
+OpKind = Literal[
+    "account_add",
+    "password_update",
+    "quota_set",
+    "quota_del",
+    "restrict_add",
+    "restrict_del",
+    "alias_add",
+    "alias_del",
+    "account_del",
+    "dkim_add",
+]
+PasswordMode = Literal["enforce", "onChange", "initial"]
+ORDER: tuple[OpKind, ...] = (
+    "account_add",
+    "password_update",
+    "quota_set",
+    "quota_del",
+    "restrict_add",
+    "restrict_del",
+    "alias_add",
+    "alias_del",
+    "account_del",
+    "dkim_add",
+)
+DELETIONS = frozenset({"account_del"})
+ALIAS_DELETIONS = frozenset({"alias_del"})
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: OpKind
+    target: str  # account address, alias, or domain
+    value: str = ""  # recipient, quota, restriction, or DKIM selector
+    password: PasswordIntent | None = field(default=None, repr=False)
+    digest: str | None = None  # keyed digest of ``password``, recorded in the ledger
+    delete_mail_data: bool = False
+    dkim: DkimSpec | None = None
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable identity for retries and results (never holds a secret)."""
+        return f"{self.kind}:{self.target}:{self.value}"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "target": self.target}
+        if self.value:
+            out["value"] = self.value
+        if self.password is not None:
+            out["password"] = self.password.kind  # "plain" or "hash", never the value
+        if self.delete_mail_data:
+            out["deleteMailData"] = True
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """A declared account that already exists: recorded as managed, its password untouched."""
+
+    address: str
+    digest: str | None
+    hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPolicy:
+    prune: bool = False
+    prune_unmanaged: bool = False
+    delete_mail_data: bool = False
+    max_count: int = 5
+    max_percent: float = 10.0
+    passwords: PasswordMode = "onChange"
+    allow_deletions: int = 0  # one-shot approval of refused deletions
+    via_commands: bool = True  # DMS's `setup` quirks apply (not for the file executor)
+    deferred: frozenset[str] = frozenset()  # op keys waiting for a retry backoff
+
+    def tightened(self, doc: Policy) -> PlanPolicy:
+        """The state document's policy may only tighten the operator's."""
+        return PlanPolicy(
+            prune=self.prune and doc.prune is not False,
+            prune_unmanaged=self.prune_unmanaged and doc.prune is not False,
+            delete_mail_data=self.delete_mail_data and doc.delete_mail_data is not False,
+            max_count=self.max_count,
+            max_percent=self.max_percent,
+            passwords=self.passwords,
+            allow_deletions=self.allow_deletions,
+            via_commands=self.via_commands,
+            deferred=self.deferred,
+        )
+
+
+@dataclass(slots=True)
+class Plan:
+    ops: list[Op] = field(default_factory=list)
+    adopt: list[Adoption] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)  # ledger entries of accounts gone for good
+    refused: list[Op] = field(default_factory=list)  # deletions over the ceiling
+    refused_reason: str = ""
+    blocked: dict[str, str] = field(default_factory=dict)  # op key -> why it cannot run now
+    deferred: list[Op] = field(default_factory=list)  # waiting for their retry backoff
+    drift: list[str] = field(default_factory=list)  # accounts whose password changed outside
+    pending: dict[str, str] = field(default_factory=dict)  # account -> why it waits
+    warnings: list[str] = field(default_factory=list)
+    fatal: str | None = None  # nothing may be applied (e.g. LDAP provisioner)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.ops)
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for op in self.ops:
+            counts[op.kind] = counts.get(op.kind, 0) + 1
+        return counts
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "ops": [op.describe() for op in self.ops],
+            "adopt": [a.address for a in self.adopt],
+            "refused": [op.describe() for op in self.refused],
+            "refusedReason": self.refused_reason,
+            "blocked": dict(self.blocked),
+            "deferred": [op.key for op in self.deferred],
+            "drift": list(self.drift),
+            "pending": dict(self.pending),
+            "warnings": list(self.warnings),
+            "fatal": self.fatal,
+        }
+
+
+def plan(
+    desired: Desired,
+    actual: Actual,
+    ledger: LedgerData,
+    policy: PlanPolicy,
+    digests: Mapping[str, str],
+) -> Plan:
+    """The ordered ops that make ``actual`` equal ``desired``. ``digests``: keyed digests of
+    ``desired.state.passwords`` (see ledger.intent_digests), computed once per desired state."""
+    out = Plan(pending=dict(desired.pending), warnings=list(desired.warnings))
+    if actual.info.ldap:
+        out.fatal = "DMS uses ACCOUNT_PROVISIONER=LDAP: accounts live in LDAP, refusing to manage"
+        return out
+    policy = policy.tightened(desired.state.policy)
+    ops: list[Op] = []
+    creating = _account_ops(desired, actual, ledger, policy, digests, ops, out)
+    _quota_ops(desired, actual, creating, ops, out)
+    _restrict_ops(desired, actual, creating, ops)
+    _alias_ops(desired, actual, ledger, policy, ops)
+    _prune_ops(desired, actual, ledger, policy, ops, out)
+    _dkim_ops(desired, actual, policy, ops, out)
+    ops.sort(key=lambda op: (ORDER.index(op.kind), op.target, op.value))
+    _guard_deletions(desired, ledger, policy, ops, out)
+    if policy.via_commands:
+        _guard_dms_quirks(actual, ops, out)
+    for op in ops:
+        if op.key in out.blocked:
+            continue
+        if op.key in policy.deferred:
+            out.deferred.append(op)
+        else:
+            out.ops.append(op)
+    return out
+
+
+def _account_ops(
+    desired: Desired,
+    actual: Actual,
+    ledger: LedgerData,
+    policy: PlanPolicy,
+    digests: Mapping[str, str],
+    ops: list[Op],
+    out: Plan,
+) -> set[str]:
+    """Creations, adoptions, password updates; returns the addresses being created."""
+    creating: set[str] = set()
+    passwords = desired.state.passwords
+    hashes = actual.hashes
+    for addr in desired.state.accounts:
+        intent = passwords.get(addr)
+        digest = digests.get(addr)
+        if addr not in actual.state.accounts:
+            if intent is None:
+                # skew: the passwords document has not caught up; the rest goes ahead
+                out.pending.setdefault(addr, "new account without a password")
+                continue
+            ops.append(Op("account_add", addr, password=intent, digest=digest, reason="new"))
+            creating.add(addr)
+            continue
+        out.pending.pop(addr, None)  # an existing account needs no password to be managed
+        current = hashes.get(addr) if hashes is not None else None
+        entry = ledger.accounts.get(addr)
+        if entry is None:
+            out.adopt.append(Adoption(addr, digest, current))
+            continue
+        op = _password_op(addr, intent, digest, entry.digest, entry.hash, current, policy, out)
+        if op is not None:
+            ops.append(op)
+    return creating
+
+
+def _password_op(
+    addr: str,
+    intent: PasswordIntent | None,
+    digest: str | None,
+    applied_digest: str | None,
+    applied_hash: str | None,
+    current_hash: str | None,
+    policy: PlanPolicy,
+    out: Plan,
+) -> Op | None:
+    """``initial``: never after creation. ``onChange``: when the declared intent changed;
+    a hash changed outside is drift, reported and kept. ``enforce``: drift is reverted too."""
+    if intent is None or policy.passwords == "initial":
+        return None
+    if digest != applied_digest:
+        return Op("password_update", addr, password=intent, digest=digest, reason="changed")
+    drifted = applied_hash is not None and current_hash is not None and current_hash != applied_hash
+    if not drifted:
+        return None
+    out.drift.append(addr)
+    if policy.passwords == "enforce":
+        return Op("password_update", addr, password=intent, digest=digest, reason="drift")
+    return None
+
+
+def _quota_ops(
+    desired: Desired, actual: Actual, creating: set[str], ops: list[Op], out: Plan
+) -> None:
+    for addr, acc in desired.state.accounts.items():
+        if addr not in creating and addr not in actual.state.accounts:
+            continue
+        have = actual.state.accounts.get(addr, Account(addr)).quota
+        if acc.quota == have or (acc.quota is None and addr in creating):
+            continue
+        if acc.quota is not None and not actual.info.quotas_enabled:
+            out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
+            continue
+        if acc.quota is None:
+            ops.append(Op("quota_del", addr, reason="not declared"))
+        else:
+            ops.append(Op("quota_set", addr, acc.quota))
+
+
+def _restrict_ops(desired: Desired, actual: Actual, creating: set[str], ops: list[Op]) -> None:
+    for addr, acc in desired.state.accounts.items():
+        if addr not in creating and addr not in actual.state.accounts:
+            continue
+        have = actual.state.accounts.get(addr, Account(addr)).restrict
+        for r in sorted(acc.restrict - have):
+            ops.append(Op("restrict_add", addr, r))
+        for r in sorted(have - acc.restrict):
+            ops.append(Op("restrict_del", addr, r))
+
+
+def _alias_ops(
+    desired: Desired, actual: Actual, ledger: LedgerData, policy: PlanPolicy, ops: list[Op]
+) -> None:
+    """A declared alias is authoritative for its recipients; an undeclared alias goes only when
+    pruning is allowed and the agent manages it (or pruneUnmanaged)."""
+    want = desired.state.aliases
+    have = actual.state.aliases
+    for alias, recipients in want.items():
+        current = set(have.get(alias, ()))
+        for r in recipients:
+            if r not in current:
+                ops.append(Op("alias_add", alias, r))
+        for r in sorted(current - set(recipients)):
+            ops.append(Op("alias_del", alias, r, reason="not declared"))
+    if not policy.prune:
+        return
+    for alias, recipients in have.items():
+        if alias in want:
+            continue
+        managed = ledger.aliases.get(alias, frozenset())
+        for r in recipients:
+            if r in managed or policy.prune_unmanaged:
+                ops.append(Op("alias_del", alias, r, reason="alias not declared"))
+
+
+def _prune_ops(
+    desired: Desired,
+    actual: Actual,
+    ledger: LedgerData,
+    policy: PlanPolicy,
+    ops: list[Op],
+    out: Plan,
+) -> None:
+    declared = desired.state.accounts
+    for addr in ledger.accounts:
+        if addr not in actual.state.accounts and addr not in declared:
+            out.forget.append(addr)  # removed from outside and no longer wanted
+    if not policy.prune:
+        return
+    for addr in actual.state.accounts:
+        if addr in declared:
+            continue
+        if addr in ledger.accounts or policy.prune_unmanaged:
+            ops.append(
+                Op("account_del", addr, delete_mail_data=policy.delete_mail_data, reason="pruned")
+            )
+
+
+def _dkim_ops(
+    desired: Desired, actual: Actual, policy: PlanPolicy, ops: list[Op], out: Plan
+) -> None:
+    """The basic case only: a declared domain without a key for its selector gets one."""
+    wanted = [d for d in desired.state.domains.values() if d.dkim is not None]
+    if not wanted:
+        return
+    if not policy.via_commands:
+        out.warnings.append("DKIM keys are made by DMS's `setup config dkim`: not without DMS")
+        return
+    if actual.dkim is None or actual.info.dkim_backend == "none":
+        out.warnings.append("DKIM keys cannot be checked here (no DMS config folder or backend)")
+        return
+    for dom in wanted:
+        spec = dom.dkim
+        assert spec is not None
+        if spec.selector in actual.dkim.get(dom.name, frozenset()):
+            continue
+        op = Op("dkim_add", dom.name, spec.selector, dkim=spec, reason="no key")
+        if spec.key_type == "ed25519" and actual.info.dkim_backend == "opendkim":
+            out.blocked[op.key] = "OpenDKIM cannot make ed25519 keys (DMS's Rspamd can)"
+        ops.append(op)
+
+
+def ceiling(policy: PlanPolicy, managed: int) -> int:
+    """The larger of the count and the percentage of what the agent manages."""
+    return max(policy.max_count, math.floor(managed * policy.max_percent / 100.0))
+
+
+def _guard_deletions(
+    desired: Desired, ledger: LedgerData, policy: PlanPolicy, ops: list[Op], out: Plan
+) -> None:
+    accounts = [op for op in ops if op.kind in DELETIONS]
+    aliases = [op for op in ops if op.kind in ALIAS_DELETIONS]
+    empty = not desired.state.accounts and not desired.state.aliases
+    reasons = []
+    refuse: list[Op] = []
+    allowed = ceiling(policy, len(ledger.accounts)) + policy.allow_deletions
+    if accounts and (len(accounts) > allowed or (empty and policy.allow_deletions < len(accounts))):
+        refuse += accounts
+        why = "the desired state is empty" if empty else f"over maxDeletions ({allowed})"
+        reasons.append(f"{len(accounts)} account deletions refused: {why}")
+    managed_aliases = sum(len(r) for r in ledger.aliases.values())
+    allowed_aliases = ceiling(policy, managed_aliases) + policy.allow_deletions
+    if aliases and (len(aliases) > allowed_aliases or empty):
+        refuse += aliases
+        reasons.append(f"{len(aliases)} alias removals refused: over maxDeletions")
+    if refuse:
+        keys = {op.key for op in refuse}
+        ops[:] = [op for op in ops if op.key not in keys]
+        out.refused = refuse
+        approve = " (approve once: dms-agent apply --allow-deletions N)"
+        out.refused_reason = "; ".join(reasons) + approve
+
+
+def _guard_dms_quirks(actual: Actual, ops: list[Op], out: Plan) -> None:
+    """`setup email add` refuses an address that is a PREFIX (as a regex) of an existing alias;
+    `alias add` refuses an alias equal to an account. Say so clearly instead of failing later."""
+    aliases = list(actual.state.aliases)
+    accounts = actual.state.accounts
+    for op in ops:
+        if op.kind == "account_add" and op.password is not None and op.password.kind == "plain":
+            clash = _prefix_clash(op.target, aliases)
+            if clash is not None:
+                out.blocked[op.key] = (
+                    f"DMS refuses {op.target}: alias {clash} starts with it (DMS matches "
+                    "aliases by prefix); remove that alias first or declare a pre-hashed password"
+                )
+        elif op.kind == "alias_add" and op.target in accounts:
+            out.blocked[op.key] = f"DMS refuses alias {op.target}: it is an account"
+
+
+def _prefix_clash(address: str, aliases: Iterable[str]) -> str | None:
+    """DMS greps ``^<address>`` unescaped: ``.`` matches any character."""
+    n = len(address)
+    for alias in aliases:
+        if len(alias) >= n and all(
+            a == "." or a == b for a, b in zip(address, alias[:n], strict=True)
+        ):
+            return alias
+    return None

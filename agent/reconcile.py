@@ -1,0 +1,565 @@
+"""The reconciler: observe, plan, guard, apply — as a one-shot pass (CLI) and as a component.
+
+Triggers: a new desired state on ``ctx.hub.desired``, start-up, ``ctx.hub.resync`` and the
+periodic resync (``reconcile.resyncInterval``). A change that arrives during a pass is not lost
+and not debounced: the versions are compared when the pass ends and the next pass starts at
+once (the dirty flag). A failing op is retried with exponential backoff and jitter while the
+other ops proceed (it is re-planned from a fresh observe each time, never blindly re-run); an
+unknown outcome ends the pass and a new one starts from a fresh observe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.apply import Applier, ApplyLock, LockBusy, OpResult
+from agent.dms.actual import Actual, DmsInfo
+from agent.dms.observe import (
+    AGENT_LOCK,
+    ObserveError,
+    dms_started,
+    info_from_env,
+    observe,
+    read_info,
+)
+from agent.events import EventSink, LogEventSink
+from agent.executor import Executor
+from agent.ledger import (
+    LEDGER_NAME,
+    Ledger,
+    LedgerError,
+    intent_digests,
+    load_key,
+    new_entry,
+)
+from agent.mailstate.model import Desired, MailState
+from agent.plan import Plan, PlanPolicy, plan
+from agent.reconcile_metrics import (
+    DRIFT,
+    LAST_SUCCESS,
+    MANAGED,
+    OP_SECONDS,
+    OPS,
+    PENDING,
+    RECONCILE_SECONDS,
+    RECONCILES,
+    REFUSED,
+)
+from agent.settings import Settings
+from agent.status import ComponentStatus, State
+
+if TYPE_CHECKING:
+    from agent.app import AgentContext, Component
+
+log = logging.getLogger("dms_agent.reconcile")
+
+MAX_STATUS_RESULTS = 200  # /status keeps the failures plus the most recent results
+
+
+class ReconcileError(Exception):
+    """A pass could not run (settings, ledger, DMS not readable); the message says why."""
+
+
+@dataclass(slots=True)
+class Retry:
+    attempt: int
+    not_before: float  # time.monotonic()
+
+
+@dataclass(slots=True)
+class PassReport:
+    plan: Plan | None = None
+    results: list[OpResult] = field(default_factory=list)
+    error: str | None = None
+    applied: bool = False  # apply mode (not observe, not plan-only)
+    interrupted: bool = False  # ended early on an unknown outcome
+    duration: float = 0.0
+    commands_time: float = 0.0  # sum of the ops' own durations (executor-measured)
+
+    @property
+    def failed(self) -> list[OpResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+    @property
+    def outcome(self) -> str:
+        if self.error is not None or (self.plan is not None and self.plan.fatal):
+            return "failed"
+        if not self.applied:
+            return "observed"
+        if not self.results:
+            return "noop"
+        if self.failed:
+            return "partial" if len(self.failed) < len(self.results) else "failed"
+        return "applied"
+
+    def describe(self) -> dict[str, Any]:
+        failures = [r.describe() for r in self.results if r.status != "ok"]
+        recent = [r.describe() for r in self.results if r.status == "ok"]
+        keep = max(0, MAX_STATUS_RESULTS - len(failures))
+        return {
+            "outcome": self.outcome,
+            "error": self.error,
+            "plan": self.plan.describe() if self.plan is not None else None,
+            "results": failures + recent[-keep:] if keep else failures,
+            "opsDone": sum(1 for r in self.results if r.status == "ok"),
+            "opsFailed": len(failures),
+            "interrupted": self.interrupted,
+            "duration": round(self.duration, 4),
+        }
+
+
+class Engine:
+    """Everything one pass needs; kept between passes (ledger, retries, DMS info)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Executor | None,
+        events: EventSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.events = events or LogEventSink()
+        self.clock = clock
+        dms = settings.dms
+        self.config_dir = dms.config_dir
+        self.mail_dir = dms.mail_dir
+        ledger_path = settings.reconcile.ledger_path
+        if ledger_path is None and self.config_dir is not None:
+            ledger_path = self.config_dir / LEDGER_NAME
+        self.ledger_path = ledger_path
+        self.ledger = Ledger(ledger_path) if ledger_path is not None else None
+        self._ledger_sig: tuple[Any, ...] | None = None
+        self.info: DmsInfo | None = None
+        self.retries: dict[str, Retry] = {}
+        self._digests: tuple[MailState, dict[str, str]] | None = None
+        self._last_refused: tuple[str, ...] = ()
+        self._last_drift: tuple[str, ...] = ()
+
+    # --- DMS ------------------------------------------------------------------------------
+    @property
+    def via_commands(self) -> bool:
+        return self.executor is not None
+
+    async def check_dms(self) -> str | None:
+        """None when DMS is up; else why not (still starting). Refreshes DMS's settings."""
+        dms = self.settings.dms
+        if self.executor is None:
+            self.info = info_from_env(dms.environment)
+            return None
+        try:
+            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout)
+            if not started.ready:
+                return started.message
+            self.info = await read_info(self.executor, dms.environment, dms.command_timeout)
+        except OSError as exc:
+            return f"cannot reach the mailserver: {exc}"
+        return None
+
+    async def observe(self) -> Actual:
+        if self.info is None:
+            waiting = await self.check_dms()
+            if waiting is not None:
+                raise ReconcileError(waiting)
+        assert self.info is not None
+        dms = self.settings.dms
+        try:
+            return await observe(
+                self.config_dir,
+                self.executor,
+                dms.setup_command,
+                dms.command_timeout,
+                self.info,
+                missing_ok=self.executor is None,
+            )
+        except (ObserveError, OSError) as exc:
+            raise ReconcileError(str(exc)) from None
+
+    # --- ledger & digests -----------------------------------------------------------------
+    def _ledger_signature(self) -> tuple[Any, ...]:
+        assert self.ledger is not None
+        sig: list[Any] = []
+        for p in (self.ledger.path, self.ledger.journal_path):
+            try:
+                st = p.stat()
+                sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def refresh_ledger(self) -> Ledger:
+        """(Re)load the ledger if another agent or a crash changed it since we last wrote it."""
+        if self.ledger is None:
+            raise ReconcileError(
+                "no place for the ledger: set dms.configDir (mounted) or reconcile.ledgerPath"
+            )
+        sig = self._ledger_signature()
+        if sig != self._ledger_sig:
+            try:
+                self.ledger.load()
+            except LedgerError as exc:
+                raise ReconcileError(str(exc)) from None
+            self._ledger_sig = sig
+        return self.ledger
+
+    def digests(self, desired: Desired) -> dict[str, str]:
+        """Keyed digests of the declared password intents, computed once per desired state."""
+        # the state object itself is kept, so "is" can never match a new object at a reused id
+        if self._digests is not None and self._digests[0] is desired.state:
+            return self._digests[1]
+        passwords = desired.state.passwords
+        if not passwords:
+            result: dict[str, str] = {}
+        else:
+            assert self.ledger_path is not None
+            try:
+                key = load_key(self.settings.reconcile.ledger_key_file, self.ledger_path)
+            except LedgerError as exc:
+                raise ReconcileError(str(exc)) from None
+            result = intent_digests(key, passwords)
+        self._digests = (desired.state, result)
+        return result
+
+    def policy(self, allow_deletions: int = 0) -> PlanPolicy:
+        rec = self.settings.reconcile
+        now = self.clock()
+        return PlanPolicy(
+            prune=rec.prune,
+            prune_unmanaged=rec.prune_unmanaged,
+            delete_mail_data=rec.delete_mail_data,
+            max_count=rec.max_deletions.count,
+            max_percent=rec.max_deletions.percent,
+            passwords=rec.passwords,
+            allow_deletions=allow_deletions,
+            via_commands=self.via_commands,
+            deferred=frozenset(k for k, r in self.retries.items() if r.not_before > now),
+        )
+
+    # --- one pass -------------------------------------------------------------------------
+    async def plan_only(self, desired: Desired) -> PassReport:
+        """Plan against the actual state without writing anything (observe mode, CLI plan)."""
+        started = time.monotonic()
+        report = PassReport()
+        try:
+            ledger = await asyncio.to_thread(self.refresh_ledger)
+            digests = self.digests(desired)
+            actual = await self.observe()
+            report.plan = plan(desired, actual, ledger.data, self.policy(), digests)
+        except ReconcileError as exc:
+            report.error = str(exc)
+        report.duration = time.monotonic() - started
+        self._publish(report)
+        return report
+
+    async def run_pass(
+        self,
+        desired: Desired,
+        allow_deletions: int = 0,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> PassReport:
+        """Observe, plan, apply under the apply lock; the ledger follows each op."""
+        started = time.monotonic()
+        report = PassReport(applied=True)
+        lock = self._lock()
+        try:
+            if lock is not None:
+                await lock.acquire(self.settings.reconcile.lock_wait)
+            await self._pass(desired, allow_deletions, report, progress)
+        except (ReconcileError, LockBusy) as exc:
+            report.error = str(exc)
+        finally:
+            if lock is not None:
+                lock.release()
+        report.duration = time.monotonic() - started
+        self._publish(report)
+        return report
+
+    def _lock(self) -> ApplyLock | None:
+        folder = self.config_dir or (self.ledger_path.parent if self.ledger_path else None)
+        if folder is None or not folder.is_dir():
+            if folder is not None and self.executor is None:
+                folder.mkdir(parents=True, exist_ok=True)  # a fresh local file target
+                return ApplyLock(folder / AGENT_LOCK)
+            return None
+        return ApplyLock(folder / AGENT_LOCK)
+
+    async def _pass(
+        self,
+        desired: Desired,
+        allow_deletions: int,
+        report: PassReport,
+        progress: Callable[[int, int, float], None] | None,
+    ) -> None:
+        ledger = await asyncio.to_thread(self.refresh_ledger)
+        digests = self.digests(desired)
+        actual = await self.observe()
+        p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+        if p.ops and self.executor is not None:
+            # DMS compatibility is checked again right before applying anything
+            info_before = self.info
+            waiting = await self.check_dms()
+            if waiting is not None:
+                raise ReconcileError(waiting)
+            if self.info != info_before:
+                actual = await self.observe()
+                p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+        report.plan = p
+        if p.fatal:
+            return
+        await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
+        await self._apply(p, report, progress)
+        self._settle_retries(p, report)
+        await asyncio.to_thread(ledger.compact)
+        self._ledger_sig = self._ledger_signature()
+
+    def _record_plan_facts(self, desired: Desired, actual: Actual, p: Plan) -> None:
+        """Ledger-only changes: adoptions, forgotten accounts, learned hashes, alias claims."""
+        assert self.ledger is not None
+        ledger = self.ledger
+        for a in p.adopt:
+            ledger.set_account(a.address, new_entry(a.digest, a.hash, "adopted"))
+        for addr in p.forget:
+            ledger.forget_account(addr)
+        if actual.hashes is not None:
+            drift = set(p.drift)
+            for addr, entry in list(ledger.data.accounts.items()):
+                current = actual.hashes.get(addr)
+                if entry.hash is None and current is not None and addr not in drift:
+                    ledger.record_hash(addr, current)  # e.g. after a v1 ledger migration
+        for alias, recipients in desired.state.aliases.items():
+            claimed = frozenset(recipients)
+            if ledger.data.aliases.get(alias) != claimed:
+                ledger.set_alias(alias, claimed)
+
+    async def _apply(
+        self,
+        p: Plan,
+        report: PassReport,
+        progress: Callable[[int, int, float], None] | None,
+    ) -> None:
+        assert self.ledger is not None and self.info is not None
+        dms = self.settings.dms
+        applier = Applier(
+            self.ledger,
+            self.executor,
+            dms.setup_command,
+            dms.command_timeout,
+            self.config_dir,
+            self.mail_dir,
+            self.info.dkim_backend,
+            dms.container_mail_dir,
+        )
+        total = len(p.ops)
+        started = time.monotonic()
+        last_progress = started
+        interval = self.settings.reconcile.progress_interval
+        for done, op in enumerate(p.ops, 1):
+            result = await applier.run(op)
+            report.results.append(result)
+            report.commands_time += result.duration
+            OPS.labels(op.kind, result.status).inc()
+            OP_SECONDS.labels(op.kind).observe(result.duration)
+            if result.status != "ok":
+                log.warning("op %s %s: %s", op.kind, op.target, result.message or result.status)
+                self.events.emit("OpFailed", f"{op.key}: {result.message}", "Warning")
+            if result.status == "unknown":
+                report.interrupted = True  # observe afresh before anything else runs
+                break
+            now = time.monotonic()
+            if now - last_progress >= interval and done < total:
+                last_progress = now
+                rate = (now - started) / done
+                eta = rate * (total - done)
+                log.info("reconcile progress: %d/%d ops done, ETA %.0fs", done, total, eta)
+                if progress is not None:
+                    progress(done, total, eta)
+
+    def _settle_retries(self, p: Plan, report: PassReport) -> None:
+        rec = self.settings.reconcile
+        now = self.clock()
+        for r in report.results:
+            key = r.op.key
+            if r.status == "ok":
+                self.retries.pop(key, None)
+            elif r.status == "failed":
+                attempt = self.retries[key].attempt + 1 if key in self.retries else 0
+                base = min(rec.retry_max, rec.retry_initial * 2**attempt)
+                delay = base * (0.5 + random.random() / 2)
+                self.retries[key] = Retry(attempt, now + delay)
+        live = {op.key for op in p.ops} | {op.key for op in p.deferred}
+        for key in list(self.retries):
+            if key not in live:
+                del self.retries[key]  # resolved otherwise (undeclared, done from outside)
+
+    def next_retry(self) -> float | None:
+        """Monotonic time of the earliest pending retry."""
+        return min((r.not_before for r in self.retries.values()), default=None)
+
+    # --- reporting ------------------------------------------------------------------------
+    def _publish(self, report: PassReport) -> None:
+        RECONCILES.labels(report.outcome).inc()
+        RECONCILE_SECONDS.observe(report.duration)
+        p = report.plan
+        if self.ledger is not None:
+            MANAGED.set(len(self.ledger.data.accounts))
+        if p is None:
+            return
+        done = {r.op.key for r in report.results if r.status == "ok"}
+        waiting = len([op for op in p.ops if op.key not in done])
+        PENDING.set(waiting + len(p.deferred) + len(p.blocked) + len(p.refused) + len(p.pending))
+        DRIFT.set(len(p.drift))
+        REFUSED.set(len(p.refused))
+        if report.outcome in ("noop", "applied"):
+            LAST_SUCCESS.set(time.time())
+        refused = tuple(op.key for op in p.refused)
+        if refused and refused != self._last_refused:
+            self.events.emit("DeletionsRefused", p.refused_reason, "Warning")
+        self._last_refused = refused
+        drift = tuple(p.drift)
+        if drift and drift != self._last_drift:
+            shown = ", ".join(drift[:5]) + (" …" if len(drift) > 5 else "")
+            self.events.emit("PasswordDrift", f"{len(drift)} changed outside: {shown}", "Warning")
+        self._last_drift = drift
+        if p.fatal:
+            self.events.emit("ReconcileRefused", p.fatal, "Warning")
+        if report.applied and report.results and not report.failed:
+            self.events.emit("Reconciled", f"{len(report.results)} ops applied")
+
+
+# --- the component -------------------------------------------------------------------------
+
+
+class Reconciler:
+    """The long-running component: waits for triggers, runs passes, reports."""
+
+    name = "reconcile"
+
+    def __init__(self, ctx: AgentContext, engine: Engine | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.engine = engine or Engine(ctx.settings, ctx.executor, ctx.events)
+        self.status: ComponentStatus = ctx.status.component(self.name)
+        self.dirty = False
+        self.passes = 0
+
+    async def run(self) -> None:
+        await self._wait_for_dms()
+        hub = self.ctx.hub
+        interval = self.settings.reconcile.resync_interval
+        desired_seen = -1
+        resync_seen = hub.resync.version
+        next_resync = time.monotonic() + interval
+        while True:
+            desired_seen = hub.desired.version
+            desired = hub.desired.value
+            if desired is None:
+                self.status.set(State.STARTING, "waiting for a desired state from the sources")
+            else:
+                await self.reconcile(desired)
+                next_resync = time.monotonic() + interval
+            resync_seen = await self._wait_trigger(desired_seen, resync_seen, next_resync)
+
+    async def _wait_for_dms(self) -> None:
+        delay = 1.0
+        while True:
+            waiting = await self.engine.check_dms()
+            if waiting is None:
+                return
+            self.status.set(State.STARTING, waiting)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def reconcile(self, desired: Desired) -> PassReport:
+        self.passes += 1
+        if self.settings.reconcile.mode == "observe":
+            report = await self.engine.plan_only(desired)
+        else:
+            report = await self.engine.run_pass(desired)
+        self.dirty = report.interrupted or self._blocked_progress(report)
+        self._show(report)
+        return report
+
+    @staticmethod
+    def _blocked_progress(report: PassReport) -> bool:
+        """Ops blocked by DMS's order rules may run once the others have: go again."""
+        p = report.plan
+        return bool(p and p.blocked and any(r.status == "ok" for r in report.results))
+
+    def _show(self, report: PassReport) -> None:
+        details = report.describe()
+        details["mode"] = self.settings.reconcile.mode
+        details["passes"] = self.passes
+        p = report.plan
+        if report.error is not None:
+            self.status.set(State.FAILED, report.error, **details)
+        elif p is not None and p.fatal:
+            self.status.set(State.FAILED, p.fatal, **details)
+        elif report.failed or (p is not None and (p.refused or p.blocked or p.pending)):
+            self.status.set(State.DEGRADED, _headline(report), **details)
+        else:
+            self.status.set(State.OK, _headline(report), **details)
+
+    async def _wait_trigger(self, desired_seen: int, resync_seen: int, next_resync: float) -> int:
+        """Wait for the next reason to reconcile; returns the resync version seen."""
+        hub = self.ctx.hub
+        if self.dirty:
+            return hub.resync.version
+        wake = next_resync
+        retry = self.engine.next_retry()
+        if retry is not None:
+            wake = min(wake, retry)
+        timeout = max(0.0, wake - time.monotonic())
+        waits = [
+            asyncio.ensure_future(hub.desired.wait_newer(desired_seen)),
+            asyncio.ensure_future(hub.resync.wait_newer(resync_seen)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            for w in waits:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w
+        return hub.resync.version
+
+
+def _headline(report: PassReport) -> str:
+    p = report.plan
+    if p is None:
+        return report.outcome
+    parts = [f"{report.outcome}: {len(p.ops)} ops planned"]
+    if report.applied:
+        parts.append(f"{len(report.results) - len(report.failed)} done")
+    if report.failed:
+        parts.append(f"{len(report.failed)} failed")
+    if p.refused:
+        parts.append(f"{len(p.refused)} deletions refused")
+    if p.drift:
+        parts.append(f"{len(p.drift)} drifted")
+    if p.pending:
+        parts.append(f"{len(p.pending)} pending")
+    if p.blocked:
+        parts.append(f"{len(p.blocked)} blocked")
+    return ", ".join(parts)
+
+
+def build(ctx: AgentContext) -> list[Component]:
+    """The reconciler, unless no DMS target is configured at all."""
+    components: list[Component] = [Reconciler(ctx)]
+    return components
+
+
+def default_paths(settings: Settings) -> tuple[Path | None, Path | None]:
+    """(config dir, ledger path) as the reconciler will use them."""
+    engine = Engine(settings, None)
+    return engine.config_dir, engine.ledger_path

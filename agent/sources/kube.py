@@ -1,0 +1,224 @@
+"""API source: named ConfigMaps/Secrets or a label selector, by list then watch.
+
+The loop follows the API's documented contract for efficient change detection:
+list (collection resourceVersion) -> watch from it with bookmarks -> on a clean end
+(``timeoutSeconds``), resume from the last version seen (event or bookmark) -> on 410
+Expired/Gone, list again -> on connection errors, payload errors or timeouts, resume from the
+last version after a backoff. A watch with neither an event nor a bookmark for
+``kube.stallTimeout`` is restarted (and says so in /status and a metric): watches are known to
+stop silently. resourceVersion is never compared or computed with, as the API asks.
+
+A deleted object (or a selector matching nothing) makes the source *absent*: reported, never
+an empty state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import aiohttp
+
+from agent.hub import Hub
+from agent.kube.client import KubeApiError, KubeClient
+from agent.kube.config import KubeSettings
+from agent.settings import SourceSettings
+from agent.sources.base import Publisher
+from agent.sources.document import SourceDocument
+from agent.sources.metrics import EVENTS_RECEIVED, LAST_BOOKMARK, WATCH_RESTARTS
+from agent.status import ComponentStatus, State, StatusRegistry
+
+log = logging.getLogger("dms_agent.sources.kube")
+
+MAX_LINE = 8 * 1024 * 1024  # one watch event: a 1 MiB Secret grows by base64 and JSON
+
+
+class WatchExpired(Exception):
+    """410: the version is older than the server's history; list again."""
+
+
+class WatchStalled(Exception):
+    """No event and no bookmark for too long."""
+
+
+def source_key(spec: SourceSettings, namespace: str) -> str:
+    what = spec.name if spec.name else f"selector({spec.selector})"
+    return f"{spec.kind}/{namespace}/{what}"
+
+
+def documents_of(kind: str, obj: dict[str, Any]) -> tuple[SourceDocument, ...]:
+    """One document per key; Secret values are base64-decoded and marked secret."""
+    meta = obj.get("metadata") or {}
+    where = f"{kind} {meta.get('namespace', '')}/{meta.get('name', '')}"
+    docs = []
+    secret = kind == "secret"
+    data: dict[str, str] = obj.get("data") or {}
+    binary: dict[str, str] = {} if secret else (obj.get("binaryData") or {})
+    for key in sorted({*data, *binary}):
+        if secret or key in binary:
+            raw = data.get(key) if secret else binary[key]
+            try:
+                text = base64.b64decode(raw or "", validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                text = ""  # not text: the loader reports the empty document by its origin
+        else:
+            text = data[key]
+        docs.append(SourceDocument(f"{where}[{key}]", key, text, secret))
+    return tuple(docs)
+
+
+class KubeSource:
+    def __init__(
+        self,
+        spec: SourceSettings,
+        client: KubeClient,
+        settings: KubeSettings,
+        hub: Hub,
+        status: StatusRegistry,
+    ) -> None:
+        namespace = spec.namespace or client.namespace
+        if not namespace:
+            raise ValueError(f"source {spec.kind} {spec.name or spec.selector}: no namespace")
+        self.spec = spec
+        self.client = client
+        self.settings = settings
+        self.key = source_key(spec, namespace)
+        self.name = f"source {self.key}"
+        self.publisher = Publisher(self.key, hub)
+        self.entry: ComponentStatus = status.component(self.name)
+        plural = "configmaps" if spec.kind == "configmap" else "secrets"
+        self.path = f"/api/v1/namespaces/{namespace}/{plural}"
+        self.selectors: list[tuple[str, str]] = []
+        if spec.name:
+            self.selectors.append(("fieldSelector", f"metadata.name={spec.name}"))
+        if spec.selector:
+            self.selectors.append(("labelSelector", spec.selector))
+        self.objects: dict[str, tuple[SourceDocument, ...]] = {}
+        self.rv: str | None = None
+        self.restarts: dict[str, int] = {}
+
+    # ---- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            reason, progressed = await self._one_round()
+            failures = 0 if progressed else failures + 1
+            self.restarts[reason] = self.restarts.get(reason, 0) + 1
+            WATCH_RESTARTS.labels(self.key, reason).inc()
+            if reason == "end":
+                continue  # the server ended the watch on time: resume at once
+            delay = 0.0 if reason == "expired" and failures <= 1 else self._backoff(failures)
+            state = State.OK if reason == "expired" else State.DEGRADED
+            self.entry.set(
+                state,
+                f"watch restarted ({reason}); retry in {delay:.1f}s",
+                restarts=dict(self.restarts),
+            )
+            if delay:
+                await asyncio.sleep(delay)
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(0, failures))
+        return float(base * (0.5 + random.random() / 2))
+
+    async def _one_round(self) -> tuple[str, bool]:
+        """List if needed, then watch. Returns (why it stopped, whether anything arrived)."""
+        progressed = False
+        try:
+            if self.rv is None:
+                await self._list()
+                progressed = True
+            progressed = await self._watch() or progressed
+            return "end", True
+        except WatchExpired:
+            log.info("%s: resourceVersion expired (410); listing again", self.key)
+            self.rv = None
+            return "expired", progressed
+        except WatchStalled:
+            log.warning(
+                "%s: no event nor bookmark for %.0fs; restarting the watch",
+                self.key,
+                self.settings.stall_timeout,
+            )
+            return "stalled", False
+        except KubeApiError as exc:
+            log.warning("%s: API error: %s", self.key, exc)
+            self.entry.set(State.DEGRADED, f"API error: {exc}")
+            return ("unauthorized" if exc.status in (401, 403) else "error"), False
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            # ClientPayloadError (a reset stream), connection refused, a broken line ...
+            log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
+            return "error", False
+
+    async def _list(self) -> None:
+        body = await self.client.request("GET", self.path, self.selectors)
+        self.objects = {
+            item["metadata"]["name"]: documents_of(self.spec.kind, item)
+            for item in body.get("items") or []
+        }
+        self.rv = body["metadata"]["resourceVersion"]
+        self.publisher.mark_event()
+        self._publish()
+
+    async def _watch(self) -> bool:
+        query = [
+            *self.selectors,
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(self.settings.watch_timeout)),
+            ("resourceVersion", self.rv or ""),
+        ]
+        progressed = False
+        async with self.client.stream(self.path, query) as resp:
+            self.entry.set(State.OK, "watching", resourceVersionSeen=True)
+            while True:
+                try:
+                    line = await asyncio.wait_for(
+                        resp.content.readline(max_line_length=MAX_LINE),
+                        self.settings.stall_timeout,
+                    )
+                except TimeoutError:
+                    raise WatchStalled from None
+                if not line:
+                    return progressed
+                if line.strip():
+                    self._handle(json.loads(line))
+                    progressed = True
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        EVENTS_RECEIVED.labels(self.key, str(kind)).inc()
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise WatchExpired
+            raise KubeApiError(
+                int(obj.get("code") or 500), str(obj.get("reason")), str(obj.get("message"))
+            )
+        meta = obj.get("metadata") or {}
+        if kind == "BOOKMARK":
+            LAST_BOOKMARK.labels(self.key).set(time.time())
+            self.rv = meta.get("resourceVersion") or self.rv
+            return
+        self.publisher.mark_event()
+        name = meta.get("name", "")
+        if kind == "DELETED":
+            self.objects.pop(name, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.objects[name] = documents_of(self.spec.kind, obj)
+        self.rv = meta.get("resourceVersion") or self.rv
+        self._publish()
+
+    def _publish(self) -> None:
+        if not self.objects:
+            documents = None  # deleted / nothing matches: unknown, never empty
+            self.entry.set(State.DEGRADED, "source absent: no matching object", present=False)
+        else:
+            documents = tuple(d for name in sorted(self.objects) for d in self.objects[name])
+            self.entry.set(State.OK, "watching", present=True, objects=sorted(self.objects))
+        self.publisher.publish(documents)

@@ -1,0 +1,237 @@
+"""Shared by the deploy tests: find the tools, render the chart, normalise objects, and
+regenerate ``manifests/`` from the chart.
+
+``manifests/`` is the chart rendered with default values, minus what only Helm adds:
+    python -m tests.deploy.render --write-manifests
+The normalisation the equality test applies (``normalise``): the labels Helm adds
+(``helm.sh/chart``, ``app.kubernetes.io/managed-by``, ``app.kubernetes.io/version``) and the
+``checksum/*`` pod annotations are dropped, an emptied ``annotations`` map is dropped, ConfigMap
+values that are YAML documents are compared parsed, and objects are compared as mappings (key
+order ignored), keyed by kind and name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.rig.proc import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts-lite"
+MANIFESTS = ROOT / "manifests"
+RELEASE = "mailserver"
+KUBE_VERSION = "1.30.0"
+HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version")
+MANIFEST_HEADER = (
+    "# Generated from charts-lite/ with its default values (python -m tests.deploy.render\n"
+    "# --write-manifests); tests/test_deploy_manifests.py keeps the two equal.\n"
+)
+
+# Value sets the tests render. "full" turns every option on at once.
+COMBINATIONS: dict[str, list[str]] = {
+    "defaults": [],
+    "haproxy": ["haproxy.enabled=true"],
+    "demo": ["demo_mode.enabled=true"],
+    "webhook": [
+        "poor_mans_k8s_lb.enabled=true",
+        "poor_mans_k8s_lb.webhook_url=https://lb.example.net/hooks/mail",
+        "poor_mans_k8s_lb.webhook_secret=EXAMPLE-hook-secret",
+    ],
+    "certmanager": ["ssl.issuer.name=letsencrypt", "ssl.dnsname=mx.example.com"],
+    "loadbalancer": [
+        "service.type=LoadBalancer",
+        "service.loadBalancer.publicIp=192.0.2.10",
+        "service.loadBalancer.allowedIps={198.51.100.0/24,203.0.113.7/32}",
+    ],
+    "clusterip": ["service.type=ClusterIP"],
+    "metrics": ["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
+    "existingsecret": ["secrets.existingSecret=my-mail-secrets"],
+    "full": [
+        "haproxy.enabled=true",
+        "demo_mode.enabled=true",
+        "poor_mans_k8s_lb.enabled=true",
+        "poor_mans_k8s_lb.webhook_url=https://lb.example.net/hooks/mail",
+        "ssl.issuer.name=letsencrypt",
+        "ssl.issuer.kind=Issuer",
+        "service.type=LoadBalancer",
+        "service.loadBalancer.publicIp=192.0.2.10",
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.prometheusRule.enabled=true",
+        "persistence.storageClass=fast",
+        "persistence.annotations.backup=daily",
+        "liveness_tests.commands={supervisorctl status postfix}",
+    ],
+}
+
+
+def find_tool(name: str) -> str | None:
+    """The repo's tools/bin first (.ci/extra-installs), then beside this Python, then PATH."""
+    for folder in (ROOT / "tools" / "bin", ROOT / ".venv" / "bin", Path(sys.executable).parent):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def require_tool(name: str, how: str) -> str:
+    """Path of ``name``, or skip (fail under CI=true) saying how to get it."""
+    path = find_tool(name)
+    if path:
+        return path
+    message = f"{name} not found ({how})"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_module(name: str, how: str) -> Any:
+    """Import ``name``, or skip (fail under CI=true)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python module {name} missing ({how})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
+
+
+def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **kwargs)
+
+
+@functools.cache
+def _helm_template(helm: str, sets: tuple[str, ...], show_only: str | None = None) -> str:
+    argv = [helm, "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION]
+    for item in sets:  # "a.b=c", or a whole flag such as "--set-string=a.b=c"
+        argv += [item] if item.startswith("--") else ["--set", item]
+    if show_only:
+        argv += ["--show-only", show_only]
+    proc = run(argv)
+    if proc.returncode != 0:
+        raise AssertionError(f"helm template {' '.join(sets)} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def helm_template(helm: str, sets: Iterable[str] = ()) -> str:
+    return _helm_template(helm, tuple(sets))
+
+
+def split_sources(rendered: str) -> dict[str, str]:
+    """Rendered text per template file (``statefulset.yaml`` -> its documents)."""
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in rendered.splitlines():
+        match = re.match(r"# Source: [^/]+/templates/(.+)$", line)
+        if match:
+            current = match.group(1)
+            out.setdefault(current, [])
+            continue
+        if line == "---":
+            continue
+        if current is not None:
+            out[current].append(line)
+    return {name: "\n".join(lines).strip() + "\n" for name, lines in out.items()}
+
+
+def load_docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def normalise(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without what only Helm adds; YAML documents in ConfigMaps parsed."""
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(doc)))  # deep copy
+    for meta in _metadatas(out):
+        labels = meta.get("labels") or {}
+        for key in HELM_LABELS:
+            labels.pop(key, None)
+        notes = meta.get("annotations")
+        if isinstance(notes, dict):
+            for key in [k for k in notes if k.startswith("checksum/")]:
+                del notes[key]
+            if not notes:
+                del meta["annotations"]
+    if out.get("kind") == "ConfigMap":
+        for key, value in (out.get("data") or {}).items():
+            if key.endswith((".yaml", ".yml")):
+                out["data"][key] = yaml.safe_load(value)
+    return out
+
+
+def _metadatas(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [doc.get("metadata") or {}]
+    template = (doc.get("spec") or {}).get("template")
+    if isinstance(template, dict):
+        found.append(template.get("metadata") or {})
+    return found
+
+
+def by_kind_name(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): normalise(d) for d in docs}
+
+
+def manifest_text(template_text: str) -> str:
+    """A rendered template as a manifests/ file: Helm's labels and checksums removed."""
+    kept: list[str] = []
+    for line in template_text.splitlines():
+        stripped = line.strip()
+        if any(stripped.startswith(f"{label}:") for label in HELM_LABELS):
+            continue
+        if stripped.startswith("checksum/"):
+            continue
+        kept.append(line)
+    # An `annotations:` left with nothing under it goes too.
+    result: list[str] = []
+    for i, line in enumerate(kept):
+        if line.strip() == "annotations:":
+            indent = len(line) - len(line.lstrip())
+            nxt = kept[i + 1] if i + 1 < len(kept) else ""
+            if len(nxt) - len(nxt.lstrip()) <= indent:
+                continue
+        result.append(line)
+    return MANIFEST_HEADER + "\n".join(result).strip() + "\n"
+
+
+def write_manifests(helm: str) -> list[Path]:
+    """Regenerate manifests/<template>.yaml from the chart's defaults (+ the alert rules)."""
+    written: list[Path] = []
+    defaults = split_sources(helm_template(helm))
+    rules = split_sources(helm_template(helm, ["metrics.prometheusRule.enabled=true"]))
+    defaults["prometheusrule.yaml"] = rules["prometheusrule.yaml"]
+    for name, text in sorted(defaults.items()):
+        if not text.strip():
+            continue
+        path = MANIFESTS / name
+        path.write_text(manifest_text(text))
+        written.append(path)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-manifests", action="store_true")
+    args = parser.parse_args()
+    helm = find_tool("helm")
+    if helm is None:
+        print("helm not found: run .ci/extra-installs", file=sys.stderr)
+        return 1
+    if args.write_manifests:
+        for path in write_manifests(helm):
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Kubernetes test API server (see server.py) and its pytest fixtures (fixtures.py)."""
