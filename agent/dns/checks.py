@@ -276,7 +276,7 @@ def _dkim_compare(
         msg = f"DKIM key {selector} in DNS is not the key DMS signs with"
         return Finding(F, msg, shown, expected, _dkim_fix(name, key)), info
     minimum = env.settings.min_dkim_bits
-    if bits is not None and bits < minimum:
+    if dkimkeys.key_type(record) == "rsa" and bits is not None and bits < minimum:
         fix = f"make a {minimum}-bit key (`setup config dkim keysize {minimum}`) and publish it"
         msg = f"DKIM key {selector} has only {bits} bits"
         return Finding(W, msg, shown, f"{minimum} bits", fix), info

@@ -52,6 +52,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("dkim1024.test", "dkim", W, "only 1024 bits"),
         ("dkimsplit.test", "dkim", P, "DKIM dkim matches DMS's key"),
         ("dkimrevoked.test", "dkim", F, "revoked (empty p=)"),
+        ("dkimed.test", "dkim", P, "DKIM mail matches DMS's key"),  # 256 bits is right here
         ("dmarcnone.test", "dmarc", W, "p=none"),
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
