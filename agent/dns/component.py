@@ -57,6 +57,7 @@ class DnsChecker:
         self._publish_status(reports, duration)
         self._emit_events(reports)
         self.ctx.hub.dns_results.set(reports)
+        log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
         return reports
 
     def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:

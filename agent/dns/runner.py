@@ -33,7 +33,7 @@ class DomainSpec:
 
 @dataclass(slots=True)
 class Plan:
-    """What to check: the mail domains and the MX host (from settings)."""
+    """The mail domains to check (the MX host comes from the settings, in ``run``)."""
 
     domains: list[DomainSpec] = field(default_factory=list)
 
