@@ -18,16 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from pydantic import ValidationError
 
 from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
 from agent.dns import runner
 from agent.dns.config import DnsSettings
 from agent.dns.model import DomainReport, Status
-from agent.mailstate.model import Account, Desired, DkimSpec, Domain, MailState
+from agent.errors import InvalidDocument
+from agent.mailstate.load import desired_from_documents
+from agent.mailstate.model import Desired
 from agent.settings import Settings
-from agent.sources.document import read_path
+from agent.sources.document import SourceDocument, read_path
 
 EXIT_FAIL, EXIT_ERROR = 1, 3
 COLOURS = {"pass": "32", "warn": "33", "fail": "31", "error": "35"}
@@ -68,7 +69,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         dns = dns_settings(settings.dns, args)
         desired = load_state(args.state, settings)
-    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+    except InvalidDocument as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return EXIT_INVALID_SETTINGS
+    except (ValidationError, ValueError, OSError) as exc:
         print(f"check-dns: {exc}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
     plan = runner.plan_from(dns, desired, args.domains)
@@ -104,32 +109,18 @@ def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
 
 
 def load_state(path: Path | None, settings: Settings) -> Desired | None:
-    """Domains and DKIM selectors from state documents (``--state``, else path sources).
-
-    This reads only what the checks need and tolerates the rest; validating a state document
-    is ``dms-agent``'s loader's job, not this command's.
-    """
+    """The desired state from ``--state``, else from the settings' ``kind: path`` sources, read
+    and validated by the agent's own loader (state documents and DMS's native files)."""
     paths = [path] if path else [s.path for s in settings.sources if s.kind == "path" and s.path]
-    state = MailState()
+    if not paths:
+        return None
+    docs: list[SourceDocument] = []
     for folder in paths:
-        for doc in read_path(folder) or ():
-            if doc.name.endswith((".yaml", ".yml")) and doc.name != "passwords.yaml":
-                _merge(state, yaml.safe_load(doc.text))
-    return Desired(state) if paths else None
-
-
-def _merge(state: MailState, data: Any) -> None:
-    if not isinstance(data, dict):
-        return
-    for name, spec in (data.get("domains") or {}).items():
-        dkim = spec.get("dkim") if isinstance(spec, dict) else None
-        selector = dkim.get("selector", "mail") if isinstance(dkim, dict) else None
-        key = str(name).lower()
-        state.domains[key] = Domain(key, DkimSpec(str(selector)) if selector else None)
-    for address in data.get("accounts") or {}:
-        state.accounts[str(address).lower()] = Account(str(address).lower())
-    for address in data.get("aliases") or {}:
-        state.aliases[str(address).lower()] = ()
+        found = read_path(folder)
+        if found is None:
+            raise ValueError(f"{folder}: no such state file or folder")
+        docs.extend(found)
+    return desired_from_documents(docs)
 
 
 def as_json(reports: dict[str, DomainReport]) -> dict[str, Any]:

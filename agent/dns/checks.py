@@ -20,7 +20,7 @@ import dns.reversename
 
 from agent.dns import dkimkeys, spfeval, tlsa
 from agent.dns.config import DnsSettings
-from agent.dns.dkimkeys import PublicKey
+from agent.dns.dkimkeys import PublicKey, key_data
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
 from agent.dns.mtasts import PolicyError, fetch_policy
 from agent.dns.resolver import Lookup, LookupFailed
@@ -38,6 +38,7 @@ class Env:
     lookup: Lookup
     spf_ask: spfeval.Ask  # pyspf's lookups, answered by ``lookup`` on the event loop
     http: aiohttp.ClientSession | None = None
+    http_problem: str | None = None  # why policies cannot be fetched (a bad CA bundle)
     dkim_keys: dict[str, dict[str, PublicKey]] = field(default_factory=dict)
 
 
@@ -46,24 +47,17 @@ def result(domain: str, check: str, *findings: Finding) -> CheckResult:
 
 
 async def guard(domain: str, check: str, body: Awaitable[CheckResult]) -> CheckResult:
-    """Run one check; a failed lookup or a bug in one check is that check's ``error``."""
+    """Run one check; a failed lookup, or a bug in one check, is that check's ``error``."""
     try:
         return await body
+    except LookupFailed as exc:
+        msg = f"DNS lookup failed ({exc}); nothing can be said about the record"
+        fix = "check that the configured nameservers answer, then re-run the check"
     except Exception as exc:  # one broken check must not take the others down
-        if not isinstance(exc, LookupFailed):
-            log.exception("dns check %s of %s crashed", check, domain)
-            msg = f"the check itself failed ({type(exc).__name__}: {exc})"
-            fix = "report this as a dms-agent bug, with the log line"
-            return result(domain, check, Finding(E, msg, fix=fix))
-        return result(
-            domain,
-            check,
-            Finding(
-                E,
-                f"DNS lookup failed ({exc}); nothing can be said about the record",
-                fix="check that the configured nameservers answer, then re-run the check",
-            ),
-        )
+        log.exception("dns check %s of %s crashed", check, domain)
+        msg = f"the check itself failed ({type(exc).__name__}: {exc})"
+        fix = "report this as a dms-agent bug, with the log line"
+    return result(domain, check, Finding(E, msg, fix=fix))
 
 
 # ---------------------------------------------------------------- MX
@@ -78,9 +72,7 @@ async def check_mx(env: Env, domain: str, send_only: bool) -> CheckResult:
     answer = await env.lookup.query(domain, "MX")
     want = env.settings.mx_host
     add = f"add `{domain}. MX 10 {want or '<your mail host>'}.`"
-    mxs = sorted(
-        (r.preference, r.exchange.to_text(True).lower().rstrip(".")) for r in answer.records
-    )
+    mxs = sorted((r.preference, exchange(r)) for r in answer.records)
     found = ", ".join(f"{p} {x or '.'}" for p, x in mxs) or "no MX record"
     if answer.nxdomain:
         return result(domain, "mx", Finding(F, f"{domain} does not exist in DNS", found, "", add))
@@ -240,7 +232,7 @@ async def _dkim_one(
     env: Env, domain: str, selector: str, key: PublicKey | None
 ) -> tuple[Finding, DkimInfo]:
     name = f"{selector}._domainkey.{domain}"
-    records = [t for t in await env.lookup.txt(name) if "p=" in t.replace(" ", "")]
+    records = await env.lookup.txt(name)  # the name is DKIM's alone: every TXT there counts
     source = key.source if key else None
     if not records:
         if key is None:
@@ -254,46 +246,51 @@ async def _dkim_one(
             selector, False, False, key_source=source
         )
     if len(records) > 1:
-        fix = f"keep exactly one TXT at {name}"
-        return Finding(F, f"{len(records)} DKIM records at {name}", " | ".join(records)), DkimInfo(
-            selector, True, None, key_source=source
-        )
+        fix = f"keep exactly one TXT at {name}: receivers cannot tell which key is meant"
+        msg = f"{len(records)} TXT records at {name}"
+        finding = Finding(F, msg, " | ".join(r[:40] for r in records), "one record", fix)
+        return finding, DkimInfo(selector, True, None, key_source=source)
     return _dkim_compare(env, name, records[0], selector, key)
 
 
 def _dkim_compare(
     env: Env, name: str, record: str, selector: str, key: PublicKey | None
 ) -> tuple[Finding, DkimInfo]:
+    """One published DKIM record against the key DMS holds (if any)."""
     source = key.source if key else None
-    fix_from = f"replace the TXT at {name} with the value in {source}" if key else ""
+    published = key_data(record)
+    bits = None
     try:
+        if published == "":
+            raise ValueError("revoked (empty p=)")
         bits = dkimkeys.key_bits(record)
     except ValueError as exc:
-        msg = f"DKIM record {name} does not parse: {exc}"
-        return Finding(F, msg, record[:80], "v=DKIM1; k=rsa; p=...", fix_from), DkimInfo(
-            selector, True, False if key else None, key_source=source
-        )
-    published = dkimkeys.key_data(record) or ""
-    shown = f"{bits}-bit key p=...{published[-16:]}"
-    if key is not None and published != key.p:
-        msg = f"DKIM key {selector} in DNS is not the key DMS signs with"
-        expected = f"p=...{key.p[-16:]}"
-        return Finding(F, msg, shown, expected, fix_from), DkimInfo(
-            selector, True, False, bits, source
-        )
-    matches = None if key is None else True
+        info = DkimInfo(selector, True, False if key else None, key_source=source)
+        msg = f"DKIM key {selector} is {exc}" if published == "" else f"{name}: {exc}"
+        return Finding(F, msg, record[:80], "v=DKIM1; k=rsa; p=<key>", _dkim_fix(name, key)), info
+    matches = None if key is None else published == key.p
     info = DkimInfo(selector, True, matches, bits, source)
+    shown = f"{bits}-bit key p=...{(published or '')[-16:]}"
+    expected = f"p=...{key.p[-16:]}" if key else "a key in DMS's config folder"
+    if matches is False:
+        msg = f"DKIM key {selector} in DNS is not the key DMS signs with"
+        return Finding(F, msg, shown, expected, _dkim_fix(name, key)), info
     minimum = env.settings.min_dkim_bits
-    if bits is not None and bits < minimum:
+    if dkimkeys.key_type(record) == "rsa" and bits is not None and bits < minimum:
         fix = f"make a {minimum}-bit key (`setup config dkim keysize {minimum}`) and publish it"
-        return Finding(
-            W, f"DKIM key {selector} has only {bits} bits", shown, f"{minimum}", fix
-        ), info
-    if key is None:
+        msg = f"DKIM key {selector} has only {bits} bits"
+        return Finding(W, msg, shown, f"{minimum} bits", fix), info
+    if matches is None:
         fix = "check dms.configDir: the agent found no public key file for this selector"
         msg = f"DKIM {selector} published; DMS holds no key to compare"
-        return Finding(W, msg, shown, "a key in DMS's config folder", fix), info
-    return Finding(P, f"DKIM {selector} matches DMS's key", shown, f"p=...{key.p[-16:]}"), info
+        return Finding(W, msg, shown, expected, fix), info
+    return Finding(P, f"DKIM {selector} matches DMS's key", shown, expected), info
+
+
+def _dkim_fix(name: str, key: PublicKey | None) -> str:
+    if key is not None:
+        return f"replace the TXT at {name} with the value in {key.source}"
+    return f"publish at {name} the public key DMS signs with (`setup config dkim` makes one)"
 
 
 # ---------------------------------------------------------------- DMARC
@@ -375,13 +372,16 @@ async def check_mta_sts(env: Env, domain: str) -> CheckResult:
         fix = "set id= to 1-32 letters or digits and change it with every policy change"
         msg = "MTA-STS record has no valid id="
         return result(domain, "mta-sts", Finding(F, msg, records[0], "v=STSv1; id=...", fix))
-    if env.http is None:
-        return result(domain, "mta-sts", Finding(P, "MTA-STS record present", records[0]))
+    if env.http_problem is not None:
+        fix = "point dns.mtaSts.caBundle at a readable PEM file, or remove it"
+        msg = f"cannot fetch the policy: {env.http_problem}"
+        return result(domain, "mta-sts", Finding(E, msg, records[0], "", fix))
     return result(domain, "mta-sts", await _mta_sts_policy(env, domain))
 
 
 async def _mta_sts_policy(env: Env, domain: str) -> Finding:
-    assert env.http is not None
+    if env.http is None:
+        raise RuntimeError("no HTTP session")  # the runner always opens one
     s = env.settings.mta_sts
     serve = f"serve the policy over HTTPS at https://mta-sts.{domain}/.well-known/mta-sts.txt"
     if s.connect_to is None:

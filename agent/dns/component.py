@@ -57,10 +57,13 @@ class DnsChecker:
         self._publish_status(reports, duration)
         self._emit_events(reports)
         self.ctx.hub.dns_results.set(reports)
+        log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
         return reports
 
     def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
         current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
+        if self.runs == 1:
+            metrics.CHECK_STATE.clear()  # series a previous generation (before a reload) left
         for domain, check in set(self._previous) - set(current):
             metrics.CHECK_STATE.remove(domain, check)  # a domain left the state: no stale series
         for (domain, check), status in current.items():

@@ -10,6 +10,7 @@ Private key files (``*.private``, ``*.private.txt``) are never opened.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +60,20 @@ def key_data(record: str) -> str | None:
     return None if p is None else re.sub(r"\s+", "", p)
 
 
+def key_type(record: str) -> str:
+    """The ``k=`` tag (``rsa`` when absent, as RFC 6376 says); "" when the record is unparsable."""
+    try:
+        return tags(record).get("k", "rsa").strip().lower()
+    except ValueError:
+        return ""
+
+
 def key_bits(record: str) -> int | None:
     """Key size by dkimpy's parser (256 for ed25519); raises ValueError for a broken key."""
-    k = tags(record).get("k", "rsa").strip().lower()
-    if k == "ed25519":
+    tags(record)  # raises ValueError for a broken tag list
+    if key_type(record) == "ed25519":
+        if len(base64.b64decode(key_data(record) or "", validate=False)) != 32:
+            raise ValueError("an ed25519 p= must hold 32 bytes (RFC 8463)")
         return 256
     try:
         _pk, bits, _ktag, _tlsrpt = dkim.evaluate_pk("", record.encode("ascii", "replace"))

@@ -114,6 +114,16 @@ class Lookup:
             self._pending[key] = future
         return await asyncio.shield(future)
 
+    def done(self, name: str, rdtype: str) -> Answer | None:
+        """The answer if this run already has it, else None; raises LookupFailed if it failed.
+
+        Safe from a worker thread: it only reads a dict entry and a finished future.
+        """
+        future = self._pending.get((name.lower().rstrip("."), rdtype))
+        if future is None or not future.done() or future.cancelled():
+            return None
+        return future.result()
+
     async def _ask(self, name: str, rdtype: str) -> Answer:
         try:
             async with self._slots:

@@ -63,6 +63,9 @@ def loop_asker(lookup: Lookup, loop: asyncio.AbstractEventLoop, timeout: float) 
     """An ``Ask`` for worker threads that runs each lookup on ``loop`` through ``lookup``."""
 
     def ask(name: str, qtype: str) -> Answer:
+        known = lookup.done(name, qtype)  # most SPF lookups were answered already this run
+        if known is not None:
+            return known
         future = asyncio.run_coroutine_threadsafe(lookup.query(name, qtype), loop)
         try:
             return future.result(timeout)
@@ -87,8 +90,10 @@ def evaluate(ask: Ask, domain: str, addresses: Sequence[str]) -> list[SpfOutcome
     _local.ask = ask
     try:
         outcomes = []
+        cache: dict[Any, Any] = {}  # pyspf's answer cache, shared by the evaluations of a call
         for address in addresses:
             q = spf.query(i=address, s=f"postmaster@{domain}", h=domain, strict=True)
+            q.cache = cache
             result, _code, explanation = q.check()
             outcomes.append(
                 SpfOutcome(address, result, str(explanation), q.lookups, q.void_lookups)

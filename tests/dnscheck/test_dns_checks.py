@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,8 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("dkimbad.test", "dkim", F, "not the key DMS signs with"),
         ("dkim1024.test", "dkim", W, "only 1024 bits"),
         ("dkimsplit.test", "dkim", P, "DKIM dkim matches DMS's key"),
+        ("dkimrevoked.test", "dkim", F, "revoked (empty p=)"),
+        ("dkimed.test", "dkim", P, "DKIM mail matches DMS's key"),  # 256 bits is right here
         ("dmarcnone.test", "dmarc", W, "p=none"),
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
@@ -173,3 +176,26 @@ async def test_tlsa_without_smtp_is_an_error(dns_world: World) -> None:
         settings = settings.model_copy(update={"smtp_port": port, "ipv6": [], "egress": []})
         reports = await runner.run(settings, runner.Plan([]), None)
     assert reports["dane-ok.hosting.test"].results["tlsa"].status == E
+
+
+async def test_unreadable_ca_bundle_is_an_error_of_the_mta_sts_check(
+    dns_world: World, tmp_path: Path
+) -> None:
+    base = dns_world.settings()
+    sts = base.mta_sts.model_copy(update={"ca_bundle": tmp_path / "missing.pem"})
+    settings = base.model_copy(update={"mta_sts": sts})
+    reports = await runner.run(settings, runner.plan_from(settings, None, ["good.test"]), None)
+    res = reports["good.test"].results["mta-sts"]
+    assert res.status == E and "missing.pem" in res.headline.message
+
+
+async def test_policy_host_is_resolved_through_our_nameserver(dns_world: World) -> None:
+    """Without connectTo the policy host's A record comes from the configured nameserver."""
+    base = dns_world.settings()
+    sts = base.mta_sts.model_copy(update={"connect_to": None})
+    settings = base.model_copy(update={"mta_sts": sts})
+    plan = runner.plan_from(settings, None, ["good.test", "stsbad.test"])
+    reports = await runner.run(settings, plan, None)
+    assert reports["good.test"].results["mta-sts"].status == P
+    res = reports["stsbad.test"].results["mta-sts"]  # its zone has no mta-sts host
+    assert res.status == F and "has no address" in res.headline.message

@@ -90,3 +90,24 @@ def test_bad_flag_value_is_a_clear_error(dns_world: World) -> None:
     out = check_dns(dns_world, "--nameserver", "not-an-address", "good.test")
     assert out.returncode == 2
     assert "not-an-address" in out.stderr
+
+
+def test_missing_state_path_is_a_clear_error(dns_world: World, tmp_path: Path) -> None:
+    out = check_dns(dns_world, "--state", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 2
+    assert "nope.yaml: no such state file or folder" in out.stderr
+
+
+def test_invalid_state_file_is_rejected_with_its_line(dns_world: World, tmp_path: Path) -> None:
+    state = tmp_path / "mailserver.yaml"
+    state.write_text("apiVersion: dms-agent/v1\naccounts:\n  not-an-address: {}\n")
+    out = check_dns(dns_world, "--state", str(state))
+    assert out.returncode == 2
+    assert f"{state}:3:" in out.stderr
+
+
+def test_domains_from_dms_native_files(dns_world: World, tmp_path: Path) -> None:
+    (tmp_path / "postfix-accounts.cf").write_text("bob@nullmx.test|{SHA512-CRYPT}$6$x$y\n")
+    out = check_dns(dns_world, "--state", str(tmp_path), "--output", "json")
+    data = json.loads(out.stdout)
+    assert data["domains"]["nullmx.test"]["checks"]["mx"]["status"] == "fail"

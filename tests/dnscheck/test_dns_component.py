@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from agent.app import AgentContext
 from agent.dns.component import DnsChecker, build
@@ -90,3 +91,26 @@ async def test_domain_leaving_the_state_drops_its_series(dns_world: World) -> No
     ctx.hub.desired.set(Desired(MailState()))
     await checker.check_once()
     assert state_of("nullmx.test", "mx", "fail") is None
+
+
+async def test_failing_dns_shows_in_status_and_metrics_but_not_in_health(
+    dns_world: World, aiohttp_client: Any
+) -> None:
+    from agent.server import make_app
+
+    ctx, _ = context(dns_world)
+    ctx.status.settings_loaded = True  # as the agent does once its settings are loaded
+    ctx.hub.desired.set(Desired(MailState(accounts={"a@nomx.test": Account("a@nomx.test")})))
+    await DnsChecker(ctx).check_once()
+    client = await aiohttp_client(make_app(ctx.status))
+    status = await (await client.get("/status")).json()
+    dns = status["components"]["dns"]
+    assert dns["state"] == "degraded"
+    assert {"domain": "nomx.test", "check": "mx", "status": "fail"}.items() <= next(
+        p for p in dns["details"]["problems"] if p["domain"] == "nomx.test"
+    ).items()
+    metrics = await (await client.get("/metrics")).text()
+    series = 'check="mx",dms_agent_dns_check_state="fail",domain="nomx.test"'
+    assert f"dms_agent_dns_check_state{{{series}}} 1.0" in metrics
+    for path in ("/livez", "/readyz", "/healthz"):
+        assert (await client.get(path)).status == 200, path

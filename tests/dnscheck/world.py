@@ -26,6 +26,8 @@ MX = "mail.hosting.test"
 V4, V6 = "192.0.2.25", "2001:db8::25"
 SPF_OK = f'"v=spf1 ip4:{V4} -all"'
 GOOD_POLICY = f"version: STSv1\nmode: enforce\nmx: {MX}\nmax_age: 86400\n"
+# an ed25519 DKIM public key is the raw 32 bytes (RFC 8463); any 32 bytes serve the comparison
+ED25519_P = base64.b64encode(bytes(range(32))).decode()
 BAD_POLICY = "version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmax_age: 86400\n"
 
 
@@ -83,6 +85,9 @@ def make_keys(config_dir: Path, workdir: Path) -> Keys:
     )
     rspamd = config_dir / "rspamd" / "dkim"
     rspamd.mkdir(parents=True)
+    (rspamd / "ed25519-mail-dkimed.test.public.dns.txt").write_text(
+        f"v=DKIM1; k=ed25519; p={ED25519_P}\n"
+    )
     for name, p in [
         ("rsa-2048-dkim-dkimsplit.test", keys.split_p),
         ("rsa-2048-mail-dkimbad.test", keys.bad_disk_p),
@@ -116,6 +121,7 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
             base_records("good.test").replace(
                 "rua=mailto:dmarc@good.test", "rua=mailto:dmarc@reports.hosting.test"
             )
+            + "mta-sts A 127.0.0.1\n"  # where the test's policy server listens
             + good_dkim
             + "\n"
         ),
@@ -147,6 +153,10 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
         + f"mail._domainkey TXT {split_txt('v=DKIM1; k=rsa; p=' + keys.other_p)}\n",
         "dkim1024.test": base_records("dkim1024.test")
         + f"mail._domainkey TXT {split_txt('v=DKIM1; k=rsa; p=' + keys.small_p)}\n",
+        "dkimed.test": base_records("dkimed.test")
+        + f'mail._domainkey TXT "v=DKIM1; k=ed25519; p={ED25519_P}"\n',
+        "dkimrevoked.test": base_records("dkimrevoked.test")
+        + 'mail._domainkey TXT "v=DKIM1; p="\n',
         "dmarcnone.test": base_records("dmarcnone.test").replace("p=reject", "p=none"),
         "nodmarc.test": "\n".join(
             line for line in base_records("nodmarc.test").splitlines() if "DMARC" not in line
