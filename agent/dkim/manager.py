@@ -129,7 +129,12 @@ class DkimManager:
                 p.errors.append(f"{domain}: no key for selector {spec.selector!r} on disk")
         await self._check_publication(p)
         async with self.ctx.setup_lock:
-            if self._take_steps(p):
+            assert self.config_dir is not None  # run() does not start passes without it
+            adopted = await asyncio.to_thread(read_signing, self.config_dir, p.backend)
+            changed, retired = self._take_steps(p, adopted)
+            if retired:
+                await asyncio.to_thread(move_aside, self.config_dir, retired)
+            if changed:
                 await self._make_live(p)
             await asyncio.to_thread(save_state, self.state_path, p.state)
         self._report(p)
@@ -203,12 +208,10 @@ class DkimManager:
         answers = await asyncio.gather(*(is_published(resolver, p.keys[k]) for k in ordered))
         p.published = dict(zip(ordered, answers, strict=True))
 
-    def _take_steps(self, p: DkimPass) -> bool:
-        assert self.config_dir is not None
-        adopted = read_signing(self.config_dir, "opendkim") | read_signing(
-            self.config_dir, "rspamd"
-        )
-        now, changed = time.time(), False
+    def _take_steps(self, p: DkimPass, adopted: dict[str, str]) -> tuple[bool, list[PublicKey]]:
+        """Decide and record each domain's step (no I/O); returns whether signing changed and
+        the keys to move aside. ``adopted``: what the backend's files sign with today."""
+        now, changed, retired = time.time(), False, []
         for domain, spec in sorted(p.specs.items()):
             st = p.state.setdefault(domain, DomainState())
             if st.signing is None and (domain, adopted.get(domain, "")) in p.keys:
@@ -228,7 +231,9 @@ class DkimManager:
                 )
                 changed = True
             elif step.kind == "retire" and step.selector:
-                self._retire(domain, step.selector, p.keys)
+                key = p.keys.pop((domain, step.selector), None)
+                if key is not None:
+                    retired.append(key)
                 p.state[domain] = after_retire(st)
                 m.ACTIONS.labels("retire", "ok").inc()
                 self.ctx.events.emit(
@@ -237,21 +242,7 @@ class DkimManager:
                     f"its TXT record {step.selector}._domainkey.{domain} may now be removed",
                 )
                 changed = True
-        return changed
-
-    def _retire(self, domain: str, selector: str, keys: dict[tuple[str, str], PublicKey]) -> None:
-        """Move the retired key's files aside (never delete a private key silently)."""
-        assert self.config_dir is not None
-        key = keys.pop((domain, selector), None)
-        if key is None:
-            return
-        dest = self.config_dir / "dms-agent-retired-dkim" / domain
-        dest.mkdir(parents=True, exist_ok=True)
-        # OpenDKIM: <sel>.private + <sel>.txt; Rspamd: <stem>.private.txt + <stem>.public*.txt
-        prefix = key.source.name.split(".public")[0] if key.source.name.count(".") > 1 else selector
-        for sibling in key.source.parent.iterdir():
-            if sibling.name.startswith(prefix + "."):
-                sibling.rename(dest / sibling.name)
+        return changed, retired
 
     async def _make_live(self, p: DkimPass) -> None:
         assert self.config_dir is not None
@@ -325,6 +316,19 @@ class DkimManager:
             domains=domains,
             restartRequired=self.restart_required,
         )
+
+
+def move_aside(config_dir: Path, keys: list[PublicKey]) -> None:
+    """Move retired keys' files aside (never delete a private key silently). Blocking."""
+    for key in keys:
+        dest = config_dir / "dms-agent-retired-dkim" / key.domain
+        dest.mkdir(parents=True, exist_ok=True)
+        # OpenDKIM: <sel>.private + <sel>.txt; Rspamd: <stem>.private.txt + <stem>.public*.txt
+        name = key.source.name
+        prefix = name.split(".public")[0] if name.count(".") > 1 else key.selector
+        for sibling in key.source.parent.iterdir():
+            if sibling.name.startswith(prefix + "."):
+                sibling.rename(dest / sibling.name)
 
 
 async def _run(executor: Executor, argv: list[str], timeout: float) -> Result:
