@@ -57,7 +57,7 @@ Builder = Callable[[AgentContext], Sequence[Component]]
 # import this module for AgentContext, so naming them here by string avoids an import cycle).
 BUILDERS: list[str | Builder] = [
     "agent.sources.build:build",
-    "agent.reconcile:build",
+    "agent.reconcile.reconciler:build",
     "agent.dkim.manager:build",
     "agent.dns.component:build",
     "agent.lb:build",

@@ -27,10 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.executor import LocalExecutor, Result
-from agent.ledger import LEDGER_NAME, LedgerData, LedgerEntry, atomic_write, intent_digests
 from agent.mailstate.load import desired_from_documents
 from agent.mailstate.model import Desired
-from agent.reconcile import Engine
+from agent.reconcile.ledger import (
+    LEDGER_NAME,
+    LedgerData,
+    LedgerEntry,
+    atomic_write,
+    intent_digests,
+)
+from agent.reconcile.reconciler import Engine
 from agent.settings import Settings
 from agent.sources.document import SourceDocument
 from tests.dms_double.fixtures import DmsDouble

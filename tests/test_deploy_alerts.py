@@ -12,8 +12,8 @@ from typing import Any, get_args
 
 import yaml
 
-from agent.apply import OpStatus
 from agent.dns.model import Status as DnsStatus
+from agent.reconcile.apply import OpStatus
 from tests.deploy import render
 
 TESTS = Path(__file__).parent / "deploy" / "alerts.test.yaml"

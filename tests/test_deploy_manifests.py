@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.apply import ApplyLock
 from agent.dms.observe import AGENT_LOCK
+from agent.reconcile.apply import ApplyLock
 from agent.settings import load_settings
 from tests.deploy import render
 from tests.deploy.fixtures import rendered

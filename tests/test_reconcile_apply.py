@@ -8,7 +8,7 @@ import json
 
 from agent.executor import LocalExecutor
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
-from agent.reconcile import Engine
+from agent.reconcile.reconciler import Engine
 from agent.settings import Settings
 from tests.reconcile_rig import DmsRig, doveadm_verify, fault_script
 
@@ -259,7 +259,7 @@ async def test_observe_mode_reports_without_applying(dms_rig: DmsRig) -> None:
 
 
 def test_digests_reused_across_states_match_a_full_computation(dms_rig: DmsRig) -> None:
-    from agent.ledger import intent_digests
+    from agent.reconcile.ledger import intent_digests
 
     eng = engine(dms_rig)
     first = eng.digests(state(5))

@@ -16,7 +16,7 @@ from agent.app import AgentContext
 from agent.executor import LocalExecutor
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
 from agent.metrics import REGISTRY
-from agent.reconcile import Reconciler
+from agent.reconcile.reconciler import Reconciler
 from agent.status import State, StatusRegistry
 from tests.reconcile_rig import DmsRig, fault_script
 from tests.rig.proc import free_port

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from agent.dms.actual import Actual, DmsInfo
-from agent.ledger import LedgerData, LedgerEntry, intent_digests
 from agent.mailstate.model import (
     Account,
     Desired,
@@ -14,7 +13,8 @@ from agent.mailstate.model import (
     Policy,
     Secret,
 )
-from agent.plan import Plan, PlanPolicy, plan
+from agent.reconcile.ledger import LedgerData, LedgerEntry, intent_digests
+from agent.reconcile.plan import Plan, PlanPolicy, plan
 
 KEY = b"test-key"
 

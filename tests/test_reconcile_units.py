@@ -13,7 +13,8 @@ from agent.dms import files
 from agent.dms.fileapply import FileApplier, FileApplyError
 from agent.dms.observe import read_files
 from agent.executor import DockerExecutor, LocalExecutor
-from agent.ledger import (
+from agent.mailstate.model import PasswordIntent, Secret
+from agent.reconcile.ledger import (
     LEDGER_VERSION,
     Ledger,
     LedgerEntry,
@@ -21,8 +22,7 @@ from agent.ledger import (
     intent_digest,
     load_key,
 )
-from agent.mailstate.model import PasswordIntent, Secret
-from agent.plan import Op
+from agent.reconcile.plan import Op
 from tests.reconcile_rig import doveadm_verify
 
 

@@ -15,7 +15,7 @@ from agent.commands.state import (
     make_engine,
     settings_and_desired,
 )
-from agent.plan import Plan
+from agent.reconcile.plan import Plan
 
 EXIT_CHANGES = 2
 

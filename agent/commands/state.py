@@ -11,7 +11,7 @@ from agent.errors import InvalidDocument
 from agent.executor import build_executor
 from agent.mailstate.load import desired_from_documents
 from agent.mailstate.model import Desired
-from agent.reconcile import Engine
+from agent.reconcile.reconciler import Engine
 from agent.settings import Settings
 from agent.sources.document import SourceDocument, read_path
 

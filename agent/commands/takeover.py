@@ -10,8 +10,8 @@ from pathlib import Path
 from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
 from agent.commands.state import EXIT_ERROR, make_engine
 from agent.dms.takeover import passwords_document, state_document
-from agent.ledger import atomic_write
-from agent.reconcile import ReconcileError
+from agent.reconcile.ledger import atomic_write
+from agent.reconcile.reconciler import ReconcileError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

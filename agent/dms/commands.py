@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.dms.actual import DkimBackend
-from agent.plan import Op
+from agent.reconcile.plan import Op
 
 
 @dataclass(frozen=True, slots=True)

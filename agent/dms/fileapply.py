@@ -20,9 +20,9 @@ from typing import TypeVar
 import bcrypt
 
 from agent.dms import files
-from agent.ledger import atomic_write
 from agent.mailstate.model import PasswordIntent
-from agent.plan import Op
+from agent.reconcile.ledger import atomic_write
+from agent.reconcile.plan import Op
 
 BCRYPT_ROUNDS = 10  # ~80 ms here; stronger than DMS's own SHA512-CRYPT default
 T = TypeVar("T")

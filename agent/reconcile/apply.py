@@ -24,8 +24,8 @@ from agent.dms.commands import Command, CommandError, command_for
 from agent.dms.fileapply import FileApplier, FileApplyError
 from agent.dms.observe import ANSI, account_hash
 from agent.executor import Executor, Result
-from agent.ledger import Ledger, new_entry
-from agent.plan import Op
+from agent.reconcile.ledger import Ledger, new_entry
+from agent.reconcile.plan import Op
 
 OpStatus = Literal["ok", "failed", "unknown"]
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.apply import Applier, ApplyLock, LockBusy, OpResult
 from agent.dms.actual import Actual, DmsInfo
 from agent.dms.observe import (
     AGENT_LOCK,
@@ -31,7 +30,9 @@ from agent.dms.observe import (
 )
 from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
-from agent.ledger import (
+from agent.mailstate.model import Desired, MailState, PasswordIntent
+from agent.reconcile.apply import Applier, ApplyLock, LockBusy, OpResult
+from agent.reconcile.ledger import (
     LEDGER_NAME,
     Ledger,
     LedgerError,
@@ -39,9 +40,7 @@ from agent.ledger import (
     load_key,
     new_entry,
 )
-from agent.mailstate.model import Desired, MailState, PasswordIntent
-from agent.plan import Plan, PlanPolicy, plan
-from agent.reconcile_metrics import (
+from agent.reconcile.metrics import (
     DRIFT,
     LAST_SUCCESS,
     MANAGED,
@@ -52,6 +51,7 @@ from agent.reconcile_metrics import (
     RECONCILES,
     REFUSED,
 )
+from agent.reconcile.plan import Plan, PlanPolicy, plan
 from agent.settings import Settings
 from agent.status import ComponentStatus, State
 

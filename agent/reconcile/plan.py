@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from agent.dms.actual import Actual
-from agent.ledger import LedgerData
 from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
+from agent.reconcile.ledger import LedgerData
 
 OpKind = Literal[
     "account_add",
