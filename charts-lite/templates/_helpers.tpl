@@ -69,7 +69,6 @@ become "1"/"0"; every value is a string.
 {{/* The agent's settings file: the generated wiring, then `agent.settings` merged on top. */}}
 {{- define "mailserver.agentSettings" -}}
 {{- $full := include "mailserver.fullname" . -}}
-{{- $env := include "mailserver.dmsEnv" . | fromYaml -}}
 {{- $generated := dict
   "server" (dict "host" "0.0.0.0" "port" (int .Values.agent.port))
   "logging" (dict "level" .Values.agent.logLevel "format" "json")
@@ -84,7 +83,7 @@ become "1"/"0"; every value is a string.
     "setupCommand" (list "setup")
     "commandTimeout" (int .Values.agent.commandTimeout)
     "executor" (dict "kind" "kube" "container" "mailserver")
-    "environment" $env)
+    "environmentFrom" (include "mailserver.agentEnvDir" .))
   "reconcile" (dict
     "ledgerPath" "/tmp/docker-mailserver/.dms-agent/ledger.json"
     "ledgerKeyFile" "/etc/dms-agent/secrets/ledger.key")
@@ -123,9 +122,8 @@ become "1"/"0"; every value is a string.
 {{- $_ := set $generated.lb "deleteOnShutdown" true -}}
 {{- $_ := set $generated.lb "stateFile" "/tmp/docker-mailserver/.dms-agent/lb.json" -}}
 {{- $ports := list -}}
-{{- $frontends := dict "smtp" 25 "pop3" 110 "imap" 143 "smtps" 465 "submission" 587 "imaps" 993 "pop3s" 995 -}}
-{{- range $name, $frontend := $frontends -}}
-{{- $ports = append $ports (dict "name" $name "frontend" $frontend "backend" (get $.Values.service.nodePorts $name) "proxyProtocol" $.Values.haproxy.enabled) -}}
+{{- range (include "mailserver.ports" . | fromYamlArray) -}}
+{{- $ports = append $ports (dict "name" .name "frontend" .port "backend" (get $.Values.service.nodePorts .name) "proxyProtocol" $.Values.haproxy.enabled) -}}
 {{- end -}}
 {{- $_ := set $generated.lb "ports" $ports -}}
 {{- end -}}
@@ -159,15 +157,40 @@ become "1"/"0"; every value is a string.
 {{- toYaml $pw -}}
 {{- end -}}
 
-{{/* Mail ports: name, container port, PROXY-protocol twin (port + 10000). */}}
+{{/*
+Mail ports: name, container port, PROXY-protocol twin. The twins sit on port + 10000 except
+SMTP's: 10025 is where Amavis hands mail back to Postfix, so SMTP's twin is 12525 (the port
+DMS's own Kubernetes docs use). POP3 only with ENABLE_POP3, as DMS serves it only then.
+*/}}
 {{- define "mailserver.ports" -}}
-- {name: smtp, port: 25}
-- {name: pop3, port: 110}
-- {name: imap, port: 143}
-- {name: smtps, port: 465}
-- {name: submission, port: 587}
-- {name: imaps, port: 993}
-- {name: pop3s, port: 995}
+{{- $env := include "mailserver.dmsEnv" . | fromYaml -}}
+- {name: smtp, port: 25, proxy: 12525}
+{{- if eq (get $env "ENABLE_POP3") "1" }}
+- {name: pop3, port: 110, proxy: 10110}
+{{- end }}
+- {name: imap, port: 143, proxy: 10143}
+- {name: smtps, port: 465, proxy: 10465}
+- {name: submission, port: 587, proxy: 10587}
+- {name: imaps, port: 993, proxy: 10993}
+{{- if eq (get $env "ENABLE_POP3") "1" }}
+- {name: pop3s, port: 995, proxy: 10995}
+{{- end }}
+{{- end -}}
+
+{{/* The PROXY twin's port of one mail port (by name). */}}
+{{- define "mailserver.proxyPort" -}}
+{{- $name := .name -}}
+{{- range (include "mailserver.ports" .root | fromYamlArray) -}}
+{{- if eq .name $name }}{{ .proxy }}{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where the agent reads DMS's environment: the <name>-env ConfigMap the mailserver's envFrom
+names, mounted as a folder. One copy, so the agent's checks and DKIM backend follow DMS's.
+*/}}
+{{- define "mailserver.agentEnvDir" -}}
+/etc/dms-agent/dms-env
 {{- end -}}
 
 {{/* Where the agent writes its verdict (checks.verdictFile): the shared emptyDir. */}}
