@@ -235,9 +235,12 @@ chown 10001:10001 /tmp/docker-mailserver/.dms-agent
 touch /tmp/docker-mailserver/dms-agent.lock
 chown 10001:10001 /tmp/docker-mailserver/dms-agent.lock
 chmod 0600 /tmp/docker-mailserver/dms-agent.lock
-# Files owned by the <name>-files ConfigMap.
-for f in /etc/dms-files/*; do
-  if [ -f "$f" ]; then cp "$f" /tmp/docker-mailserver/; fi
+# Files owned by the <name>-files ConfigMap, folders included (rspamd/override.d/...);
+# kubelet's own ..data links are skipped.
+cd /etc/dms-files
+find -L . -type f ! -path './..*' | while read -r f; do
+  mkdir -p "/tmp/docker-mailserver/$(dirname "$f")"
+  cp "$f" "/tmp/docker-mailserver/$f"
 done
 chmod 0755 /tmp/docker-mailserver/user-patches.sh
 {{- end -}}
@@ -245,4 +248,79 @@ chmod 0755 /tmp/docker-mailserver/user-patches.sh
 {{/* Port names are at most 15 characters: submission-proxy would not fit. */}}
 {{- define "mailserver.proxyPortName" -}}
 {{- if eq . "submission" -}}subm-proxy{{- else -}}{{ . }}-proxy{{- end -}}
+{{- end -}}
+
+{{/*
+The mailserver's persistent volumes: name, mount path, size, storage class, and the operator's
+own claim (existingClaim) when there is one. Only those without existingClaim become claim
+templates of the StatefulSet.
+*/}}
+{{- define "mailserver.persistentVolumes" -}}
+{{- $p := .Values.persistence -}}
+{{- $volumes := dict
+  "mail-data" (dict "mountPath" "/var/mail" "size" $p.size "spec" $p.mailData)
+  "mail-state" (dict "mountPath" "/var/mail-state" "size" $p.mailState.size "spec" $p.mailState)
+  "mail-config" (dict "mountPath" "/tmp/docker-mailserver" "size" $p.mailConfig.size "spec" $p.mailConfig)
+-}}
+{{- if $p.mailLog.enabled -}}
+{{- $_ := set $volumes "mail-log" (dict "mountPath" "/var/log/mail" "size" $p.mailLog.size "spec" $p.mailLog) -}}
+{{- end -}}
+{{- /* by name: the claim templates' order is part of what cannot change */ -}}
+{{- range $name, $v := $volumes }}
+- name: {{ $name }}
+  mountPath: {{ $v.mountPath }}
+  size: {{ $v.size | quote }}
+  storageClass: {{ default $p.storageClass $v.spec.storageClass | quote }}
+  existingClaim: {{ default "" $v.spec.existingClaim | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The claim templates the StatefulSet gets (volumes without existingClaim). */}}
+{{- define "mailserver.claimTemplates" -}}
+{{- range (include "mailserver.persistentVolumes" . | fromYamlArray) }}
+{{- if not .existingClaim }}
+- metadata:
+    name: {{ .name }}
+    {{- with $.Values.persistence.annotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    accessModes: [ReadWriteOnce]
+    {{- with .storageClass }}
+    storageClassName: {{ . }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .size }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* What of a claim template the API server refuses to change: name, size, class, annotations. */}}
+{{- define "mailserver.claimSummary" -}}
+{{ .metadata.name }} {{ .spec.resources.requests.storage }} class={{ default "" .spec.storageClassName }} {{ toJson (default dict .metadata.annotations) }}
+{{- end -}}
+
+{{/*
+The StatefulSet's claim templates cannot change once it exists (the API server refuses the
+update, and Helm would stop half-way). Compared with the installed StatefulSet (Helm's
+`lookup`; nothing to compare under `helm template`), a change fails the upgrade before anything
+is applied, naming the manual step.
+*/}}
+{{- define "mailserver.checkClaimTemplates" -}}
+{{- $existing := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "mailserver.fullname" .) -}}
+{{- if $existing -}}
+{{- $installed := list -}}
+{{- range $existing.spec.volumeClaimTemplates -}}
+{{- $installed = append $installed (include "mailserver.claimSummary" .) -}}
+{{- end -}}
+{{- $wanted := list -}}
+{{- range (include "mailserver.claimTemplates" . | fromYamlArray) -}}
+{{- $wanted = append $wanted (include "mailserver.claimSummary" .) -}}
+{{- end -}}
+{{- if not (eq (toJson $installed) (toJson $wanted)) -}}
+{{- fail (printf "persistence: the StatefulSet %s has claim templates %s, these values want %s; claim templates cannot change in place. Nothing was applied. The manual step: resize or move the PVCs yourself (kubectl edit pvc, or existingClaim), then `kubectl delete statefulset %s --cascade=orphan` (the pod and its PVCs stay) and run the upgrade again; see docs/migrate-pvcs.md" (include "mailserver.fullname" .) (toJson $installed) (toJson $wanted) (include "mailserver.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -43,8 +43,12 @@ MANIFEST_HEADER = (
     "# --write-manifests); tests/test_deploy_manifests.py keeps the two equal.\n"
 )
 
-# Value sets the tests render. "full" turns every option on at once.
+VALUES = Path(__file__).parent / "values"
+
+# Value sets the tests render. "full" turns every option on at once; "knobs" sets every
+# operator knob (a values file).
 COMBINATIONS: dict[str, list[str]] = {
+    "knobs": [f"--values={VALUES / 'knobs.yaml'}"],
     "defaults": [],
     "haproxy": ["haproxy.enabled=true"],
     "demo": ["demo_mode.enabled=true"],
