@@ -9,7 +9,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ from agent.checks.defaults import effective_checks
 from agent.dms_environment import read_environment
 from agent.settings import load_settings
 from tests.deploy import render
-from tests.rig.proc import require_binary
+from tests.rig.proc import free_port, require_binary, wait_for_port
 
 EXAMPLE = render.ROOT / "examples" / "docker-compose"
 COMPOSE = yaml.safe_load((EXAMPLE / "compose.yaml").read_text())
@@ -162,3 +166,56 @@ def test_prepare_script_gives_the_agent_the_config_folder_and_makes_a_key(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_agent_runs_with_the_example_settings(example_copy: Path) -> None:
+    """The real `dms-agent run` with the example's settings (paths moved from the container's
+    to the copy's, the port to a free one on loopback): it serves health and metrics, and its
+    file executor writes DMS's account files into the folder prepare.sh made. (It runs as this
+    test's user: this machine's interpreter is not reachable by uid 10001; that uid writing the
+    folder is shown by the prepare.sh test above.)"""
+    if os.geteuid() != 0:
+        pytest.skip("prepare.sh chowns to uid 10001: needs root, as documented")
+    python = Path(sys.executable)
+    require_binary("openssl", "openssl")
+    proc = subprocess.run(["sh", str(example_copy / "prepare.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    config = example_copy / "docker-data" / "dms" / "config"
+    key = example_copy.parent / "ledger.key"  # compose mounts the file itself, not its folder
+    shutil.copy(example_copy / "secrets" / "ledger.key", key)
+    key.chmod(0o644)
+    doc = yaml.safe_load((example_copy / "agent.yaml").read_text())
+    port = free_port()
+    doc["server"] = {"host": "127.0.0.1", "port": port}
+    doc["sources"][0]["path"] = str(example_copy / "state")
+    doc["dms"].update(configDir=str(config), environmentFrom=str(example_copy / "mailserver.env"))
+    doc["reconcile"].update(
+        ledgerPath=str(config / ".dms-agent" / "ledger.json"), ledgerKeyFile=str(key)
+    )
+    settings = example_copy.parent / "settings.yaml"
+    settings.write_text(yaml.safe_dump(doc))
+    agent = subprocess.Popen(
+        [str(python), "-m", "agent", "run", "--config", str(settings)],
+        cwd=render.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        accounts = config / "postfix-accounts.cf"
+        deadline = time.monotonic() + 30
+        while "alice@example.com|" not in (accounts.read_text() if accounts.exists() else ""):
+            assert agent.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "no accounts written"
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert b"dms_agent" in resp.read()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).close()
+        except urllib.error.HTTPError as exc:  # no DMS here: a verdict other than healthy
+            assert exc.code == 503
+    finally:
+        agent.terminate()
+        output, _ = agent.communicate(timeout=30)
+    assert "Traceback" not in output, output[-3000:]
