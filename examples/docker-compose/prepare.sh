@@ -4,8 +4,9 @@
 # - DMS's config folder owned by the agent image's user, uid 10001 and gid 10001 (the
 #   Dockerfile's USER), so the agent's file executor can write DMS's files there; DMS runs as
 #   root and reads them as they are;
-# - the ledger key (secrets/ledger.key): 32 random bytes, hex. An existing key is kept: a new
-#   key invalidates the ledger's password digests and every password is set again once.
+# - the ledger key (secrets/ledger.key): 32 random bytes, hex, readable by the agent's user
+#   only (the agent refuses a key others may read). An existing key is kept: a new key
+#   invalidates the ledger's password digests and every password is set again once.
 # Safe to run again.
 set -eu
 cd "$(dirname "$0")"
@@ -18,9 +19,10 @@ install -d -o "$AGENT_UID" -g "$AGENT_GID" -m 0700 docker-data/dms/config/.dms-a
 
 install -d -m 0700 secrets
 if [ ! -s secrets/ledger.key ]; then
-  openssl rand -hex 32 > secrets/ledger.key.new
+  (umask 077 && openssl rand -hex 32 > secrets/ledger.key.new)
   mv secrets/ledger.key.new secrets/ledger.key
 fi
-# compose bind-mounts the file with these permissions; the folder above keeps it private here
-chmod 0644 secrets/ledger.key
+# compose bind-mounts the file as it is: owner and mode are what the agent sees
+chown "$AGENT_UID:$AGENT_GID" secrets/ledger.key
+chmod 0600 secrets/ledger.key
 echo "ready: docker compose up -d --build"
