@@ -39,7 +39,7 @@ maillog_file = /dev/stdout
 smtpd_banner = $myhostname ESMTP
 alias_maps =
 alias_database =
-smtpd_tls_security_level = may
+smtpd_tls_security_level = {tls_level}
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
 # Port 25 goes through postscreen as in DMS. Loopback is NOT whitelisted here (DMS's
@@ -117,10 +117,14 @@ PostfixFactory = Callable[..., Postfix]
 
 
 def start_postfix(
-    test_ca: TestCA, expired: bool = False, days: int = 30, binary: str = "postfix"
+    test_ca: TestCA,
+    expired: bool = False,
+    days: int = 30,
+    binary: str = "postfix",
+    tls: bool = True,
 ) -> tuple[Postfix, Path]:
     """Start one Postfix; (server, its folder to remove after ``stop()``). Usable outside
-    pytest (bench/)."""
+    pytest (bench/). ``tls=False``: no STARTTLS, as DMS runs while SSL_TYPE is unset."""
     workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
     workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
     etc = workdir / "etc"
@@ -129,7 +133,8 @@ def start_postfix(
     shutil.chown(workdir / "data", "postfix")
     cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
     smtp, submission = free_port(), free_port()
-    (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
+    level = "may" if tls else "none"
+    (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key, tls_level=level))
     (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
     daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
     server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
@@ -145,7 +150,7 @@ def start_postfix(
 
 @pytest.fixture(scope="session")
 def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
-    """``start(expired=False, days=30, shared=True) -> Postfix``.
+    """``start(expired=False, days=30, shared=True, tls=True) -> Postfix``.
 
     Postfix takes ~2 s to start, so shared servers (one per certificate kind) live for the
     whole session and tests must not stop them; ask ``shared=False`` for a private one to stop.
@@ -154,15 +159,18 @@ def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
     require_root("postfix")
     binary = require_binary("postfix", "postfix")
     started: list[tuple[Postfix, Path]] = []
-    shared_servers: dict[tuple[bool, int], Postfix] = {}
+    shared_servers: dict[tuple[bool, int, bool], Postfix] = {}
 
-    def start(expired: bool = False, days: int = 30, shared: bool = True) -> Postfix:
-        if shared and (expired, days) in shared_servers:
-            return shared_servers[(expired, days)]
-        server, workdir = start_postfix(test_ca, expired, days, binary)
+    def start(
+        expired: bool = False, days: int = 30, shared: bool = True, tls: bool = True
+    ) -> Postfix:
+        key = (expired, days, tls)
+        if shared and key in shared_servers:
+            return shared_servers[key]
+        server, workdir = start_postfix(test_ca, expired, days, binary, tls)
         started.append((server, workdir))
         if shared:
-            shared_servers[(expired, days)] = server
+            shared_servers[key] = server
         return server
 
     yield start
