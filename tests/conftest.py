@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.dms_double.fixtures",
     "tests.reconcile_rig",
     "tests.kube_api.fixtures",
+    "tests.kube_real.fixtures",
     "tests.deploy.fixtures",
     "tests.rig.knot",
     "tests.rig.logs",
