@@ -10,40 +10,19 @@ from pathlib import Path
 import pytest
 
 from tests.dms_double.fixtures import DmsDouble, doveadm_verify
-from tests.kube_real.agent_rig import RunningAgent, running_agent
+from tests.kube_real.agent_rig import (
+    ALICE,
+    BOB,
+    CAROL,
+    applied,
+    deploy,
+    running_agent,
+    write_passwords,
+    write_state,
+)
 from tests.kube_real.cluster import KubeCluster
-from tests.kube_real.pod import AgentPod, collection, rendered, state_yaml
+from tests.kube_real.pod import collection
 from tests.kube_support import eventually
-
-ALICE = {"alice@example.com": {"quota": "2G"}}
-BOB = {"bob@example.com": {}}
-CAROL = {"carol@example.com": {}}
-PASSWORDS = """alice@example.com: {password: "alice's secret"}
-bob@example.com: {password: "bob's secret"}
-carol@example.com: {password: "carol's secret"}
-"""
-
-
-def deploy(cluster: KubeCluster, ns: str, tmp_path: Path, source: str = "chart") -> AgentPod:
-    return AgentPod.deploy(cluster, ns, rendered(source), tmp_path)
-
-
-def write_state(pod: AgentPod, accounts: dict[str, dict[str, str]], **extra: str) -> None:
-    name = pod.source_names()["configmap"]
-    pod.put("ConfigMap", name, {"data": {"mailserver.yaml": state_yaml(accounts), **extra}})
-
-
-def write_passwords(pod: AgentPod, text: str = PASSWORDS) -> None:
-    pod.put("Secret", pod.source_names()["secret"], {"stringData": {"passwords.yaml": text}})
-
-
-async def applied(run: RunningAgent, accounts: set[str], timeout: float = 30) -> None:
-    """DMS holds exactly ``accounts`` and the reconciler has finished its round."""
-    await eventually(lambda: set(run.dms.accounts()) == accounts, timeout)
-    await eventually(
-        lambda: run.component("reconcile").get("details", {}).get("outcome") in ("applied", "noop"),
-        timeout,
-    )
 
 
 @pytest.mark.parametrize("source", ["chart", "manifests"])

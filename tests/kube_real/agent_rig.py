@@ -17,7 +17,9 @@ import pytest
 from agent.app import Agent
 from agent.settings import Settings
 from tests.dms_double.fixtures import DmsDouble
-from tests.kube_real.pod import AgentPod
+from tests.kube_real.cluster import KubeCluster
+from tests.kube_real.pod import AgentPod, rendered, state_yaml
+from tests.kube_support import eventually
 
 
 def agent_settings(pod: AgentPod, dms: DmsDouble, key_file: Path, **kube: Any) -> Settings:
@@ -87,9 +89,12 @@ async def running_agent(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    port: int | None = None,
     **kube: Any,
 ) -> AsyncIterator[RunningAgent]:
-    for key, value in pod.environ().items():
+    """The agent started in this process; ``port``: reach another API server of the cluster;
+    ``kube``: settings of the ``kube:`` section (camelCase)."""
+    for key, value in pod.environ(port).items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     caplog.set_level(logging.DEBUG, logger="dms_agent")
@@ -104,3 +109,34 @@ async def running_agent(
         yield RunningAgent(agent, pod, dms, caplog)
     finally:
         await agent.stop_components()
+
+
+ALICE = {"alice@example.com": {"quota": "2G"}}
+BOB = {"bob@example.com": {}}
+CAROL = {"carol@example.com": {}}
+PASSWORDS = """alice@example.com: {password: "alice's secret"}
+bob@example.com: {password: "bob's secret"}
+carol@example.com: {password: "carol's secret"}
+"""
+
+
+def deploy(cluster: KubeCluster, ns: str, tmp_path: Path, source: str = "chart") -> AgentPod:
+    return AgentPod.deploy(cluster, ns, rendered(source), tmp_path)
+
+
+def write_state(pod: AgentPod, accounts: dict[str, dict[str, str]], **extra: str) -> None:
+    name = pod.source_names()["configmap"]
+    pod.put("ConfigMap", name, {"data": {"mailserver.yaml": state_yaml(accounts), **extra}})
+
+
+def write_passwords(pod: AgentPod, text: str = PASSWORDS) -> None:
+    pod.put("Secret", pod.source_names()["secret"], {"stringData": {"passwords.yaml": text}})
+
+
+async def applied(run: RunningAgent, accounts: set[str], timeout: float = 30) -> None:
+    """DMS holds exactly ``accounts`` and the reconciler has finished its round."""
+    await eventually(lambda: set(run.dms.accounts()) == accounts, timeout)
+    await eventually(
+        lambda: run.component("reconcile").get("details", {}).get("outcome") in ("applied", "noop"),
+        timeout,
+    )

@@ -12,6 +12,7 @@ ServiceAccount nor ``kube-root-ca.crt`` appears, pods stay Pending, exec and log
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -122,6 +123,70 @@ class Rest:
         return 200
 
 
+class ApiServer:
+    """One kube-apiserver process over the cluster's etcd, on its own port; it can be killed
+    and started again on that port."""
+
+    def __init__(self, cluster: KubeCluster, flags: tuple[str, ...] = ()) -> None:
+        self.cluster = cluster
+        self.flags = flags
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.admin = Rest(self.url, cluster.ca_file, cluster.admin_token)
+        self.daemon: Daemon | None = None
+        self.starts: list[float] = []
+        self._begun = 0.0
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start (or start again); returns once /readyz answers ok."""
+        self.spawn()
+        self.wait_started(timeout)
+
+    def spawn(self) -> None:
+        """Start the process. Call it from the main thread: the child is told to die with the
+        thread that made it (PR_SET_PDEATHSIG), and a worker thread may end any time."""
+        self._begun = time.monotonic()
+        name = f"kube-apiserver-{self.port}-{len(self.starts)}"  # one log per start
+        argv = [*self.cluster.apiserver_argv(self.port), *self.flags]
+        self.daemon = Daemon(name, argv, self.cluster.workdir)
+
+    def wait_started(self, timeout: float = 120.0) -> None:
+        """Block until /readyz answers ok (fine in a worker thread: ``asyncio.to_thread``)."""
+        assert self.daemon is not None
+        self.daemon.wait_tcp("127.0.0.1", self.port, timeout=timeout)
+        self._wait_ready(time.monotonic() + timeout)
+        self.starts.append(time.monotonic() - self._begun)
+
+    async def restart_async(self) -> None:
+        """Start again from a test's event loop: spawned here, waited for in a thread."""
+        self.spawn()
+        await asyncio.to_thread(self.wait_started)
+
+    def _wait_ready(self, deadline: float) -> None:
+        last = ""
+        assert self.daemon is not None
+        while time.monotonic() < deadline and self.daemon.proc.poll() is None:
+            try:
+                if self.admin.text("/readyz") == "ok":
+                    return
+            except (ApiError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        log = self.daemon.logs()[-4000:]
+        raise RuntimeError(f"kube-apiserver not ready: {last}\n--- log (tail) ---\n{log}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or OOM-killed API server goes."""
+        assert self.daemon is not None
+        self.daemon.proc.kill()
+        self.daemon.proc.wait()
+        self.daemon.stop()
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop(timeout=10)
+
+
 class KubeCluster:
     """etcd + kube-apiserver in ``workdir``; ``admin`` is a Rest with the admin token."""
 
@@ -129,24 +194,29 @@ class KubeCluster:
         self.workdir = workdir
         self.bin_dir = bin_dir
         self.etcd: Daemon | None = None
-        self.apiserver: Daemon | None = None
         self.etcd_port = free_port()
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         self.admin_token = secrets.token_urlsafe(24)
         self.ca_file = workdir / "ca.crt"
         self.startup_seconds = 0.0
-        self.apiserver_starts: list[float] = []
         self._write_credentials()
-        self.admin = Rest(self.url, self.ca_file, self.admin_token)
+        self.apiserver = ApiServer(self)
+        self.port, self.url, self.admin = (
+            self.apiserver.port,
+            self.apiserver.url,
+            self.apiserver.admin,
+        )
 
     # ---- start / stop ---------------------------------------------------------------------
     def start(self) -> None:
         begun = time.monotonic()
         self._start_etcd()
-        self.start_apiserver()
+        self.apiserver.start()
         self.startup_seconds = time.monotonic() - begun
+
+    @property
+    def apiserver_starts(self) -> list[float]:
+        return self.apiserver.starts
 
     def _write_credentials(self) -> None:
         openssl = require_binary("openssl", "openssl")
@@ -183,13 +253,13 @@ class KubeCluster:
         self.etcd = Daemon("etcd", argv, self.workdir)
         self.etcd.wait_tcp("127.0.0.1", self.etcd_port, timeout=30)
 
-    def apiserver_argv(self) -> list[str]:
+    def apiserver_argv(self, port: int) -> list[str]:
         return [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
-            f"--secure-port={self.port}",
+            f"--secure-port={port}",
             f"--cert-dir={self.workdir}",
             f"--tls-cert-file={self.cert}",
             f"--tls-private-key-file={self.key}",
@@ -204,38 +274,27 @@ class KubeCluster:
             "--v=1",
         ]
 
-    def start_apiserver(self, timeout: float = 120.0) -> None:
-        """Start (or start again) the API server on the same port; returns once /readyz is ok."""
-        begun = time.monotonic()
-        self.apiserver = Daemon("kube-apiserver", self.apiserver_argv(), self.workdir)
-        self.apiserver.wait_tcp("127.0.0.1", self.port, timeout=timeout)
-        self._wait_ready(time.monotonic() + timeout)
-        self.apiserver_starts.append(time.monotonic() - begun)
-
-    def _wait_ready(self, deadline: float) -> None:
-        last = ""
-        assert self.apiserver is not None
-        while time.monotonic() < deadline and self.apiserver.proc.poll() is None:
-            try:
-                if self.admin.text("/readyz") == "ok":
-                    return
-            except (ApiError, OSError) as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        log = self.apiserver.logs()[-4000:]
-        raise RuntimeError(f"kube-apiserver not ready: {last}\n--- log (tail) ---\n{log}")
+    def start_apiserver(self) -> None:
+        self.apiserver.start()
 
     def kill_apiserver(self) -> None:
-        """SIGKILL, as a crashed or OOM-killed API server goes."""
-        assert self.apiserver is not None
-        self.apiserver.proc.kill()
-        self.apiserver.proc.wait()
-        self.apiserver.stop()
+        self.apiserver.kill()
+
+    def extra_apiserver(self, *flags: str) -> ApiServer:
+        """A second API server over the same etcd (e.g. ``--watch-cache=false``), started;
+        the caller stops it."""
+        server = ApiServer(self, flags)
+        try:
+            server.start()
+        except Exception:
+            server.stop()
+            raise
+        return server
 
     def stop(self) -> None:
-        for daemon in (self.apiserver, self.etcd):
-            if daemon is not None:
-                daemon.stop(timeout=10)
+        self.apiserver.stop()
+        if self.etcd is not None:
+            self.etcd.stop(timeout=10)
 
     # ---- what tests need ------------------------------------------------------------------
     def create_namespace(self, name: str) -> None:

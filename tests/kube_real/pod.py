@@ -101,11 +101,11 @@ class AgentPod:
         """kind (configmap/secret) -> the object name the rendered settings watch."""
         return {s["kind"]: s["name"] for s in self.settings["sources"] if s.get("name")}
 
-    def environ(self) -> dict[str, str]:
-        """What kubelet gives the pod to find the API server."""
+    def environ(self, port: int | None = None) -> dict[str, str]:
+        """What kubelet gives the pod to find the API server (``port``: another one's)."""
         return {
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": str(self.cluster.port),
+            "KUBERNETES_SERVICE_PORT": str(port or self.cluster.port),
             "POD_NAMESPACE": self.namespace,
         }
 
