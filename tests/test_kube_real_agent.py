@@ -4,24 +4,25 @@ ServiceAccount (never the admin one), in-cluster configuration, ConfigMap and Se
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import base64
+import json
+from typing import Any
 
 import pytest
 
-from tests.dms_double.fixtures import DmsDouble, doveadm_verify
+from tests.deploy import render
+from tests.deploy.fixtures import HOW_HELM
+from tests.dms_double.fixtures import doveadm_verify
 from tests.kube_real.agent_rig import (
     ALICE,
     BOB,
     CAROL,
+    PodRig,
     applied,
-    deploy,
-    running_agent,
-    write_passwords,
     write_state,
 )
 from tests.kube_real.cluster import KubeCluster
-from tests.kube_real.pod import collection
+from tests.kube_real.pod import collection, state_yaml
 from tests.kube_support import eventually
 
 
@@ -30,15 +31,11 @@ async def test_real_apiserver_agent_with_rendered_rbac_lists_watches_edits_and_d
     source: str,
     kube_real: KubeCluster,
     kube_ns: str,
-    make_dms: Callable[..., DmsDouble],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    pod_rig: PodRig,
 ) -> None:
-    pod = deploy(kube_real, kube_ns, tmp_path, source)
+    pod = pod_rig.deploy(source)
     write_state(pod, {**ALICE, **BOB})
-    write_passwords(pod)
-    async with running_agent(pod, make_dms, tmp_path, caplog, monkeypatch) as run:
+    async with pod_rig.run(pod) as run:
         await applied(run, {"alice@example.com", "bob@example.com"})
         assert doveadm_verify(run.dms.accounts()["alice@example.com"], "alice's secret")
         adds = len(run.setup_calls("add"))
@@ -72,3 +69,83 @@ async def test_real_apiserver_agent_with_rendered_rbac_lists_watches_edits_and_d
         own = pod.source_names()[kind.lower()]
         assert agent_api.status_of("GET", f"{path}?fieldSelector=metadata.name%3D{own}") == 200
         assert agent_api.status_of("PUT", f"{path}/{own}", {"metadata": {"name": own}}) == 403
+
+
+def events_listed(rig: PodRig) -> list[dict[str, Any]]:
+    """``kubectl get events`` against the real server (admin), as a person would look."""
+    kubectl = render.require_tool("kubectl", HOW_HELM)
+    config = rig.cluster.kubeconfig(rig.tmp_path / "admin.kubeconfig", namespace=rig.namespace)
+    proc = render.run([kubectl, "--kubeconfig", str(config), "get", "events", "-o", "json"])
+    assert proc.returncode == 0, proc.stderr
+    items: list[dict[str, Any]] = json.loads(proc.stdout)["items"]
+    return items
+
+
+def invalid_events(rig: PodRig) -> list[dict[str, Any]]:
+    return [e for e in events_listed(rig) if e["reason"] == "Invalid"]
+
+
+BROKEN_YAML = "apiVersion: dms-agent/v1\naccounts:\n  alice@example.com: {quota: 2G\n"
+
+
+async def test_real_apiserver_invalid_yaml_is_located_evented_and_repeats_counted(
+    kube_real: KubeCluster,
+    kube_ns: str,
+    pod_rig: PodRig,
+) -> None:
+    pod = pod_rig.deploy()
+    state = pod.source_names()["configmap"]
+    async with pod_rig.run(pod) as run:
+        await applied(run, {"alice@example.com"})
+        calls = len(run.dms.calls())
+        pod.put("ConfigMap", state, {"data": {"mailserver.yaml": BROKEN_YAML}})
+        await eventually(lambda: "rejected" in run.component("sources merge")["message"], 10)
+        errors = run.component("sources merge")["details"]["errors"]
+        assert f"configmap {kube_ns}/{state}[mailserver.yaml]:" in errors[0], errors
+        await eventually(lambda: len(invalid_events(pod_rig)) == 1, 10)
+        [event] = invalid_events(pod_rig)
+        assert event["type"] == "Warning"
+        involved = event["involvedObject"]
+        assert (involved["kind"], involved["name"], involved["namespace"]) == (
+            "ConfigMap",
+            state,
+            kube_ns,
+        )
+        assert "[mailserver.yaml]:" in event["message"]
+
+        # good again (the state in force: nothing to do), then the same mistake once more:
+        # the one Event counts 2, no second Event
+        write_state(pod, ALICE)
+        await eventually(lambda: run.component("sources merge")["message"] == "published", 10)
+        pod.put("ConfigMap", state, {"data": {"mailserver.yaml": BROKEN_YAML}})
+        await eventually(lambda: [e["count"] for e in invalid_events(pod_rig)] == [2], 10)
+        assert set(run.dms.accounts()) == {"alice@example.com"}  # the last good state kept
+        assert len(run.dms.calls()) == calls  # nothing applied
+        assert run.denied_lines() == []  # Events created and patched with the agent's own RBAC
+
+
+async def test_real_apiserver_non_utf8_binary_data_is_refused_with_its_key(
+    kube_real: KubeCluster,
+    kube_ns: str,
+    pod_rig: PodRig,
+) -> None:
+    """The API server takes any bytes in binaryData; the agent must refuse a key that is not
+    UTF-8 text, name it, and keep the last good state."""
+    pod = pod_rig.deploy()
+    state = pod.source_names()["configmap"]
+    async with pod_rig.run(pod) as run:
+        await applied(run, {"alice@example.com"})
+        calls = len(run.dms.calls())
+        raw = b"apiVersion: dms-agent/v1\naccounts:\n  bob@example.com: {}\n\xff\xfe\n"
+        body = {
+            "data": {"mailserver.yaml": state_yaml({**ALICE, **BOB})},
+            "binaryData": {"more.yaml": base64.b64encode(raw).decode()},
+        }
+        pod.put("ConfigMap", state, body)
+        await eventually(lambda: "rejected" in run.component("sources merge")["message"], 10)
+        [error] = run.component("sources merge")["details"]["errors"]
+        assert f"configmap {kube_ns}/{state}[more.yaml]" in error and "UTF-8" in error, error
+        await eventually(lambda: len(invalid_events(pod_rig)) == 1, 10)
+        assert "[more.yaml]" in invalid_events(pod_rig)[0]["message"]
+        assert set(run.dms.accounts()) == {"alice@example.com"}
+        assert len(run.dms.calls()) == calls

@@ -4,21 +4,13 @@ agent's resourceVersion (410 -> list again), a rotated token. No update may be m
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
-from tests.dms_double.fixtures import DmsDouble
 from tests.kube_real.agent_rig import (
     ALICE,
     BOB,
     CAROL,
+    PodRig,
     RunningAgent,
     applied,
-    deploy,
-    running_agent,
-    write_passwords,
     write_state,
 )
 from tests.kube_real.cluster import KubeCluster
@@ -52,15 +44,10 @@ def restarts(run: RunningAgent) -> dict[str, int]:
 async def test_real_apiserver_sigkilled_mid_watch_agent_resumes_and_misses_nothing(
     kube_real: KubeCluster,
     kube_ns: str,
-    make_dms: Callable[..., DmsDouble],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    pod_rig: PodRig,
 ) -> None:
-    pod = deploy(kube_real, kube_ns, tmp_path)
-    write_state(pod, ALICE)
-    write_passwords(pod)
-    async with running_agent(pod, make_dms, tmp_path, caplog, monkeypatch) as run:
+    pod = pod_rig.deploy()
+    async with pod_rig.run(pod) as run:
         await applied(run, A)
         await watching(run)
         adds = len(run.setup_calls("add"))
@@ -77,22 +64,15 @@ async def test_real_apiserver_sigkilled_mid_watch_agent_resumes_and_misses_nothi
 async def test_real_etcd_compacted_past_agents_version_gives_410_and_a_relist(
     kube_real: KubeCluster,
     kube_ns: str,
-    make_dms: Callable[..., DmsDouble],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    pod_rig: PodRig,
 ) -> None:
     """The agent talks to a second API server without a watch cache, so its watches read
     etcd itself: while that server is down, an update is written (through the first) and etcd
     compacted; back, the agent's version is gone from etcd's history -> 410 -> list."""
-    pod = deploy(kube_real, kube_ns, tmp_path)
-    write_state(pod, ALICE)
-    write_passwords(pod)
+    pod = pod_rig.deploy()
     direct = kube_real.extra_apiserver("--watch-cache=false")
     try:
-        async with running_agent(
-            pod, make_dms, tmp_path, caplog, monkeypatch, port=direct.port
-        ) as run:
+        async with pod_rig.run(pod, port=direct.port) as run:
             await applied(run, A)
             await watching(run)
             direct.kill()
@@ -109,18 +89,13 @@ async def test_real_etcd_compacted_past_agents_version_gives_410_and_a_relist(
 async def test_real_apiserver_rotated_token_is_picked_up_without_restart(
     kube_real: KubeCluster,
     kube_ns: str,
-    make_dms: Callable[..., DmsDouble],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    pod_rig: PodRig,
 ) -> None:
     """The ServiceAccount is made anew, so every token of the old one is void (the server
     answers 401 to it); the new TokenRequest token replaces the file, as kubelet does."""
-    pod = deploy(kube_real, kube_ns, tmp_path)
-    write_state(pod, ALICE)
-    write_passwords(pod)
+    pod = pod_rig.deploy()
     # watches end every 2 s: every new request shows which token the agent now sends
-    async with running_agent(pod, make_dms, tmp_path, caplog, monkeypatch, watchTimeout=2) as run:
+    async with pod_rig.run(pod, watchTimeout=2) as run:
         await applied(run, A)
         old = pod.token
         accounts = collection("ServiceAccount", kube_ns)

@@ -61,16 +61,18 @@ def documents_of(kind: str, obj: dict[str, Any]) -> tuple[SourceDocument, ...]:
     data: dict[str, str] = obj.get("data") or {}
     binary: dict[str, str] = {} if secret else (obj.get("binaryData") or {})
     for key in sorted({*data, *binary}):
+        unreadable = None
         if secret or key in binary:
             raw = data.get(key) if secret else binary[key]
             try:
                 text = base64.b64decode(raw or "", validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                log.warning("%s[%s]: not UTF-8 text; read as empty", where, key)
-                text = ""
+            except binascii.Error:
+                text, unreadable = "", "not valid base64"
+            except UnicodeDecodeError as exc:
+                text, unreadable = "", f"not UTF-8 text (byte {exc.start})"
         else:
             text = data[key]
-        docs.append(SourceDocument(f"{where}[{key}]", key, text, secret))
+        docs.append(SourceDocument(f"{where}[{key}]", key, text, secret, unreadable))
     return tuple(docs)
 
 

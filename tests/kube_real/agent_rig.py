@@ -1,13 +1,18 @@
 """The agent against the real API server, as it runs in the pod: in-cluster configuration from
 a service-account folder holding a TokenRequest token of the ServiceAccount the deploy artefacts
 make, the API sources and Kubernetes Events of the rendered settings, and DMS's `setup` (the
-v15.1.0 double) run locally instead of by exec (no kubelet runs here)."""
+v15.1.0 double) run locally instead of by exec (no kubelet runs here).
+
+The ``pod_rig`` fixture gives a ``PodRig``: ``deploy(source)`` applies the RBAC of
+``charts-lite/`` ("chart") or ``manifests/`` into the test's namespace and writes a first state
+(alice) and passwords; ``run(pod, port=None, **kube)`` runs the agent with that pod's token.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +114,41 @@ async def running_agent(
         yield RunningAgent(agent, pod, dms, caplog)
     finally:
         await agent.stop_components()
+
+
+@dataclass
+class PodRig:
+    cluster: KubeCluster
+    namespace: str
+    tmp_path: Path
+    make_dms: Callable[..., DmsDouble]
+    caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch
+
+    def deploy(self, source: str = "chart") -> AgentPod:
+        pod = deploy(self.cluster, self.namespace, self.tmp_path, source)
+        write_state(pod, ALICE)
+        write_passwords(pod)
+        return pod
+
+    def run(
+        self, pod: AgentPod, port: int | None = None, **kube: Any
+    ) -> AbstractAsyncContextManager[RunningAgent]:
+        return running_agent(
+            pod, self.make_dms, self.tmp_path, self.caplog, self.monkeypatch, port, **kube
+        )
+
+
+@pytest.fixture
+def pod_rig(
+    kube_real: KubeCluster,
+    kube_ns: str,
+    make_dms: Callable[..., DmsDouble],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> PodRig:
+    return PodRig(kube_real, kube_ns, tmp_path, make_dms, caplog, monkeypatch)
 
 
 ALICE = {"alice@example.com": {"quota": "2G"}}
