@@ -4,12 +4,17 @@ ServiceAccount (never the admin one), in-cluster configuration, ConfigMap and Se
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 
 import pytest
 
+from agent.kube.config import KubeSettings
+from agent.lb.address import AddressError, node_address
+from agent.lb.config import LbAddress
 from tests.deploy import render
 from tests.deploy.fixtures import HOW_HELM
 from tests.dms_double.fixtures import doveadm_verify
@@ -22,7 +27,7 @@ from tests.kube_real.agent_rig import (
     write_state,
 )
 from tests.kube_real.cluster import KubeCluster
-from tests.kube_real.pod import collection, state_yaml
+from tests.kube_real.pod import collection, create, state_yaml
 from tests.kube_support import eventually
 
 
@@ -149,3 +154,53 @@ async def test_real_apiserver_non_utf8_binary_data_is_refused_with_its_key(
         assert "[more.yaml]" in invalid_events(pod_rig)[0]["message"]
         assert set(run.dms.accounts()) == {"alice@example.com"}
         assert len(run.dms.calls()) == calls
+
+
+async def test_real_apiserver_lb_node_address_read_with_the_agents_own_rbac(
+    kube_real: KubeCluster, kube_ns: str, pod_rig: PodRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LB ``address: {source: node}``: the Node (made by the admin, as kubelet would) read
+    with the agent's token. The chart's Role grants no Node read (it uses the downward API);
+    the LB docs name the grant: ``get`` on ``nodes``, cluster-wide."""
+    pod = pod_rig.deploy()
+    node = kube_ns  # Nodes are cluster-wide: a name of this test's own
+    kube_real.admin.post("/api/v1/nodes", {"metadata": {"name": node}})
+    addresses = [
+        {"type": "InternalIP", "address": "10.0.0.5"},
+        {"type": "ExternalIP", "address": "203.0.113.9"},
+    ]
+    kube_real.admin.patch(f"/api/v1/nodes/{node}/status", {"status": {"addresses": addresses}})
+    for key, value in pod.environ().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    kube = KubeSettings(service_account_dir=pod.sa_dir)
+    lb = LbAddress.model_validate({"source": "node", "nodeName": node})
+
+    with pytest.raises(AddressError, match="HTTP 403"):
+        await node_address(lb, kube, node)
+
+    role = {"metadata": {"name": node}, "kind": "ClusterRole"}
+    role["rules"] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    binding = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": node},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": node},
+        "subjects": [{"kind": "ServiceAccount", "name": pod.service_account, "namespace": kube_ns}],
+    }
+    create(kube_real, kube_ns, role)
+    create(kube_real, kube_ns, binding)
+    found: list[str] = []
+
+    async def read() -> bool:
+        with contextlib.suppress(AddressError):  # until the authorizer's cache has the grant
+            found.append(await node_address(lb, kube, node))
+        return bool(found)
+
+    async with asyncio.timeout(10):
+        while not await read():
+            await asyncio.sleep(0.05)
+    assert found == ["203.0.113.9"]
+    lb_internal = LbAddress.model_validate(
+        {"source": "node", "nodeName": node, "nodeAddressType": "InternalIP"}
+    )
+    assert await node_address(lb_internal, kube, node) == "10.0.0.5"
