@@ -8,27 +8,34 @@ import asyncio
 import base64
 import contextlib
 import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent.kube.config import KubeSettings
 from agent.lb.address import AddressError, node_address
 from agent.lb.config import LbAddress
 from tests.deploy import render
 from tests.deploy.fixtures import HOW_HELM
-from tests.dms_double.fixtures import doveadm_verify
+from tests.dms_double.fixtures import DmsDouble, doveadm_verify
 from tests.kube_real.agent_rig import (
     ALICE,
     BOB,
     CAROL,
     PodRig,
     applied,
+    ledger_key,
+    settings_doc,
     write_state,
 )
 from tests.kube_real.cluster import KubeCluster
 from tests.kube_real.pod import collection, create, state_yaml
 from tests.kube_support import eventually
+from tests.rig.proc import Daemon, free_port
 
 
 @pytest.mark.parametrize("source", ["chart", "manifests"])
@@ -204,3 +211,30 @@ async def test_real_apiserver_lb_node_address_read_with_the_agents_own_rbac(
         {"source": "node", "nodeName": node, "nodeAddressType": "InternalIP"}
     )
     assert await node_address(lb_internal, kube, node) == "10.0.0.5"
+
+
+async def test_real_apiserver_agent_process_in_cluster_never_imports_kubernetes_asyncio(
+    pod_rig: PodRig, make_dms: Callable[..., DmsDouble], tmp_path: Path
+) -> None:
+    """``python -m agent run`` as in the pod (in-cluster, the ServiceAccount's token) applies
+    the state; Python's own import log shows every module it loaded: kubernetes_asyncio is
+    not one of them, so it is a test dependency only."""
+    pod = pod_rig.deploy()
+    dms = make_dms()
+    doc = settings_doc(pod, dms, ledger_key(tmp_path))
+    doc["server"] = {"host": "127.0.0.1", "port": free_port()}
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump(doc))
+    argv = [sys.executable, "-X", "importtime", "-m", "agent", "run", "-c", str(settings)]
+    agent = Daemon("agent", argv, tmp_path, {**pod.environ(), "KUBECONFIG": ""})
+    try:
+        await eventually(lambda: set(dms.accounts()) == {"alice@example.com"}, 60)
+        await eventually(lambda: bool(dms.calls()), 10)  # logged when `setup` exits
+    finally:
+        agent.stop()
+    log = agent.logs()
+    imports = [line for line in log.splitlines() if line.startswith("import time:")]
+    assert any(" agent.sources.kube" in line for line in imports), "no import log"
+    assert [line for line in imports if "kubernetes_asyncio" in line] == []
+    said = [line for line in log.splitlines() if not line.startswith("import time:")]
+    assert [line for line in said if "403" in line or "Forbidden" in line] == []

@@ -27,7 +27,7 @@ from tests.kube_real.pod import AgentPod, rendered, state_yaml
 from tests.kube_support import eventually
 
 
-def agent_settings(pod: AgentPod, dms: DmsDouble, key_file: Path, **kube: Any) -> Settings:
+def settings_doc(pod: AgentPod, dms: DmsDouble, key_file: Path, **kube: Any) -> dict[str, Any]:
     """The rendered settings' ``sources`` and ``kube`` sections; the rest fits the test host."""
     rendered = pod.settings
     env = {k: v for k, v in dms.env.items() if not k.startswith("DMS_DOUBLE")}
@@ -38,25 +38,35 @@ def agent_settings(pod: AgentPod, dms: DmsDouble, key_file: Path, **kube: Any) -
         "backoffMax": 0.5,
         **kube,
     }
-    return Settings.model_validate(
-        {
-            "sources": rendered["sources"],
-            "kube": kube_section,
-            "dms": {
-                "configDir": str(dms.config_dir),
-                "setupCommand": dms.setup_argv,
-                "readyCommand": [],
-                "commandTimeout": 20,
-                "executor": {"kind": "local"},
-                "environment": env,
-            },
-            "reconcile": {"ledgerKeyFile": str(key_file), "retryInitial": 0.05},
-            "dkim": {"enabled": False},
-            "checks": {"enabled": False},
-            "dns": {"enabled": False},
-            "lb": {"enabled": False},
-        }
-    )
+    return {
+        "sources": rendered["sources"],
+        "kube": kube_section,
+        "dms": {
+            "configDir": str(dms.config_dir),
+            "setupCommand": dms.setup_argv,
+            "readyCommand": [],
+            "commandTimeout": 20,
+            "executor": {"kind": "local"},
+            "environment": env,
+        },
+        "reconcile": {"ledgerKeyFile": str(key_file), "retryInitial": 0.05},
+        "dkim": {"enabled": False},
+        "checks": {"enabled": False},
+        "dns": {"enabled": False},
+        "lb": {"enabled": False},
+    }
+
+
+def agent_settings(pod: AgentPod, dms: DmsDouble, key_file: Path, **kube: Any) -> Settings:
+    return Settings.model_validate(settings_doc(pod, dms, key_file, **kube))
+
+
+def ledger_key(tmp_path: Path) -> Path:
+    keys = tmp_path / "keys"  # never beside the ledger (which lives in the config folder)
+    keys.mkdir(exist_ok=True)
+    key_file = keys / "ledger.key"
+    key_file.write_text("a test ledger key, not beside the ledger\n")
+    return key_file
 
 
 @dataclass
@@ -104,11 +114,7 @@ async def running_agent(
     monkeypatch.delenv("KUBECONFIG", raising=False)
     caplog.set_level(logging.DEBUG, logger="dms_agent")
     dms = make_dms()
-    keys = tmp_path / "keys"
-    keys.mkdir(exist_ok=True)
-    key_file = keys / "ledger.key"
-    key_file.write_text("a test ledger key, not beside the ledger\n")
-    agent = Agent(agent_settings(pod, dms, key_file, **kube), None)
+    agent = Agent(agent_settings(pod, dms, ledger_key(tmp_path), **kube), None)
     await agent.start_components()
     try:
         yield RunningAgent(agent, pod, dms, caplog)
