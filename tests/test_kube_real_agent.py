@@ -19,6 +19,7 @@ import yaml
 from agent.kube.config import KubeSettings
 from agent.lb.address import AddressError, node_address
 from agent.lb.config import LbAddress
+from agent.metrics import REGISTRY
 from tests.deploy import render
 from tests.deploy.fixtures import HOW_HELM
 from tests.dms_double.fixtures import DmsDouble, doveadm_verify
@@ -97,6 +98,7 @@ def invalid_events(rig: PodRig) -> list[dict[str, Any]]:
     return [e for e in events_listed(rig) if e["reason"] == "Invalid"]
 
 
+BOOKMARK_METRIC = "dms_agent_sources_last_bookmark_timestamp_seconds"
 BROKEN_YAML = "apiVersion: dms-agent/v1\naccounts:\n  alice@example.com: {quota: 2G\n"
 
 
@@ -238,3 +240,19 @@ async def test_real_apiserver_agent_process_in_cluster_never_imports_kubernetes_
     assert [line for line in imports if "kubernetes_asyncio" in line] == []
     said = [line for line in log.splitlines() if not line.startswith("import time:")]
     assert [line for line in said if "403" in line or "Forbidden" in line] == []
+
+
+async def test_real_apiserver_bookmarks_reach_the_agents_watch(pod_rig: PodRig) -> None:
+    """The real server sends a bookmark ~2 s before a watch's timeoutSeconds once its version
+    of the resource moved past the watch's; the agent takes the bookmark's version."""
+    pod = pod_rig.deploy()
+    async with pod_rig.run(pod, watchTimeout=4) as run:
+        await applied(run, {"alice@example.com"})
+        key = f"configmap/{pod.namespace}/{pod.source_names()['configmap']}"
+        before = REGISTRY.get_sample_value(BOOKMARK_METRIC, {"source": key}) or 0.0
+        pod.put("ConfigMap", "unrelated", {"data": {"k": "v"}})  # moves the version, unseen
+        await eventually(
+            lambda: (REGISTRY.get_sample_value(BOOKMARK_METRIC, {"source": key}) or 0) > before,
+            15,
+        )
+        assert run.denied_lines() == []
