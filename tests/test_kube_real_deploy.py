@@ -149,22 +149,7 @@ UPGRADES = {
 }
 
 
-# Known chart defect (reported): a new persistence.size changes the StatefulSet's
-# volumeClaimTemplates, which the API server forbids; helm sends it and the release is left
-# "failed". The chart should refuse it first (e.g. `lookup` the StatefulSet and `fail` naming
-# the manual step: resize the PVC, re-create the StatefulSet with --cascade=orphan).
-CHART_DEFECTS = {"persistence size": "chart sends a forbidden volumeClaimTemplates change"}
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(reason=CHART_DEFECTS[c], strict=True))
-        if c in CHART_DEFECTS
-        else c
-        for c in sorted(UPGRADES)
-    ],
-)
+@pytest.mark.parametrize("change", sorted(UPGRADES))
 def test_real_apiserver_helm_upgrade_succeeds_or_is_refused_by_the_chart(
     tools: Tools, change: str
 ) -> None:
@@ -182,4 +167,5 @@ def test_real_apiserver_helm_upgrade_succeeds_or_is_refused_by_the_chart(
         f"helm upgrade ({change}) was sent and refused by the API server, leaving a failed "
         f"release:\n{upgraded.stderr}"
     )
+    assert "manual" in upgraded.stderr.lower(), f"no manual step named:\n{upgraded.stderr}"
     assert '"status":"failed"' not in history.stdout.replace(" ", ""), history.stdout

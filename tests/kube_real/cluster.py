@@ -269,7 +269,9 @@ class KubeCluster:
             f"--service-account-key-file={self.sa_pub}",
             f"--service-account-signing-key-file={self.sa_key}",
             f"--service-account-issuer={ISSUER}",
-            "--service-cluster-ip-range=10.96.0.0/24",
+            # dual-stack Service ranges (configuration only: nothing is routed), so a chart knob
+            # asking for IPv6 Services meets a cluster that has them
+            "--service-cluster-ip-range=10.96.0.0/24,fd00:10:96::/112",
             "--profiling=false",
             "--v=1",
         ]
