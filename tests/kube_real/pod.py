@@ -20,7 +20,7 @@ import yaml
 from tests.deploy import render
 from tests.deploy.fixtures import HOW_HELM
 from tests.deploy.objects import agent_settings, one
-from tests.kube_real.cluster import KubeCluster
+from tests.kube_real.cluster import ApiError, KubeCluster
 
 Doc = dict[str, Any]
 
@@ -116,7 +116,9 @@ class AgentPod:
         full = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, **body}
         try:
             current = self.cluster.admin.get(f"{path}/{name}")
-        except Exception:
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
             answer: Doc = self.cluster.admin.post(path, full)
             return answer
         full["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
