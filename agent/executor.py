@@ -149,7 +149,7 @@ def build_executor(settings: Settings) -> Executor | None:
     if ex.kind == "docker":
         return DockerExecutor(ex.container)
     if ex.kind == "kube":
-        # lazily: only kube users pay for kubernetes_asyncio
+        # lazily: only kube users import the exec client (aiohttp WebSocket, v4 channels)
         kube_exec = importlib.import_module("agent.kube.exec")
         return cast(Executor, kube_exec.build_kube_executor(settings))
     return None

@@ -25,6 +25,8 @@ def digest(documents: tuple[SourceDocument, ...] | None) -> str:
         for part in (doc.origin, doc.name, doc.text, "1" if doc.secret else "0"):
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\0")
+        if doc.unreadable:  # unreadable bytes are not the empty text they stand in as
+            h.update(b"\1" + doc.unreadable.encode() + b"\0")
     return h.hexdigest()
 
 

@@ -17,6 +17,9 @@ class SourceDocument:
     name: str
     text: str = field(repr=False)  # may hold secrets
     secret: bool = False
+    # Why the content could not be read as text (e.g. a binaryData key that is not UTF-8):
+    # the merge refuses the whole input with this, located at ``origin``.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,10 @@ class Merge:
                 self.entry.set(State.OK, "published", generation=self.generation, absent=[])
             return False
         self.last_input = key
+        unreadable = [LocatedError(d.origin, None, "", d.unreadable) for d in docs if d.unreadable]
+        if unreadable:
+            self._rejected(unreadable, docs)
+            return False
         try:
             desired = await asyncio.to_thread(self.loader, docs)
         except InvalidDocument as exc:
