@@ -27,6 +27,7 @@ from agent.dns.config import DnsSettings
 from agent.errors import InvalidDocument, LocatedError
 from agent.kube.config import KubeSettings
 from agent.lb.config import LbSettings
+from agent.mailflow.config import MailflowSettings
 from agent.yamlloc import LocatedDoc, format_path, load_yaml
 
 ENV_PREFIX = "DMS_AGENT_"
@@ -142,6 +143,7 @@ class Settings(Section):
     checks: ChecksSettings = ChecksSettings()
     dns: DnsSettings = DnsSettings()
     lb: LbSettings = LbSettings()
+    mailflow: MailflowSettings = MailflowSettings()
     dkim: DkimSettings = DkimSettings()
 
 
