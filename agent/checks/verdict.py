@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from agent.checks.probes import describe_expiry
 from agent.checks.state import CheckState, Phase
+from agent.fsio import write_file
 from agent.hub import Hub
 from agent.metrics import HEALTH_VERDICT
 from agent.status import State, StatusRegistry, Verdict
@@ -141,17 +140,8 @@ def render(verdict: Verdict, reasons: list[str], now: float) -> str:
 
 def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never a part (rename within one folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # the mailserver container may run its probe as another user
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # 0644: the mailserver container may run its probe as another user
+    write_file(path, text, mode=0o644, make_parents=True)
 
 
 class VerdictWriter:

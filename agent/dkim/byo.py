@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from agent.dkim.keys import Backend
-from agent.dkim.signing import write_atomic
 from agent.errors import LocatedError
+from agent.fsio import write_file
 from agent.mailstate.model import DkimSpec
 
 SUFFIX = ".pem"
@@ -138,8 +138,8 @@ def install_byo_key(config_dir: Path, backend: Backend, key: ByoKey) -> bool:
         owner = "_rspamd"
     if private.exists():
         return False
-    write_atomic(private, key.private_pem.decode(), mode=0o600)
-    write_atomic(public, public_text, mode=0o644)
+    write_file(private, key.private_pem, mode=0o600, make_parents=True)
+    write_file(public, public_text, mode=0o644, make_parents=True)
     _chown_if_known(owner, private, public)
     return True
 

@@ -21,13 +21,13 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.fsio import append_file, write_file
 from agent.mailstate.model import PasswordIntent
 
 log = logging.getLogger("dms_agent.ledger")
@@ -203,12 +203,7 @@ class Ledger:
         if not recs:
             return
         text = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in recs)
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_file(self.journal_path, text, mode=0o600)
         self._journal_lines += len(recs)
 
     def compact(self) -> None:
@@ -216,7 +211,7 @@ class Ledger:
         if self._journal_lines == 0:
             return  # nothing new: an idle pass writes nothing
         text = json.dumps(self.data.as_json(), indent=1, sort_keys=True) + "\n"
-        atomic_write(self.path, text, mode=0o600)
+        write_file(self.path, text, mode=0o600)
         with contextlib.suppress(FileNotFoundError):
             self.journal_path.unlink()
         self._journal_lines = 0
@@ -224,29 +219,6 @@ class Ledger:
 
 def new_entry(digest: str | None, hash_: str | None, origin: Origin) -> LedgerEntry:
     return LedgerEntry(digest=digest, hash=hash_, origin=origin, since=time.time())
-
-
-def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
-    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.dms-agent.tmp")
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)  # umask may have cut the requested bits
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --- versions ------------------------------------------------------------------------------
