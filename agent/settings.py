@@ -26,6 +26,7 @@ from agent.dns.config import DnsSettings
 from agent.errors import InvalidDocument, LocatedError
 from agent.kube.config import KubeSettings
 from agent.lb.config import LbSettings
+from agent.sources.document import MAX_DOCUMENT_BYTES
 from agent.yamlloc import LocatedDoc, format_path, load_yaml
 
 ENV_PREFIX = "DMS_AGENT_"
@@ -60,6 +61,8 @@ class SourceSettings(Section):
     selector: str | None = None
     namespace: str | None = None
     secret: bool = False  # a path source holding secret material (passwords, keys)
+    # a bigger document is a located error (a 100 MB one took 6 s and 550 MB to parse)
+    max_document_bytes: int = Field(MAX_DOCUMENT_BYTES, gt=0)
 
     @model_validator(mode="after")
     def _needs_target(self) -> SourceSettings:
