@@ -72,6 +72,16 @@ def append_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         os.close(fd)
 
 
+def truncate_file(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes and fsync; a symlink there is refused, never followed."""
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def open_private(path: Path, mode: int = 0o600) -> int:
     """Open (creating) ``path`` read-write without following a symlink; the caller closes."""
     return _open_nofollow(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)

@@ -123,6 +123,7 @@ class ReconcileSettings(Section):
     passwords: Literal["enforce", "onChange", "initial"] = "onChange"
     ledger_path: Path | None = None  # default: <dms.configDir>/dms-agent-ledger.json
     ledger_key_file: Path | None = None  # the digest key, from a Secret; never beside the ledger
+    create_ledger_key: bool = False  # make a random 0600 key if absent (the local demo only)
     retry_initial: float = Field(5.0, gt=0)  # a failed op waits this long before its retry...
     retry_max: float = Field(300.0, gt=0)  # ...doubling (with jitter) up to this
     lock_wait: float = Field(30.0, ge=0)  # how long to wait for another agent's apply lock

@@ -27,7 +27,7 @@ from agent.dms.fileapply import FileApplier
 from agent.lb.sequence import SequenceSource
 from agent.mailstate.model import DkimSpec, PasswordIntent, Secret
 from agent.reconcile.apply import ApplyLock
-from agent.reconcile.ledger import Ledger, LedgerEntry
+from agent.reconcile.ledger import Ledger, LedgerEntry, LedgerError
 from agent.reconcile.plan import Op
 from tests.reconcile_rig import DmsRig
 
@@ -117,12 +117,12 @@ def test_ledger_snapshot_and_journal_refuse_links(tmp_path: Path, victim: Path) 
     led = Ledger(tmp_path / "ledger.json")
     led.load()
     plant(led.journal_path, victim)
-    with pytest.raises(OSError, match="symbolic link"):
+    with pytest.raises(LedgerError, match="symbolic link"):
         led.set_account("a@x.org", LedgerEntry("d", "h"))
     led.journal_path.unlink()
     led.set_account("a@x.org", LedgerEntry("d", "h"))
     plant(led.path, victim)
-    with pytest.raises(OSError, match="symbolic link"):
+    with pytest.raises(LedgerError, match="symbolic link"):
         led.compact()
 
 
