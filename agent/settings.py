@@ -34,10 +34,14 @@ DEFAULT_PORT = 9425
 
 
 class ServerSettings(Section):
-    """``server:`` — the HTTP endpoint for health, status and metrics."""
+    """``server:`` — the HTTP endpoint for health, status and metrics (docs/http.md)."""
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    max_connections: int = Field(256, ge=8)  # a new one closes the oldest idle one
+    header_timeout: float = Field(5.0, gt=0)  # to send a request head after connecting
+    keep_alive_timeout: float = Field(15.0, gt=0)  # idle between requests
+    status_token_file: Path | None = None  # bearer token for /status from beyond loopback
 
 
 class LoggingSettings(Section):
