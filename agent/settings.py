@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from agent.checks.config import ChecksSettings
 from agent.config_base import Section
 from agent.dkim.config import DkimSettings
+from agent.dms import DMS_CONFIG_DIR
 from agent.dns.config import DnsSettings
 from agent.errors import InvalidDocument, LocatedError
 from agent.kube.config import KubeSettings
@@ -91,11 +92,9 @@ class ExecutorSettings(Section):
 class DmsSettings(Section):
     """``dms:`` — where docker-mailserver's folders are, and how to run its `setup`."""
 
-    config_dir: Path | None = Path(
-        "/tmp/docker-mailserver"
-    )  # as the agent sees it; null: not mounted
+    config_dir: Path | None = Path(DMS_CONFIG_DIR)  # as the agent sees it; null: not mounted
     mail_dir: Path | None = None  # as the agent sees it; null: not mounted
-    container_config_dir: str = "/tmp/docker-mailserver"  # as the mailserver sees it
+    container_config_dir: str = DMS_CONFIG_DIR  # as the mailserver sees it
     container_mail_dir: str = "/var/mail"
     setup_command: list[str] = Field(default_factory=lambda: ["setup"])
     command_timeout: float = Field(120.0, gt=0)
