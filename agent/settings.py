@@ -22,12 +22,14 @@ from pydantic.alias_generators import to_camel
 from agent.checks.config import ChecksSettings
 from agent.config_base import Section
 from agent.dkim.config import DkimSettings
+from agent.dms import DMS_CONFIG_DIR
 from agent.dms_environment import read_environment
 from agent.dns.config import DnsSettings
 from agent.errors import InvalidDocument, LocatedError
 from agent.kube.config import KubeSettings
 from agent.lb.config import LbSettings
 from agent.mailflow.config import MailflowSettings
+from agent.sources.document import MAX_DOCUMENT_BYTES
 from agent.yamlloc import LocatedDoc, format_path, load_yaml
 
 ENV_PREFIX = "DMS_AGENT_"
@@ -35,10 +37,14 @@ DEFAULT_PORT = 9425
 
 
 class ServerSettings(Section):
-    """``server:`` — the HTTP endpoint for health, status and metrics."""
+    """``server:`` — the HTTP endpoint for health, status and metrics (docs/http.md)."""
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    max_connections: int = Field(256, ge=8)  # a new one closes the oldest idle one
+    header_timeout: float = Field(5.0, gt=0)  # to send a request head after connecting
+    keep_alive_timeout: float = Field(15.0, gt=0)  # idle between requests
+    status_token_file: Path | None = None  # bearer token for /status from beyond loopback
 
 
 class LoggingSettings(Section):
@@ -62,6 +68,8 @@ class SourceSettings(Section):
     selector: str | None = None
     namespace: str | None = None
     secret: bool = False  # a path source holding secret material (passwords, keys)
+    # a bigger document is a located error (a 100 MB one took 6 s and 550 MB to parse)
+    max_document_bytes: int = Field(MAX_DOCUMENT_BYTES, gt=0)
 
     @model_validator(mode="after")
     def _needs_target(self) -> SourceSettings:
@@ -86,11 +94,9 @@ class ExecutorSettings(Section):
 class DmsSettings(Section):
     """``dms:`` — where docker-mailserver's folders are, and how to run its `setup`."""
 
-    config_dir: Path | None = Path(
-        "/tmp/docker-mailserver"
-    )  # as the agent sees it; null: not mounted
+    config_dir: Path | None = Path(DMS_CONFIG_DIR)  # as the agent sees it; null: not mounted
     mail_dir: Path | None = None  # as the agent sees it; null: not mounted
-    container_config_dir: str = "/tmp/docker-mailserver"  # as the mailserver sees it
+    container_config_dir: str = DMS_CONFIG_DIR  # as the mailserver sees it
     container_mail_dir: str = "/var/mail"
     setup_command: list[str] = Field(default_factory=lambda: ["setup"])
     command_timeout: float = Field(120.0, gt=0)
@@ -125,6 +131,7 @@ class ReconcileSettings(Section):
     passwords: Literal["enforce", "onChange", "initial"] = "onChange"
     ledger_path: Path | None = None  # default: <dms.configDir>/dms-agent-ledger.json
     ledger_key_file: Path | None = None  # the digest key, from a Secret; never beside the ledger
+    create_ledger_key: bool = False  # make a random 0600 key if absent (the local demo only)
     retry_initial: float = Field(5.0, gt=0)  # a failed op waits this long before its retry...
     retry_max: float = Field(300.0, gt=0)  # ...doubling (with jitter) up to this
     lock_wait: float = Field(30.0, ge=0)  # how long to wait for another agent's apply lock

@@ -168,10 +168,13 @@ class Escalation(Section):
     has restarted the mailserver (if its probe is wired), which needs time to start before it
     is judged again; without the pause its own start-up would be read as a new failure and
     restart it again (a crash loop). After the pause the check must pass once before it can
-    escalate again."""
+    escalate again. At most ``maxPerHour`` escalations are written as ``unhealthy`` in any hour,
+    across agent restarts (counted in ``<verdictFile>.escalations``); past that the verdict file
+    says ``unknown`` (the probe passes) while /healthz still reports the failure."""
 
     hold: float = Field(120.0, gt=0)
     restart_grace: float = Field(180.0, ge=0)
+    max_per_hour: int = Field(3, ge=0)
 
 
 class ChecksSettings(Section):

@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
 from agent.commands.state import EXIT_ERROR, make_engine
 from agent.dms.takeover import passwords_document, state_document
-from agent.reconcile.ledger import atomic_write
+from agent.fsio import write_file
 from agent.reconcile.reconciler import ReconcileError
 
 
@@ -45,9 +45,13 @@ def _import(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if actual.hashes is None:
         print("warning: no config folder: the passwords document has no hashes", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(targets[0], state_document(actual), mode=0o644)
-    atomic_write(targets[1], passwords_document(actual), mode=0o600)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_file(targets[0], state_document(actual), mode=0o644)
+        write_file(targets[1], passwords_document(actual), mode=0o600)
+    except OSError as exc:
+        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     n = len(actual.state.accounts)
     print(f"imported {n} accounts, {len(actual.state.aliases)} aliases into {out}")
     return 0

@@ -150,7 +150,8 @@ class DkimManager:
         folder = self.settings.byo_keys_dir
         if folder is None or self.config_dir is None:
             return
-        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs)
+        allow = self.settings.byo_allow_undeclared
+        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs, allow)
         for err in errors:
             p.errors.append(str(err))
             self.ctx.events.emit("Invalid", f"DKIM key refused: {err}", "Warning")

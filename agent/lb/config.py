@@ -89,6 +89,8 @@ class LbTarget(Section):
     every request. The response must prove the hook ran: by default the receiver example's
     result line (for v2 it echoes the sequence number sent); ``expectResponse`` (a regular
     expression searched in the body) replaces that check for other receivers.
+    ``funkypenguin`` sends its token itself: to an ``http://`` URL that is in clear text, which
+    is warned about (log, /status); ``requireTLS: true`` refuses to send to any ``http://`` URL.
     """
 
     url: str
@@ -99,6 +101,12 @@ class LbTarget(Section):
     tls_verify: bool = True
     timeout: float = Field(10.0, gt=0)
     expect_response: str | None = None
+    require_tls: bool = Field(False, alias="requireTLS")
+
+    @property
+    def token_in_clear(self) -> bool:
+        """The token itself would cross the network unencrypted (v2 sends only an HMAC)."""
+        return self.format == "funkypenguin" and self.url.startswith("http:")
 
     @field_validator("url")
     @classmethod

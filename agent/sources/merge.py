@@ -93,7 +93,9 @@ class Merge:
                 self.entry.set(State.OK, "published", generation=self.generation, absent=[])
             return False
         self.last_input = key
-        unreadable = [LocatedError(d.origin, None, "", d.unreadable) for d in docs if d.unreadable]
+        unreadable = [
+            LocatedError(d.origin, d.problem_line, "", d.problem) for d in docs if d.problem
+        ]
         if unreadable:
             self._rejected(unreadable, docs)
             return False
