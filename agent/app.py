@@ -18,10 +18,10 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from agent.events import EventSink, LogEventSink
-from agent.executor import Executor
+from agent.executor import DockerExecutor, Executor, LocalExecutor
 from agent.hub import Hub
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
 from agent.settings import Settings
@@ -71,6 +71,20 @@ def resolve_builder(entry: str | Builder) -> Builder:
     module, _, func = entry.partition(":")
     builder: Builder = getattr(importlib.import_module(module), func)
     return builder
+
+
+def build_executor(settings: Settings) -> Executor | None:
+    """The executor the settings ask for; None for ``kind: file`` (no DMS: the file applier)."""
+    ex = settings.dms.executor
+    if ex.kind == "local":
+        return LocalExecutor()
+    if ex.kind == "docker":
+        return DockerExecutor(ex.container)
+    if ex.kind == "kube":
+        # lazily: only kube users pay for kubernetes_asyncio
+        kube_exec = importlib.import_module("agent.kube.exec")
+        return cast(Executor, kube_exec.build_kube_executor(settings))
+    return None
 
 
 @dataclass(slots=True)
@@ -132,8 +146,6 @@ class Agent:
         from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
 
         events = make_event_sink(self.settings)
-        from agent.executor import build_executor  # kube exec only when the settings ask
-
         return AgentContext(
             settings=self.settings,
             status=self.status,

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.app import build_executor
 from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 from agent.errors import InvalidDocument
-from agent.executor import build_executor
 from agent.mailstate.load import desired_from_documents
 from agent.mailstate.model import Desired
 from agent.reconcile.reconciler import Engine
@@ -16,16 +16,6 @@ from agent.settings import Settings
 from agent.sources.document import SourceDocument, read_path
 
 EXIT_ERROR = 1
-
-
-def add_source_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--source",
-        action="append",
-        type=Path,
-        metavar="PATH",
-        help="a state folder or file to use instead of the settings' path sources (repeatable)",
-    )
 
 
 def read_desired(settings: Settings, override: list[Path] | None) -> Desired | None:
