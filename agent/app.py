@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
+from agent import __version__
+from agent.errors import CannotStart
 from agent.events import EventSink, LogEventSink
 from agent.executor import DockerExecutor, Executor, LocalExecutor
 from agent.hub import Hub
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
-from agent.settings import Settings
+from agent.settings import Settings, SourceSettings
 from agent.status import State, StatusRegistry
 
 log = logging.getLogger("dms_agent.app")
@@ -213,6 +215,39 @@ class Agent:
             await self.reload()
 
 
+NO_SOURCES = (
+    "no sources: nothing declares the desired state, so nothing is reconciled until the "
+    "settings name one (--config FILE with `sources:`, as in examples/local.yaml)"
+)
+
+
+def startup_lines(settings: Settings, addresses: Sequence[object]) -> list[str]:
+    """What a person starting the agent wants to know first: where it answers, what it
+    reads, how it writes."""
+    urls = [_url(a) for a in addresses] or [f"http://{settings.server.host}:{settings.server.port}"]
+    sources = [_describe_source(s) for s in settings.sources] or ["none"]
+    dms = settings.dms
+    return [
+        f"dms-agent {__version__} serving {', '.join(urls)} (/status, /healthz, /metrics)",
+        f"sources: {'; '.join(sources)}",
+        f"executor: {dms.executor.kind}; DMS config folder: {dms.config_dir or 'not mounted'}",
+    ]
+
+
+def _url(address: object) -> str:
+    if not isinstance(address, tuple):
+        return str(address)  # a unix socket's path
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+
+def _describe_source(source: SourceSettings) -> str:
+    if source.kind == "path":
+        return f"path {source.path}" + (" (secret)" if source.secret else "")
+    what = f"name {source.name}" if source.name else f"selector {source.selector}"
+    return f"{source.kind} {what}" + (f" in {source.namespace}" if source.namespace else "")
+
+
 async def run_agent(settings: Settings, settings_path: Path | None) -> None:
     """The main job: server + components until SIGTERM/SIGINT."""
     from agent.server import serve
@@ -223,7 +258,11 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
-    runner = await serve(agent.status, settings.server)
+    try:
+        runner = await serve(agent.status, settings.server)
+    except OSError as exc:
+        where = f"{settings.server.host}:{settings.server.port}"
+        raise CannotStart(f"cannot listen on {where}: {exc.strerror or exc}") from None
     watcher = asyncio.create_task(agent.watch_settings(), name="settings-watch")
     try:
         await agent.start_components()
@@ -231,7 +270,10 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         # the collector's generations, so a full collection no longer walks it (measured in
         # bench/dns_checks.py: 65-90 ms loop stalls without, under 17 ms with).
         gc.freeze()
-        log.info("dms-agent running; components: %d", len(agent._tasks))
+        for line in startup_lines(settings, runner.addresses):
+            log.info("%s", line)
+        if not settings.sources:
+            log.warning(NO_SOURCES)
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from tests.rig.proc import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 DMS_AGENT = Path(sys.executable).parent / "dms-agent"
@@ -43,3 +46,22 @@ def imported_modules(*args: str) -> set[str]:
             if name != "package":
                 found.add(name)
     return found
+
+
+def start_agent(workdir: Path, *args: str, env: Mapping[str, str] | None = None) -> Daemon:
+    """``dms-agent run ARGS`` as a daemon in ``workdir``, its stderr in the daemon's log."""
+    assert DMS_AGENT.exists(), f"{DMS_AGENT} missing: install the project (.ci/setup)"
+    return Daemon("dms-agent", [str(DMS_AGENT), "run", *args], workdir, dict(env or {}))
+
+
+def wait_for_log(daemon: Daemon, text: str, timeout: float = 20.0) -> str:
+    """The daemon's log once it holds ``text`` (fails with the log after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = daemon.logs()
+        if text in log:
+            return log
+        if daemon.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no {text!r} in the agent's log:\n{daemon.logs()}")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 
+EXIT_NO_KEYS = 1
+
 
 def _config(args: argparse.Namespace) -> tuple[Path, str, Path] | None:
     settings = settings_from_args(args)
@@ -45,7 +47,15 @@ def records(args: argparse.Namespace) -> int:
     else:
         for key in keys.values():
             print(key.zone_line())
-    return 0 if keys else 1
+    if not keys:
+        which = f" for {', '.join(sorted(wanted))}" if wanted else ""
+        print(
+            f"no {backend} DKIM key{which} in {config_dir} (the agent makes keys for the "
+            "domains whose state declares `dkim:`)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_KEYS
+    return 0
 
 
 def switch(args: argparse.Namespace) -> int:

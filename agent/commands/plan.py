@@ -20,8 +20,8 @@ EXIT_CHANGES = 2
 
 def run(args: argparse.Namespace) -> int:
     loaded = settings_and_desired(args)
-    if isinstance(loaded, int):
-        return loaded
+    if isinstance(loaded, int):  # with --detailed-exitcode, 2 means changes: errors are 1
+        return EXIT_ERROR if args.detailed_exitcode else loaded
     settings, desired = loaded
     report = asyncio.run(make_engine(settings).plan_only(desired))
     if report.error is not None or report.plan is None:

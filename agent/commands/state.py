@@ -57,11 +57,27 @@ def make_engine(settings: Settings) -> Engine:
     return Engine(settings, build_executor(settings))
 
 
+def config_dir_missing(settings: Settings) -> bool:
+    """True (after saying so) when ``dms.configDir`` is set but is no folder: a one-shot
+    command never creates it, so a mistyped path is an error, not a new empty DMS."""
+    folder = settings.dms.config_dir
+    if folder is None or folder.is_dir():
+        return False
+    print(
+        f"error: dms.configDir {folder}: no such folder (check the path; "
+        "plan, apply and import never create it)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def settings_and_desired(args: argparse.Namespace) -> tuple[Settings, Desired] | int:
     """The settings and the declared state a one-shot command works on, or its exit code."""
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
+    if config_dir_missing(settings):
+        return EXIT_ERROR
     desired = read_desired(settings, args.source)
     if desired is None:
         return EXIT_ERROR

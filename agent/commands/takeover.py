@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
-from agent.commands.state import EXIT_ERROR, make_engine
+from agent.commands.state import EXIT_ERROR, config_dir_missing, make_engine
 from agent.dms.takeover import passwords_document, state_document
 from agent.reconcile.ledger import atomic_write
 from agent.reconcile.reconciler import ReconcileError
@@ -18,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
+    if config_dir_missing(settings):
+        return EXIT_ERROR
     out: Path = args.output_dir
     targets = (out / "mailserver.yaml", out / "passwords.yaml")
     if not args.force and any(t.exists() for t in targets):
