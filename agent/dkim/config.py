@@ -34,6 +34,7 @@ class DkimSettings(Section):
     byo_keys_dir: Path | None = None
     # host, host:port or [v6]:port; default: dns.nameservers, else the system resolver
     nameservers: list[str] = Field(default_factory=list)
+    # seconds one publication lookup may take
     dns_timeout: float = Field(3.0, gt=0)
     state_file: Path | None = None  # default: <dms.configDir>/dms-agent-dkim.json
     opendkim_reload: list[str] = Field(
