@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "dkim switch": "agent.commands.dkim:switch",
     "check-dns": "agent.commands.check_dns:run",
     "probe-script": "agent.commands.probe_script:run",
+    "completion": "agent.commands.completion:run",
 }
 
 if TYPE_CHECKING:
@@ -251,6 +252,21 @@ def add_probe_script(sub: Subparsers) -> None:
     p.set_defaults(handler="probe-script")
 
 
+def add_completion(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "completion",
+        help="print the bash or zsh completion script",
+        description=(
+            "Print a completion script generated from this command line. Install it for "
+            "bash: dms-agent completion bash > ~/.local/share/bash-completion/completions/"
+            "dms-agent; for zsh: dms-agent completion zsh > ~/.zfunc/_dms-agent, with "
+            "fpath+=(~/.zfunc) before compinit in ~/.zshrc. Then open a new shell."
+        ),
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(handler="completion")
+
+
 # in the order --help lists them
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
@@ -262,6 +278,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_dkim,
     add_check_dns,
     add_probe_script,
+    add_completion,
 ]
 
 

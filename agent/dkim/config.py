@@ -24,6 +24,7 @@ class DkimSettings(Section):
     - ``opendkimReload``: the command, run through the executor in the mailserver container,
       that makes new OpenDKIM keys live without restarting the container (what DMS's start-up
       does: copy the config folder's opendkim/ to /etc/opendkim, then restart opendkim).
+      Empty: there is no mailserver to make keys live in (the local demo).
     """
 
     enabled: bool = True
