@@ -207,11 +207,23 @@ class Agent:
         """Reload when the settings file changes (or its kubelet ``..data`` swaps)."""
         if self.settings_path is None:
             return
-        from watchfiles import awatch
+        from agent.sources.inotify import FolderWatch, InotifyUnavailable
 
         # Watch the folder, not the file: editors and kubelet replace the file (new inode),
-        # and in a kubelet mount the change shows as the ``..data`` symlink swap.
-        async for _ in awatch(self.settings_path.parent, step=50, recursive=False):
+        # and in a kubelet mount the change shows as the ``..data`` symlink swap. inotify
+        # where there is one (no wake-ups while idle), else watchfiles.
+        folder = self.settings_path.parent
+        try:
+            async with FolderWatch(folder) as watch:
+                while not watch.gone:
+                    if await watch.changes(None):
+                        await self.reload()
+                return
+        except InotifyUnavailable:
+            pass
+        from watchfiles import awatch
+
+        async for _ in awatch(folder, step=50, recursive=False):
             await self.reload()
 
 
