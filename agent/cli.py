@@ -101,8 +101,9 @@ def add_plan(sub: Subparsers) -> None:
         "plan",
         help="show the ops a reconcile would run (nothing is changed)",
         description=(
-            "Observe DMS, compare with the declared state and print the plan. With "
-            "--detailed-exitcode: 0 no changes, 1 error, 2 changes (as terraform does)."
+            "Observe DMS, compare with the declared state and print the plan. Exit codes: "
+            "0 nothing held back, 1 error, 3 work refused or blocked; with --detailed-exitcode "
+            "also 2 for changes to make (as terraform does)."
         ),
     )
     add_settings_options(p)
@@ -221,7 +222,18 @@ def add_check_dns(sub: Subparsers) -> None:
     p.add_argument("--ipv6", action="append", metavar="ADDR", help="the MX host's IPv6")
     p.add_argument("--egress", action="append", metavar="ADDR", help="outgoing mail's address")
     p.add_argument("--send-only", action="append", metavar="DOMAIN", help="a send-only domain")
-    p.add_argument("--dms-config-dir", type=Path, metavar="DIR", help="DMS config folder (DKIM)")
+    p.add_argument(
+        "--dms-config-dir",
+        type=Path,
+        metavar="DIR",
+        help="DMS config folder, to compare DKIM keys (needs opendkim/keys or rspamd/dkim)",
+    )
+    p.add_argument(
+        "--mta-sts-ca-bundle",
+        type=Path,
+        metavar="PEM",
+        help="CAs trusted for MTA-STS policy hosts (default: the system store)",
+    )
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="one lookup's lifetime")
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
