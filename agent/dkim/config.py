@@ -25,6 +25,7 @@ class DkimSettings(Section):
     - ``opendkimReload``: the command, run through the executor in the mailserver container,
       that makes new OpenDKIM keys live without restarting the container (what DMS's start-up
       does: copy the config folder's opendkim/ to /etc/opendkim, then restart opendkim).
+      Empty: there is no mailserver to make keys live in (the local demo).
     """
 
     enabled: bool = True
@@ -36,6 +37,7 @@ class DkimSettings(Section):
     byo_allow_undeclared: bool = False  # import keys for domains not declaring dkim: too
     # host, host:port or [v6]:port; default: dns.nameservers, else the system resolver
     nameservers: list[str] = Field(default_factory=list)
+    # seconds one publication lookup may take
     dns_timeout: float = Field(3.0, gt=0)
     state_file: Path | None = None  # default: <dms.configDir>/dms-agent-dkim.json
     opendkim_reload: list[str] = Field(

@@ -76,7 +76,7 @@ class MountedSource:
     ) -> None:
         self.path = path
         self.secret = secret
-        self.key = f"path/{path}"
+        self.key = f"path:{path}"
         self.name = f"source {self.key}"
         self.resync = resync
         self.step_ms = step_ms
