@@ -49,7 +49,8 @@ def test_a_mistyped_file_key_names_the_keys_allowed_there(tmp_path: Path) -> Non
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert lines[0] == (
-        f"{path}:2: server.prot: unknown key; allowed here: host, port (did you mean port?)"
+        f"{path}:2: server.prot: unknown key; allowed here: headerTimeout, host, "
+        "keepAliveTimeout, maxConnections, port, statusTokenFile (did you mean port?)"
     )
     assert lines[1].startswith(f"{path}:5: checks.checks[0].smtp.portt: unknown key; allowed")
     assert "ehlo" in lines[1] and "(did you mean port?)" in lines[1]

@@ -109,6 +109,7 @@ class LbTarget(Section):
     # seconds one delivery may take
     timeout: float = Field(10.0, gt=0)
     expect_response: str | None = None
+    # refuse to send to an http:// URL (a token or signature would travel in clear text)
     require_tls: bool = Field(False, alias="requireTLS")
 
     @property
