@@ -199,3 +199,21 @@ async def test_policy_host_is_resolved_through_our_nameserver(dns_world: World) 
     assert reports["good.test"].results["mta-sts"].status == P
     res = reports["stsbad.test"].results["mta-sts"]  # its zone has no mta-sts host
     assert res.status == F and "has no address" in res.headline.message
+
+
+async def test_run_deadline_turns_unfinished_checks_into_errors(dns_world: World) -> None:
+    settings = dns_world.settings(deadline=0.001)  # nothing can finish in a millisecond
+    plan = runner.plan_from(settings, None, ["good.test", "spfbad.test"])
+    reports = await runner.run(settings, plan, dns_world.config_dir)
+    assert list(reports["good.test"].results) == [
+        "mx",
+        "spf",
+        "dkim",
+        "dmarc",
+        "mta-sts",
+        "tls-rpt",
+    ]
+    unfinished = [r for rep in reports.values() for r in rep.results.values()]
+    assert unfinished and {r.status for r in unfinished} == {E}
+    assert "dns.deadline, 0.001 s" in unfinished[0].headline.message
+    assert list(reports[world.MX].results) == ["mx-address", "ptr", "tlsa"]
