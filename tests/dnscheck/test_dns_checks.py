@@ -203,7 +203,7 @@ async def test_policy_host_is_resolved_through_our_nameserver(dns_world: World) 
 
 async def test_run_deadline_turns_unfinished_checks_into_errors(dns_world: World) -> None:
     settings = dns_world.settings(deadline=0.001)  # nothing can finish in a millisecond
-    plan = runner.plan_from(settings, None, ["good.test", "spfbad.test"])
+    plan = runner.plan_from(settings, None, ["good.test", "twospf.test"])
     reports = await runner.run(settings, plan, dns_world.config_dir)
     assert list(reports["good.test"].results) == [
         "mx",
@@ -217,3 +217,15 @@ async def test_run_deadline_turns_unfinished_checks_into_errors(dns_world: World
     assert unfinished and {r.status for r in unfinished} == {E}
     assert "dns.deadline, 0.001 s" in unfinished[0].headline.message
     assert list(reports[world.MX].results) == ["mx-address", "ptr", "tlsa"]
+
+
+async def test_the_agents_off_loop_run_gives_the_same_reports(
+    dns_world: World, reports: dict[str, DomainReport]
+) -> None:
+    settings = dns_world.settings()
+    plan = runner.plan_from(settings, None, ["good.test", "twospf.test"])
+    off = await runner.run_off_loop(settings, plan, dns_world.config_dir)
+    for name in ("good.test", "twospf.test", world.MX):
+        assert {c: r.status for c, r in off[name].results.items()} == {
+            c: r.status for c, r in reports[name].results.items()
+        }
