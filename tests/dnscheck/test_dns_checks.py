@@ -46,7 +46,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("twospf.test", "spf", F, "2 SPF records"),
         ("spf11.test", "spf", F, "Too many DNS lookups"),
         ("spfvoid.test", "spf", F, "Void lookup limit"),
-        ("spfloop.test", "spf", F, "SPF is broken"),
+        ("spfloop.test", "spf", F, "SPF include loop: spfloop.test → loop.spfloop.test → spf"),
         ("spfmiss.test", "spf", F, "SPF gives fail for the egress address 192.0.2.25"),
         ("dkimbad.test", "dkim", F, "not the key DMS signs with"),
         ("dkim1024.test", "dkim", W, "only 1024 bits"),
@@ -57,7 +57,9 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
         ("stsbad.test", "mta-sts", F, "does not cover mail.hosting.test"),
-        ("nomx.test", "mta-sts", F, "certificate of mta-sts.nomx.test rejected"),
+        ("nomx.test", "mta-sts", P, "MTA-STS does not apply: the domain has no MX"),
+        ("nullmx.test", "mta-sts", P, "MTA-STS does not apply: null MX"),
+        ("twospf.test", "mta-sts", F, "certificate of mta-sts.twospf.test rejected"),
     ],
 )
 def test_each_mistake_is_found(

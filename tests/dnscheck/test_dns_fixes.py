@@ -1,0 +1,218 @@
+"""The advice fixes the problem: each fix a check gives as DNS records (``publish`` /
+``withdraw``, the same records its text names) is applied to the zones of a fresh knotd, and
+the check run again passes. The DKIM key fix, a `setup config dkim` line, is carried out as
+DMS would (opendkim-genkey) before its record is published."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+from agent.dns import runner
+from agent.dns.model import DomainReport, Finding, Status
+from tests.dnscheck import world
+from tests.dnscheck.conftest import World
+from tests.rig.knot import KnotServer
+from tests.rig.proc import require_binary
+
+Zones = dict[str, str | None]
+
+
+def _records(lines: tuple[str, ...]) -> list[tuple[dns.name.Name, object]]:
+    text = "$TTL 300\n" + "\n".join(lines)
+    parsed = dns.zone.from_text(text, origin=".", relativize=False, check_origin=False)
+    return [(name, rdata) for name, _ttl, rdata in parsed.iterate_rdatas()]
+
+
+def _same(a: object, b: object) -> bool:
+    if getattr(a, "rdtype", None) == dns.rdatatype.TXT == getattr(b, "rdtype", None):
+        return b"".join(a.strings) == b"".join(b.strings)  # type: ignore[attr-defined]
+    return a == b
+
+
+class ZoneSet:
+    """The world's zone texts; a zone is parsed (dnspython) only when a fix touches it."""
+
+    def __init__(self, zones: Zones) -> None:
+        self.texts = dict(zones)
+        self.parsed: dict[str, dns.zone.Zone] = {}
+
+    def zone(self, name: dns.name.Name) -> dns.zone.Zone:
+        owners = [
+            z for z, t in self.texts.items() if t and name.is_subdomain(dns.name.from_text(z))
+        ]
+        origin = max(owners, key=len)
+        if origin not in self.parsed:
+            text = "$TTL 300\n" + str(self.texts[origin])
+            self.parsed[origin] = dns.zone.from_text(
+                text, origin=origin, relativize=False, check_origin=False
+            )
+        return self.parsed[origin]
+
+    def render(self) -> Zones:
+        out = dict(self.texts)
+        for z, zone in self.parsed.items():
+            rows = [
+                f"{n} 300 IN {r.rdtype.name} {r.to_text()}" for n, _t, r in zone.iterate_rdatas()
+            ]
+            out[z] = "\n".join(rows) + "\n"
+        return out
+
+
+def apply(zones: Zones, fixes: list[Finding]) -> Zones:
+    """``zones`` with every fix's records withdrawn and published."""
+    world_set = ZoneSet(zones)
+    for fix in fixes:
+        for name, rdata in _records(fix.withdraw):
+            node = world_set.zone(name).get_node(name)
+            rdtype = rdata.rdtype  # type: ignore[attr-defined]
+            rds = node.get_rdataset(dns.rdataclass.IN, rdtype) if node else None
+            assert rds is not None, f"{fix.fix}: nothing at {name} to withdraw"
+            gone = [r for r in rds if _same(r, rdata)]
+            assert gone, f"{fix.fix}: {name} {rdata} not in the zone"
+            for r in gone:
+                rds.remove(r)
+        for name, rdata in _records(fix.publish):
+            zone = world_set.zone(name)
+            rds = zone.find_rdataset(name, rdata.rdtype, create=True)  # type: ignore[attr-defined]
+            rds.add(rdata, 300)
+    return world_set.render()
+
+
+def world_zones(w: World) -> Zones:
+    return world.zones(w.keys, world.cert_der(w.ca))
+
+
+async def _rerun(
+    w: World, knot: KnotServer, domains: list[str], **settings: object
+) -> dict[str, DomainReport]:
+    s = w.settings(nameservers=[knot.nameserver], **settings)
+    return await runner.run(s, runner.plan_from(s, None, domains), w.config_dir)
+
+
+async def test_every_record_fix_makes_its_check_pass(
+    dns_world: World,
+    reports: dict[str, DomainReport],
+    knot_factory: Callable[[Zones], KnotServer],
+) -> None:
+    broken = {
+        (d, c): r.headline
+        for d, rep in reports.items()
+        for c, r in rep.results.items()
+        if r.status in (Status.FAIL, Status.WARN) and (r.headline.publish or r.headline.withdraw)
+    }
+    # the cases the advice must cover, among others
+    for case in [
+        ("nomx.test", "mx"),
+        ("mxelse.test", "mx"),
+        ("nullmx.test", "mx"),
+        ("twospf.test", "spf"),
+        ("spfvoid.test", "spf"),
+        ("spfloop.test", "spf"),
+        ("spfmiss.test", "spf"),
+        ("dkimbad.test", "dkim"),
+        ("dmarcnone.test", "dmarc"),
+        ("nodmarc.test", "dmarc"),
+        ("twodmarc.test", "dmarc"),
+    ]:
+        assert case in broken, f"{case}: no record fix ({reports[case[0]].results[case[1]]})"
+    for fix in broken.values():  # the text names what the records say
+        for line in fix.publish:
+            assert line in fix.fix or " TXT " in line, (line, fix.fix)
+    knot = knot_factory(apply(world_zones(dns_world), list(broken.values())))
+    domains = sorted({d for d, _ in broken} - {world.MX})
+    after = await _rerun(dns_world, knot, domains)
+    still = {
+        f"{d}/{c}": after[d].results[c].as_dict()
+        for d, c in broken
+        if after[d].results[c].status != Status.PASS
+    }
+    assert not still, still
+
+
+async def test_no_double_spaces_in_any_advice(reports: dict[str, DomainReport]) -> None:
+    for rep in reports.values():
+        for res in rep.results.values():
+            for f in res.findings:
+                for text in (f.fix, f.expected, *f.publish, *f.withdraw):
+                    assert "  " not in text, (rep.domain, res.check, text)
+
+
+async def test_no_egress_spf_advice_has_single_spaces(dns_world: World) -> None:
+    settings = dns_world.settings(ipv4=[], ipv6=[], egress=[])
+    plan = runner.plan_from(settings, None, ["elsewhere.test"])
+    reports = await runner.run(settings, plan, None)
+    fix = reports["elsewhere.test"].results["spf"].headline
+    assert fix.expected == "v=spf1 mx -all" and "  " not in fix.fix
+
+
+async def test_ptr_advice_resolves_back(
+    dns_world: World, knot_factory: Callable[[Zones], KnotServer]
+) -> None:
+    """Egress 192.0.2.26 is not the MX host's address: the advice is a name of its own that
+    resolves back (pointing the PTR at the MX host would fail again)."""
+    egress = {"egress": ["192.0.2.26"]}
+    first = await runner.run(dns_world.settings(**egress), runner.Plan([]), None)
+    head = first[world.MX].results["ptr"].headline
+    assert head.status == Status.FAIL and head.expected == "mail-out.hosting.test"
+    assert "publish `mail-out.hosting.test. A 192.0.2.26`" in head.fix
+    knot = knot_factory(apply(world_zones(dns_world), [head]))
+    after = await _rerun(dns_world, knot, [], **egress)
+    assert after[world.MX].results["ptr"].status == Status.PASS, after[world.MX].as_dict()
+
+
+async def test_weak_dkim_key_fix_is_a_new_selector(
+    dns_world: World,
+    reports: dict[str, DomainReport],
+    knot_factory: Callable[[Zones], KnotServer],
+    tmp_path: Path,
+) -> None:
+    head = reports["dkim1024.test"].results["dkim"].headline
+    line = re.search(r"`setup config dkim ([^`]*)`", head.fix)
+    assert line is not None, head.fix
+    options = dict(zip(*[iter(line.group(1).split())] * 2, strict=True))
+    assert options == {"keysize": "2048", "selector": "mail2048", "domain": "dkim1024.test"}
+    # What DMS does (OpenDKIM): a new key; then the operator's steps from the advice.
+    config = tmp_path / "dms"
+    shutil.copytree(dns_world.config_dir, config)
+    keydir = config / "opendkim" / "keys" / options["domain"]
+    keydir.mkdir(parents=True)
+    genkey = require_binary("opendkim-genkey", "opendkim-tools")
+    world.run(
+        [
+            genkey,
+            "-b",
+            options["keysize"],
+            "-d",
+            options["domain"],
+            "-s",
+            options["selector"],
+            "-D",
+            str(keydir),
+        ]
+    )
+    for old in (config / "rspamd" / "dkim").glob("rsa-1024-mail-dkim1024.test.*"):
+        old.unlink()
+    zones = world_zones(dns_world)
+    text = (keydir / "mail2048.txt").read_text()
+    zones["dkim1024.test"] = (
+        "\n".join(
+            line for line in str(zones["dkim1024.test"]).splitlines() if "_domainkey" not in line
+        )
+        + "\n"
+        + text
+        + "\n"
+    )
+    knot = knot_factory(zones)
+    s = dns_world.settings(nameservers=[knot.nameserver])
+    after = await runner.run(s, runner.plan_from(s, None, ["dkim1024.test"]), config)
+    res = after["dkim1024.test"].results["dkim"]
+    assert res.status == Status.PASS, res.as_dict()
+    assert "mail2048" in after["dkim1024.test"].dkim
