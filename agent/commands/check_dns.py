@@ -55,7 +55,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ipv6", action="append", metavar="ADDR", help="the MX host's IPv6")
     p.add_argument("--egress", action="append", metavar="ADDR", help="outgoing mail's address")
     p.add_argument("--send-only", action="append", metavar="DOMAIN", help="a send-only domain")
-    p.add_argument("--dms-config-dir", type=Path, metavar="DIR", help="DMS config folder (DKIM)")
+    p.add_argument(
+        "--dms-config-dir",
+        type=Path,
+        metavar="DIR",
+        help="DMS config folder, to compare DKIM keys (needs opendkim/keys or rspamd/dkim)",
+    )
+    p.add_argument(
+        "--mta-sts-ca-bundle",
+        type=Path,
+        metavar="PEM",
+        help="CAs trusted for MTA-STS policy hosts (default: the system store)",
+    )
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="one lookup's lifetime")
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
@@ -68,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID_SETTINGS
     try:
         dns = dns_settings(settings.dns, args)
+        check_paths(args)
         desired = load_state(args.state, settings)
     except InvalidDocument as exc:
         for err in exc.errors:
@@ -90,6 +102,23 @@ def _run(args: argparse.Namespace) -> int:
     return exit_code(reports)
 
 
+DKIM_FOLDERS = ("opendkim/keys", "rspamd/dkim")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """A folder without DMS's key folders would turn every DKIM mismatch into "no key to
+    compare" (a warning): say so rather than report less than was asked."""
+    folder: Path | None = args.dms_config_dir
+    if folder is not None and not any((folder / sub).is_dir() for sub in DKIM_FOLDERS):
+        raise ValueError(
+            f"--dms-config-dir {folder}: neither {' nor '.join(DKIM_FOLDERS)} is there "
+            "(DMS's config folder, /tmp/docker-mailserver in the container)"
+        )
+    bundle: Path | None = args.mta_sts_ca_bundle
+    if bundle is not None and not bundle.is_file():
+        raise ValueError(f"--mta-sts-ca-bundle {bundle}: no such file")
+
+
 def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
     """The settings' ``dns:`` with the command line's flags on top (validated again)."""
     data: dict[str, Any] = base.model_dump()
@@ -103,6 +132,8 @@ def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
         "lifetime": args.timeout,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
+    if args.mta_sts_ca_bundle is not None:
+        data["mta_sts"] = {**data["mta_sts"], "ca_bundle": args.mta_sts_ca_bundle}
     if args.timeout is not None:
         data["timeout"] = min(data["timeout"], args.timeout)
     return DnsSettings.model_validate(data)

@@ -132,3 +132,26 @@ def test_dead_nameserver_stops_the_run_early_with_exit_three(dns_world: World) -
     assert {c["status"] for c in checks} == {"error"}
     silent_ones = [c for c in checks if c["message"].startswith("nameserver not answering")]
     assert len(silent_ones) > len(checks) // 2  # the rest never waited out their lifetimes
+
+
+def test_dms_config_dir_without_key_folders_is_an_error(dns_world: World, tmp_path: Path) -> None:
+    """Else a DKIM mismatch would silently become "no key to compare" (a warning)."""
+    out = check_dns(dns_world, "--dms-config-dir", str(tmp_path), "dkimbad.test")
+    assert out.returncode == 2
+    assert "neither opendkim/keys nor rspamd/dkim" in out.stderr
+    good = check_dns(dns_world, "--output", "json", "dkimbad.test")  # the world's real folder
+    assert json.loads(good.stdout)["domains"]["dkimbad.test"]["checks"]["dkim"]["status"] == "fail"
+
+
+def test_mta_sts_ca_bundle_flag(dns_world: World, tmp_path: Path) -> None:
+    argv = ["--output", "json", "--egress", world.V4, "--mta-sts-ca-bundle"]
+    missing = check_dns(dns_world, *argv, str(tmp_path / "none.pem"), "good.test")
+    assert missing.returncode == 2 and "none.pem: no such file" in missing.stderr
+    settings = tmp_path / "agent.yaml"  # the policy server's port and address: tests only
+    settings.write_text(
+        f"dns:\n  mtaSts:\n    port: {dns_world.https_port}\n    connectTo: 127.0.0.1\n"
+    )
+    out = check_dns(dns_world, "-c", str(settings), *argv, str(dns_world.ca.ca_pem), "good.test")
+    sts = json.loads(out.stdout)["domains"]["good.test"]["checks"]["mta-sts"]
+    assert sts["status"] == "pass", sts
+    assert out.returncode == 0, out.stdout
