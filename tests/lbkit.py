@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -67,6 +70,26 @@ class LbHost:
     def state(self) -> dict[str, Any]:
         path = self.state_dir / "state.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_example_hook(
+    tmp_path: Path, fmt: str, doc: object, **env: str
+) -> tuple[int, dict[str, Any]]:
+    """The example receiver script run once, as webhook runs it: (exit status, result line)."""
+    environ = {
+        **os.environ,
+        "LB_STATE_DIR": str(tmp_path / "state"),
+        "LB_HAPROXY_CONFIG": str(tmp_path / "dms-lb.cfg"),
+        "LB_HAPROXY_CHECK": "true",  # these cases stop before or test around HAProxy
+        "LB_RELOAD": "true",
+        **env,
+    }
+    script = str(EXAMPLE / "dms-lb-hook.py")
+    payload = doc if isinstance(doc, str) else json.dumps(doc)
+    done = subprocess.run(
+        [sys.executable, script, fmt, payload], env=environ, capture_output=True, text=True
+    )
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def example_hooks(dest: Path) -> Path:

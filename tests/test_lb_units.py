@@ -6,9 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from agent.lb.payload import (
 )
 from agent.lb.sequence import SequenceSource
 from agent.settings import load_settings
-from tests.lbkit import EXAMPLE
+from tests.lbkit import run_example_hook
 
 PORTS = (
     LbPort(name="smtp", frontend=25, proxy_protocol=True),
@@ -204,22 +201,7 @@ def test_bad_settings_are_located(tmp_path: Path, body: str, message: str) -> No
 # ---- the receiver script's refusals -------------------------------------------------------
 
 
-def _hook(tmp_path: Path, fmt: str, doc: object, **env: str) -> tuple[int, dict[str, object]]:
-    config = tmp_path / "dms-lb.cfg"
-    environ = {
-        **os.environ,
-        "LB_STATE_DIR": str(tmp_path / "state"),
-        "LB_HAPROXY_CONFIG": str(config),
-        "LB_HAPROXY_CHECK": "true",  # these cases stop before or test around HAProxy
-        "LB_RELOAD": "true",
-        **env,
-    }
-    script = str(EXAMPLE / "dms-lb-hook.py")
-    payload = doc if isinstance(doc, str) else json.dumps(doc)
-    done = subprocess.run(
-        [sys.executable, script, fmt, payload], env=environ, capture_output=True, text=True
-    )
-    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+_hook = run_example_hook
 
 
 def _v2(**over: object) -> dict[str, object]:
