@@ -278,8 +278,15 @@ async def _spf_limits(env: Env, domain: str, record: str, probe: spfeval.SpfOutc
         terms = [t for o, t in faults.void if o == owner]
         msg = f"SPF is broken: {probe.explanation}; terms that find nothing: {' '.join(terms)}"
         return _spf_remove(F, msg, found, expected, owner, terms, faults, "they find nothing")
-    fix = "flatten includes into ip4:/ip6: terms: at most 10 terms may query DNS"
-    return Finding(F, f"SPF is broken: {probe.explanation}", found, expected, fix)
+    msg = f"SPF is broken: {probe.explanation}"
+    flat = spfeval.flatten(faults, domain.lower())
+    if flat is None:
+        fix = "flatten includes into ip4:/ip6: terms: at most 10 terms may query DNS"
+        return Finding(F, msg, found, expected, fix)
+    fix = f'flatten includes into their ip4:/ip6: terms, `{domain}. TXT "{flat}"`'
+    return Finding(
+        F, msg, found, expected, fix, (txt_line(domain, flat),), (txt_line(domain, record),)
+    )
 
 
 def _spf_remove(
@@ -335,7 +342,7 @@ async def _dkim_one(
     source = key.source if key else None
     if not records:
         if key is None:
-            fix = f"create a key (`setup config dkim selector {selector}`) and publish its TXT"
+            fix = f"{_dkim_setup(name)} and publish its TXT at {name}"
             return Finding(F, f"no DKIM key for {selector}", "none", name, fix), DkimInfo(
                 selector, False, None
             )
@@ -402,7 +409,12 @@ def _dkim_new_selector(name: str, bits: int) -> str:
 def _dkim_fix(name: str, key: PublicKey | None) -> str:
     if key is not None:
         return f"replace the TXT at {name} with the value in {key.source}"
-    return f"publish at {name} the public key DMS signs with (`setup config dkim` makes one)"
+    return f"{_dkim_setup(name)} and publish its TXT at {name} in place of this one"
+
+
+def _dkim_setup(name: str) -> str:
+    selector, _, domain = name.partition("._domainkey.")
+    return f"make a key, `setup config dkim selector {selector} domain {domain}`,"
 
 
 # ---------------------------------------------------------------- DMARC

@@ -201,3 +201,27 @@ def with_term(record: str, term: str) -> str:
         if _ALL.match(word) or _REDIRECT.match(word):
             return " ".join([*words[:i], term, *words[i:]])
     return " ".join([*words, term])
+
+
+_IP = re.compile(r"^\+?ip[46]:\S+$", re.IGNORECASE)
+
+
+def flatten(found: Faults, domain: str) -> str | None:
+    """``domain``'s record with each include whose record is only ip4:/ip6: terms (and an all
+    term) replaced by those terms; None when no include can be flattened so."""
+    record = found.records.get(domain)
+    if record is None:
+        return None
+    out: list[str] = []
+    changed = False
+    for term in record.split():
+        target, kind = _target(term, domain)
+        inner = found.records.get(target or "", "").split()[1:] if kind == "include" else []
+        nets = [t for t in inner if _IP.match(t)]
+        plain = not term.startswith(("-", "~", "?"))  # a "+include" (the default) only
+        if plain and inner and len(nets) == len(inner) - 1 and _ALL.match(inner[-1]):
+            out.extend(n for n in nets if n.lower() not in (o.lower() for o in out))
+            changed = True
+        elif term.lower() not in (o.lower() for o in out):
+            out.append(term)
+    return " ".join(out) if changed else None

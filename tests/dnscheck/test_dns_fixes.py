@@ -121,6 +121,7 @@ async def test_every_record_fix_makes_its_check_pass(
         ("dmarcnone.test", "dmarc"),
         ("nodmarc.test", "dmarc"),
         ("twodmarc.test", "dmarc"),
+        ("spf11.test", "spf"),
     ]:
         assert case in broken, f"{case}: no record fix ({reports[case[0]].results[case[1]]})"
     for fix in broken.values():  # the text names what the records say
@@ -168,51 +169,58 @@ async def test_ptr_advice_resolves_back(
     assert after[world.MX].results["ptr"].status == Status.PASS, after[world.MX].as_dict()
 
 
-async def test_weak_dkim_key_fix_is_a_new_selector(
+SETUP = re.compile(r"`setup config dkim ([^`]*)`")
+
+
+def carry_out(fix: str, config: Path, zones: Zones) -> str:
+    """Do what a `setup config dkim` fix says, as DMS (OpenDKIM) and the operator would: a
+    new key, its TXT published in place of what the selector had, and (a new selector) the
+    old selector's key files removed. The new selector's name."""
+    line = SETUP.search(fix)
+    assert line is not None, fix
+    options = dict(zip(*[iter(line.group(1).split())] * 2, strict=True))
+    domain, selector = options["domain"], options["selector"]
+    keydir = config / "opendkim" / "keys" / domain
+    keydir.mkdir(parents=True, exist_ok=True)
+    genkey = require_binary("opendkim-genkey", "opendkim-tools")
+    bits = options.get("keysize", "2048")
+    world.run([genkey, "-b", bits, "-d", domain, "-s", selector, "-D", str(keydir)])
+    retired = re.search(r"remove selector (\S+)'s key files", fix)
+    if retired:
+        for old in config.rglob(f"*{retired.group(1)}*{domain}*"):
+            old.unlink()
+    kept = [
+        row
+        for row in str(zones[domain]).splitlines()
+        if not row.startswith(f"{selector}._domainkey")
+    ]
+    zones[domain] = "\n".join([*kept, (keydir / f"{selector}.txt").read_text()]) + "\n"
+    return selector
+
+
+async def test_every_setup_line_fix_makes_the_dkim_check_pass(
     dns_world: World,
     reports: dict[str, DomainReport],
     knot_factory: Callable[[Zones], KnotServer],
     tmp_path: Path,
 ) -> None:
-    head = reports["dkim1024.test"].results["dkim"].headline
-    line = re.search(r"`setup config dkim ([^`]*)`", head.fix)
-    assert line is not None, head.fix
-    options = dict(zip(*[iter(line.group(1).split())] * 2, strict=True))
-    assert options == {"keysize": "2048", "selector": "mail2048", "domain": "dkim1024.test"}
-    # What DMS does (OpenDKIM): a new key; then the operator's steps from the advice.
+    """Weak key (a new selector: DMS never replaces a key), no key, a revoked key."""
+    fixes = {
+        d: rep.results["dkim"].headline.fix
+        for d, rep in reports.items()
+        if "dkim" in rep.results and SETUP.search(rep.results["dkim"].headline.fix)
+    }
+    assert {"dkim1024.test", "dkimrevoked.test", "nomx.test"} <= set(fixes)
+    weak = SETUP.search(fixes["dkim1024.test"])
+    assert weak is not None
+    assert weak.group(1) == "keysize 2048 selector mail2048 domain dkim1024.test"
     config = tmp_path / "dms"
     shutil.copytree(dns_world.config_dir, config)
-    keydir = config / "opendkim" / "keys" / options["domain"]
-    keydir.mkdir(parents=True)
-    genkey = require_binary("opendkim-genkey", "opendkim-tools")
-    world.run(
-        [
-            genkey,
-            "-b",
-            options["keysize"],
-            "-d",
-            options["domain"],
-            "-s",
-            options["selector"],
-            "-D",
-            str(keydir),
-        ]
-    )
-    for old in (config / "rspamd" / "dkim").glob("rsa-1024-mail-dkim1024.test.*"):
-        old.unlink()
     zones = world_zones(dns_world)
-    text = (keydir / "mail2048.txt").read_text()
-    zones["dkim1024.test"] = (
-        "\n".join(
-            line for line in str(zones["dkim1024.test"]).splitlines() if "_domainkey" not in line
-        )
-        + "\n"
-        + text
-        + "\n"
-    )
+    selectors = {d: carry_out(fix, config, zones) for d, fix in fixes.items()}
     knot = knot_factory(zones)
     s = dns_world.settings(nameservers=[knot.nameserver])
-    after = await runner.run(s, runner.plan_from(s, None, ["dkim1024.test"]), config)
-    res = after["dkim1024.test"].results["dkim"]
-    assert res.status == Status.PASS, res.as_dict()
-    assert "mail2048" in after["dkim1024.test"].dkim
+    after = await runner.run(s, runner.plan_from(s, None, sorted(fixes)), config)
+    still = {d: after[d].results["dkim"].as_dict() for d in fixes}
+    assert all(r["status"] == "pass" for r in still.values()), still
+    assert selectors["dkim1024.test"] in after["dkim1024.test"].dkim
