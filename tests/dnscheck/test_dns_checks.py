@@ -57,6 +57,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
         ("stsbad.test", "mta-sts", F, "does not cover mail.hosting.test"),
+        ("tlsrptbad.test", "tls-rpt", F, "TLS-RPT at _smtp._tls.tlsrptbad.test needs rua="),
         ("nomx.test", "mta-sts", P, "MTA-STS does not apply: the domain has no MX"),
         ("nullmx.test", "mta-sts", P, "MTA-STS does not apply: null MX"),
         ("twospf.test", "mta-sts", F, "certificate of mta-sts.twospf.test rejected"),

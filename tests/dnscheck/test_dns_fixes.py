@@ -122,6 +122,7 @@ async def test_every_record_fix_makes_its_check_pass(
         ("nodmarc.test", "dmarc"),
         ("twodmarc.test", "dmarc"),
         ("spf11.test", "spf"),
+        ("tlsrptbad.test", "tls-rpt"),
     ]:
         assert case in broken, f"{case}: no record fix ({reports[case[0]].results[case[1]]})"
     for fix in broken.values():  # the text names what the records say
@@ -224,3 +225,37 @@ async def test_every_setup_line_fix_makes_the_dkim_check_pass(
     still = {d: after[d].results["dkim"].as_dict() for d in fixes}
     assert all(r["status"] == "pass" for r in still.values()), still
     assert selectors["dkim1024.test"] in after["dkim1024.test"].dkim
+
+
+async def test_the_mx_hosts_own_fixes_make_its_checks_pass(
+    dns_world: World, knot_factory: Callable[[Zones], KnotServer]
+) -> None:
+    """A wrong A record of the MX host, and a stale TLSA record (DANE)."""
+    server = await world.starttls_server(dns_world.ca)
+    port = server.sockets[0].getsockname()[1]
+    cases = {
+        "wrong-a.hosting.test": ("mx-address", {"ipv6": [], "egress": []}),
+        "dane-bad.hosting.test": ("tlsa", {"ipv4": ["127.0.0.1"], "ipv6": [], "egress": []}),
+    }
+
+    async def run(knot: KnotServer | None, host: str) -> DomainReport:
+        _check, extra = cases[host]
+        ns = {"nameservers": [knot.nameserver]} if knot else {}
+        settings = dns_world.settings(mx_host=host, **extra, **ns)
+        settings = settings.model_copy(update={"smtp_port": port})
+        return (await runner.run(settings, runner.Plan([]), None))[host]
+
+    try:
+        heads = {}
+        for host, (check, _) in cases.items():
+            res = (await run(None, host)).results[check]
+            assert res.status == Status.FAIL and res.headline.publish, res.as_dict()
+            heads[host] = res.headline
+        knot = knot_factory(apply(world_zones(dns_world), list(heads.values())))
+        after = {host: (await run(knot, host)).results[cases[host][0]] for host in cases}
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert {h: r.status for h, r in after.items()} == dict.fromkeys(cases, Status.PASS), {
+        h: r.as_dict() for h, r in after.items()
+    }

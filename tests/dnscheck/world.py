@@ -165,6 +165,9 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
         ),
         "twodmarc.test": base_records("twodmarc.test") + '_dmarc TXT "v=DMARC1; p=none"\n',
         "stsbad.test": base_records("stsbad.test"),
+        "tlsrptbad.test": base_records("tlsrptbad.test").replace(
+            "rua=mailto:tls@tlsrptbad.test", "rua=ftp://reports.tlsrptbad.test"
+        ),
     }
     return z
 
