@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID_SETTINGS
     try:
         dns = dns_settings(settings.dns, args)
+        check_paths(args)
         desired = load_state(args.state, settings)
     except InvalidDocument as exc:
         for err in exc.errors:
@@ -62,6 +63,23 @@ def run(args: argparse.Namespace) -> int:
     return exit_code(reports)
 
 
+DKIM_FOLDERS = ("opendkim/keys", "rspamd/dkim")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """A folder without DMS's key folders would turn every DKIM mismatch into "no key to
+    compare" (a warning): say so rather than report less than was asked."""
+    folder: Path | None = args.dms_config_dir
+    if folder is not None and not any((folder / sub).is_dir() for sub in DKIM_FOLDERS):
+        raise ValueError(
+            f"--dms-config-dir {folder}: neither {' nor '.join(DKIM_FOLDERS)} is there "
+            "(DMS's config folder, /tmp/docker-mailserver in the container)"
+        )
+    bundle: Path | None = args.mta_sts_ca_bundle
+    if bundle is not None and not bundle.is_file():
+        raise ValueError(f"--mta-sts-ca-bundle {bundle}: no such file")
+
+
 def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
     """The settings' ``dns:`` with the command line's flags on top (validated again)."""
     data: dict[str, Any] = base.model_dump()
@@ -75,6 +93,8 @@ def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
         "lifetime": args.timeout,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
+    if args.mta_sts_ca_bundle is not None:
+        data["mta_sts"] = {**data["mta_sts"], "ca_bundle": args.mta_sts_ca_bundle}
     if args.timeout is not None:
         data["timeout"] = min(data["timeout"], args.timeout)
     return DnsSettings.model_validate(data)

@@ -12,6 +12,7 @@ Example::
       domains: [example.net]            # checked in addition to the mail state's domains
       sendOnlyDomains: [notify.example.com]
       interval: 3600
+      deadline: 15                      # one run; unfinished checks are `error`
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class DnsSettings(Section):
     nameservers: list[str] = Field(default_factory=list)
     timeout: float = Field(2.0, gt=0)  # one query attempt
     lifetime: float = Field(5.0, gt=0)  # one lookup, retries included
+    # One whole run. Checks not done by then are `error`; a run whose first lookups all time
+    # out stops at once (the nameserver is not answering) rather than waiting them all out.
+    deadline: float = Field(15.0, gt=0)
     interval: float = Field(3600.0, gt=0)  # seconds between scheduled runs
     # Domains checked at once. More is faster against a slow nameserver, but answers then
     # arrive together and one loop iteration does more work: bench/dns_checks.py measured the

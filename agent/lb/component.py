@@ -179,6 +179,9 @@ class LbComponent:
             state, message = State.DEGRADED, f"delivery failing to {', '.join(failing)}"
         elif self.phase == "registering" and delivered:
             state, message = State.OK, f"registered {self.address} with every target"
+            unconfirmed = sorted(k for k, st in self.states.items() if st.confirmed is False)
+            if unconfirmed:
+                message += f" (unconfirmed by {', '.join(unconfirmed)}: see expectResponse)"
         else:
             state, message = State.STARTING, self.phase
         self.ctx.status.component(self.name).set(

@@ -9,13 +9,15 @@ address and the mail ports. Example::
       ports:
         - {name: smtp, frontend: 25, backend: 25, proxyProtocol: true}
         - {name: submissions, frontend: 465}
-      address: {source: env, env: HOST_IP}     # downward API status.hostIP
+      address: {source: env, env: HOST_IP}     # downward API status.hostIP; or
+                                               # {source: fixed, value: 192.0.2.10}
       targets:
         - url: https://haproxy.example.net:9000/hooks/dms-lb
-          format: v2                            # or funkypenguin
+          format: v2                            # or funkypenguin (the original receiver)
           secretFile: /var/run/secrets/lb/hmac  # read at each use: a rotated Secret just works
           caFile: /var/run/secrets/lb/ca.crt    # optional; TLS is always verified unless
                                                 # tlsVerify: false
+          expectResponse: "is valid"            # optional: what a confirmed answer contains
       waitForCheck: smtp            # register only once the SMTP check has passed
       heartbeatInterval: 300
       deleteOnShutdown: true
@@ -24,6 +26,7 @@ address and the mail ports. Example::
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -85,13 +88,35 @@ class LbAddress(Section):
         return self
 
 
+class FunkypenguinStyle(Section):
+    """How ``funkypenguin`` requests spell their values. The defaults are the original
+    phone-home container's: ``send-proxy`` is the HAProxy keyword itself or empty, and each
+    port is registered under its own name (``docker-mailserver-smtp``, ...).
+
+    - ``sendProxy``: ``keyword`` ("send-proxy" / "") or ``boolean`` ("true" / "false").
+    - ``names``: ``perPort`` (``namePrefix`` + the port's name) or ``shared`` (``lb.name``
+      for every port).
+    """
+
+    send_proxy: Literal["keyword", "boolean"] = "keyword"
+    names: Literal["perPort", "shared"] = "perPort"
+    name_prefix: str = Field("docker-mailserver-", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
+
+
 class LbTarget(Section):
     """One webhook receiver.
 
     ``secretFile`` holds the HMAC key (``v2``) or the token (``funkypenguin``); it is read at
-    every request. The response must prove the hook ran: by default the receiver example's
-    result line (for v2 it echoes the sequence number sent); ``expectResponse`` (a regular
-    expression searched in the body) replaces that check for other receivers.
+    every request. What the answer proves:
+
+    - a result line of the receiver example (for v2 it echoes the sequence number sent):
+      delivered and confirmed;
+    - ``expectResponse`` set (a regular expression searched in the body): it must match;
+    - 2xx with an empty body (adnanh/webhook answers so *before* running a hook without
+      ``include-command-output-in-response``, as the original receiver is set up): delivered,
+      unconfirmed — unless ``requireConfirmation``, which makes it a failure;
+    - 2xx with any other body: a failure (not the hook's answer).
+
     ``funkypenguin`` sends its token itself: to an ``http://`` URL that is in clear text, which
     is warned about (log, /status); ``requireTLS: true`` refuses to send to any ``http://`` URL.
     """
@@ -111,11 +136,23 @@ class LbTarget(Section):
     expect_response: str | None = None
     # refuse to send to an http:// URL (a token or signature would travel in clear text)
     require_tls: bool = Field(False, alias="requireTLS")
+    require_confirmation: bool = False
+    funkypenguin: FunkypenguinStyle = FunkypenguinStyle()
 
     @property
     def token_in_clear(self) -> bool:
         """The token itself would cross the network unencrypted (v2 sends only an HMAC)."""
         return self.format == "funkypenguin" and self.url.startswith("http:")
+
+    @field_validator("expect_response")
+    @classmethod
+    def _regex(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
     @field_validator("url")
     @classmethod
