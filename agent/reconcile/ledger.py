@@ -136,7 +136,7 @@ def load_key(key_file: Path | None, ledger_path: Path, create: bool = False) -> 
         raise LedgerError(f"{key_file}: the digest key must not live beside the ledger")
     if create and not key_file.exists():
         write_file(key_file, secrets.token_hex(32) + "\n", mode=0o600, make_parents=True)
-        log.warning("%s: no digest key; created a new random one (createLedgerKey)", key_file)
+        log.info("%s: no digest key; created a new random one (createLedgerKey)", key_file)
     try:
         _check_key_mode(key_file)
         key = key_file.read_bytes().strip()
