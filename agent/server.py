@@ -4,6 +4,7 @@
 - ``/readyz``: settings loaded and serving. Never depends on reconcile or mail checks.
 - ``/healthz``: the mailserver verdict: 200 healthy or unknown, 503 unhealthy.
 - ``/status``: JSON of every component (never a secret).
+- ``/``: the same registry as a page for people (agent/web/), exposed exactly as ``/status``.
 - ``/metrics``: Prometheus exposition of ``agent.metrics.REGISTRY``.
 """
 
@@ -19,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from agent.metrics import REGISTRY
 from agent.settings import ServerSettings
 from agent.status import StatusRegistry, Verdict
+from agent.web.handler import page_handler
 
 STATUS_KEY = web.AppKey("status", StatusRegistry)
 
@@ -80,7 +82,9 @@ def make_app(registry: StatusRegistry) -> web.Application:
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/status", status)
+    # the page shows what /status shows: whatever guards one must guard the other
+    for path, handler in (("/status", status), ("/", page_handler(registry))):
+        app.router.add_get(path, handler)
     app.router.add_get("/metrics", metrics_handler())
     return app
 

@@ -1,0 +1,53 @@
+"""Per domain, every DNS check: verdict, what was found, what was expected, and the fix as a
+record a person can copy. Domains come worst first; failing ones open, the rest fold (an
+optional record missing everywhere must not bury the one domain that is broken)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.web.markup import absent, badge, code, esc, headline, row, section, table
+from agent.web.timefmt import when
+
+_ORDER = {"fail": 0, "error": 1, "warn": 2, "pass": 3}
+PASS_LIMIT = 60  # a passing value is shortened (a DKIM key is ~400 characters); problems never
+
+
+def _fixes(fixes: list[Any]) -> str:
+    return "".join(f'<code class="fix">{esc(f)}</code>' for f in fixes)
+
+
+def _check_row(name: str, c: dict[str, Any]) -> str:
+    status = c.get("status", "error")
+    found, expected = str(c.get("found", "")), str(c.get("expected", ""))
+    if status == "pass":
+        shown = code(found, PASS_LIMIT)
+        wanted = "" if expected == found else code(expected, PASS_LIMIT)
+        return row(esc(name), badge(status), shown, wanted, "")
+    verdict = f"{badge(status)} {esc(c.get('message', ''))}"
+    return row(esc(name), verdict, code(found), code(expected), _fixes(c.get("fixes") or []))
+
+
+def _domain(name: str, report: dict[str, Any], now: float) -> str:
+    status = report.get("status", "error")
+    checks = report.get("checks") or {}
+    rows = [_check_row(n, c) for n, c in checks.items()]
+    opened = " open" if status in ("fail", "error") else ""  # a warning alone stays folded
+    return (
+        f'<details id="dns-{esc(name)}"{opened}><summary><h3>{esc(name)} {badge(status)}</h3>'
+        f"</summary><p>Checked {when(report.get('checkedAt'), now)}.</p>"
+        + table(("check", "verdict", "found", "expected", "fix"), rows)
+        + "</details>"
+    )
+
+
+def render(component: dict[str, Any] | None, now: float) -> str:
+    if component is None:
+        return absent("dns", "DNS", "DNS checks are not running.")
+    d = component.get("details") or {}
+    last_run = f" (last run {when(d.get('lastRun'), now)})"
+    head = headline(component.get("state", "unknown"), component.get("message", ""), last_run)
+    domains: dict[str, Any] = d.get("domains") or {}
+    order = sorted(domains.items(), key=lambda i: (_ORDER.get(i[1].get("status"), 1), i[0]))
+    body = "".join(_domain(n, r, now) for n, r in order)
+    return section("dns", "DNS", head + body)
