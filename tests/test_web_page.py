@@ -40,12 +40,12 @@ async def test_page_shows_verdict_checks_dns_fixes_dkim_plan_sources_lb(
     # the broken domain comes first, open, with copy-ready records
     first = text.index('<details id="dns-')
     assert text.startswith(f'<details id="dns-{BROKEN}" open>', first)
-    assert '<code class="fix">d3.example.com. IN MX 10 mail.example.net.</code>' in text
+    assert '<pre class="fix">d3.example.com. IN MX 10 mail.example.net.</pre>' in text
     assert "d3.example.com. IN TXT &quot;v=spf1 mx -all&quot;" in text
     assert '<details id="dns-d0.example.com">' in text  # only a warning: folded
     # DKIM: the rotation waiting for DNS and its record to publish
     assert re.search(r"Rotations waiting for DNS</h3><ul><li>d1\.example\.com</li>", text)
-    assert 'mail: not published<code class="fix">mail._domainkey.d1.example.com.' in text
+    assert 'mail: not published<pre class="fix">mail._domainkey.d1.example.com.' in text
     # the plan: ops, refused deletion, blocked, pending, kept undeclared, a failed op
     for shown in (
         "carol@example.com",

@@ -22,25 +22,27 @@ th,td{text-align:left;vertical-align:top;padding:.25rem .5rem;border-bottom:1px 
 thead th{color:var(--mute);font-weight:600;font-size:.85rem}
 code{background:var(--code);padding:0 .2rem;border-radius:3px;font-size:.85rem;
 overflow-wrap:anywhere}
-code.fix{display:block;margin:.2rem 0;padding:.3rem;white-space:pre-wrap;user-select:all;
+pre.fix{margin:.2rem 0;padding:.3rem;white-space:pre-wrap;overflow-wrap:anywhere;user-select:all;
+background:var(--code);font-size:.85rem;
 border-left:3px solid var(--info)}
 .t{font-weight:700}.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
 .off,.none,.n,time{color:var(--mute)}
 .h .p,.h .f{stroke-width:3}.h .p{stroke:var(--ok)}.h .f{stroke:var(--bad)}
 details{margin:.3rem 0}summary{cursor:pointer}
-.stale-note{display:none;color:var(--bad)}.stale .stale-note{display:block}
 @media (max-width:40rem){body{font-size:14px;padding:0 .5rem}th,td{padding:.2rem .3rem}}
 """
 
 # Refresh without losing the reader's place: skipped while the tab is hidden or text is
-# selected (someone copying a record), folds kept as the reader left them.
+# selected (someone copying a record), folds kept as the reader left them. A failed refresh
+# says so (the note is empty in the served page, so text browsers never show it).
 SCRIPT = """
+function note(t){document.getElementById("stale").textContent=t}
 setInterval(function(){if(document.hidden||String(getSelection()))return;
 fetch(location.href).then(function(r){if(!r.ok)throw r.status;return r.text()}).then(function(t){
 var d=new DOMParser().parseFromString(t,"text/html");document.querySelectorAll("details[id]")
 .forEach(function(e){var n=d.getElementById(e.id);if(n)n.open=e.open});
 document.querySelector("main").replaceWith(d.querySelector("main"));document.title=d.title;
-document.body.classList.remove("stale")}).catch(function(){document.body.classList.add("stale")})
+note("")}).catch(function(){note("Refreshing failed: this page may be out of date.")})
 },1000*(+document.body.dataset.refresh||30));
 """
 

@@ -21,7 +21,7 @@ def _records(records: list[dict[str, Any]]) -> str:
         published = r.get("published")
         line = f"{esc(r.get('selector', '?'))}: {esc(_published(published))}"
         if published is not True:  # what to publish; a published one is in the DNS table
-            line += f'<code class="fix">{esc(r.get("zoneLine", ""))}</code>'
+            line += f'<pre class="fix">{esc(r.get("zoneLine", ""))}</pre>'
         parts.append(line)
     return "<br>".join(parts)
 

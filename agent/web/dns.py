@@ -14,7 +14,7 @@ PASS_LIMIT = 60  # a passing value is shortened (a DKIM key is ~400 characters);
 
 
 def _fixes(fixes: list[Any]) -> str:
-    return "".join(f'<code class="fix">{esc(f)}</code>' for f in fixes)
+    return "".join(f'<pre class="fix">{esc(f)}</pre>' for f in fixes)
 
 
 def _check_row(name: str, c: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ def render_page(snapshot: dict[str, Any], now: float, refresh: int = 30) -> str:
     """``refresh``: seconds between the script's reloads of the page's content."""
     verdict = snapshot.get("health", {}).get("verdict", "unknown")
     comps: dict[str, Any] = snapshot.get("components") or {}
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV)
+    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV)
     main = "".join(
         (
             health.render(snapshot.get("health") or {}, now),
@@ -46,6 +46,6 @@ def render_page(snapshot: dict[str, Any], now: float, refresh: int = 30) -> str:
         f'<body data-refresh="{int(refresh)}"><header><h1>dms-agent: mailserver {badge(verdict)}'
         f"</h1><p>As of {when(now, now)}; agent started {when(snapshot.get('startedAt'), now)}."
         f'{settings}</p><nav aria-label="sections">{nav}</nav>'
-        '<p class="stale-note" role="status">Refreshing failed: this page may be out of date.'
-        f"</p></header><main>{main}</main><script>{SCRIPT}</script></body></html>"
+        '<p id="stale" class="bad" role="status"></p></header>'
+        f"<main>{main}</main><script>{SCRIPT}</script></body></html>"
     )
