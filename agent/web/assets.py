@@ -21,7 +21,7 @@ nav a{margin-right:.8rem}a{color:var(--info)}p{margin:.4rem 0}
 th,td{text-align:left;vertical-align:top;padding:.25rem .5rem;border-bottom:1px solid var(--line)}
 thead th{color:var(--mute);font-weight:600;font-size:.85rem}
 code{background:var(--code);padding:0 .2rem;border-radius:3px;font-size:.85rem;
-overflow-wrap:anywhere}
+overflow-wrap:break-word}
 pre.fix{margin:.2rem 0;padding:.3rem;white-space:pre-wrap;overflow-wrap:anywhere;user-select:all;
 background:var(--code);font-size:.85rem;
 border-left:3px solid var(--info)}
