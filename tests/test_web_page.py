@@ -12,10 +12,17 @@ from aiohttp.test_utils import TestClient
 
 from agent.server import make_app
 from agent.status import HISTORY_LENGTH, State, StatusRegistry
+from agent.web.dns import TableCache
 from agent.web.page import render_page
 from agent.web.spark import sparkline
 from agent.web.timefmt import relative, when
-from tests.web_support import HASH_SECRET, PLAIN_SECRET, feed_checks, registry_for
+from tests.web_support import (
+    HASH_SECRET,
+    PLAIN_SECRET,
+    feed_checks,
+    publish_dns,
+    registry_for,
+)
 
 Client = Any  # pytest-aiohttp's aiohttp_client fixture
 BROKEN = "d3.example.com"
@@ -115,6 +122,18 @@ def test_page_for_twenty_domains_weighs_at_most_60_kb() -> None:
     page = render_page(reg.snapshot(), time.time()).encode()
     assert page.count(b'<details id="dns-') == 20
     assert len(page) <= 60 * 1024, len(page)
+
+
+def test_dns_tables_are_kept_until_the_dns_checks_publish_again() -> None:
+    reg = registry_for(2)
+    tables = TableCache()
+    domains = reg.component("dns").details["domains"]
+    assert tables.tables(domains) is tables.tables(domains)  # the same results: not redone
+    before = render_page(reg.snapshot(), time.time(), dns_tables=tables)
+    assert "d0.example.com. IN MX 10" not in before
+    publish_dns(reg, ["d0.example.com", "d1.example.com"], broken={"d0.example.com"})
+    after = render_page(reg.snapshot(), time.time(), dns_tables=tables)
+    assert '<pre class="fix">d0.example.com. IN MX 10 mail.example.net.</pre>' in after
 
 
 def test_check_history_is_bounded_and_records_each_result_once() -> None:

@@ -28,26 +28,43 @@ def _check_row(name: str, c: dict[str, Any]) -> str:
     return row(esc(name), verdict, code(found), code(expected), _fixes(c.get("fixes") or []))
 
 
-def _domain(name: str, report: dict[str, Any], now: float) -> str:
-    status = report.get("status", "error")
-    checks = report.get("checks") or {}
-    rows = [_check_row(n, c) for n, c in checks.items()]
+def _table(report: dict[str, Any]) -> str:
+    rows = [_check_row(n, c) for n, c in (report.get("checks") or {}).items()]
+    return table(("check", "verdict", "found", "expected", "fix"), rows)
+
+
+class TableCache:
+    """The domains' tables for the ``domains`` mapping last seen, reused while it is the same
+    object: the DNS component publishes a new mapping per run (hourly by default), so between
+    runs only the relative times are rendered anew. Holding the mapping keeps identity sound."""
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._tables: dict[str, str] = {}
+
+    def tables(self, domains: dict[str, Any]) -> dict[str, str]:
+        if domains is not self._source:
+            self._tables = {name: _table(report) for name, report in domains.items()}
+            self._source = domains
+        return self._tables
+
+
+def _domain(name: str, status: str, table_html: str) -> str:
     opened = " open" if status in ("fail", "error") else ""  # a warning alone stays folded
     return (
         f'<details id="dns-{esc(name)}"{opened}><summary><h3>{esc(name)} {badge(status)}</h3>'
-        f"</summary><p>Checked {when(report.get('checkedAt'), now)}.</p>"
-        + table(("check", "verdict", "found", "expected", "fix"), rows)
-        + "</details>"
+        f"</summary>{table_html}</details>"
     )
 
 
-def render(component: dict[str, Any] | None, now: float) -> str:
+def render(component: dict[str, Any] | None, now: float, cache: TableCache | None = None) -> str:
     if component is None:
         return absent("dns", "DNS", "DNS checks are not running.")
     d = component.get("details") or {}
     last_run = f" (last run {when(d.get('lastRun'), now)})"
     head = headline(component.get("state", "unknown"), component.get("message", ""), last_run)
     domains: dict[str, Any] = d.get("domains") or {}
+    tables = (cache or TableCache()).tables(domains)
     order = sorted(domains.items(), key=lambda i: (_ORDER.get(i[1].get("status"), 1), i[0]))
-    body = "".join(_domain(n, r, now) for n, r in order)
+    body = "".join(_domain(n, r.get("status", "error"), tables[n]) for n, r in order)
     return section("dns", "DNS", head + body)

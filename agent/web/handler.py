@@ -11,6 +11,7 @@ from aiohttp import web
 
 from agent.status import StatusRegistry
 from agent.web.assets import HEADERS
+from agent.web.dns import TableCache
 from agent.web.page import render_page
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -18,11 +19,12 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 def page_handler(registry: StatusRegistry, max_age: float = 1.0, refresh: int = 30) -> Handler:
     cached: list[tuple[float, bytes]] = []
+    dns_tables = TableCache()
 
     async def handle(request: web.Request) -> web.Response:
         now = time.time()
         if not cached or now - cached[0][0] > max_age or now < cached[0][0]:
-            body = render_page(registry.snapshot(), now, refresh).encode()
+            body = render_page(registry.snapshot(), now, refresh, dns_tables).encode()
             cached[:] = [(now, body)]
         response = web.Response(body=cached[0][1], content_type="text/html", charset="utf-8")
         response.headers.update(HEADERS)

@@ -21,15 +21,21 @@ _NAV = (
 )
 
 
-def render_page(snapshot: dict[str, Any], now: float, refresh: int = 30) -> str:
-    """``refresh``: seconds between the script's reloads of the page's content."""
+def render_page(
+    snapshot: dict[str, Any],
+    now: float,
+    refresh: int = 30,
+    dns_tables: dns.TableCache | None = None,
+) -> str:
+    """``refresh``: seconds between the script's reloads of the page's content; ``dns_tables``
+    keeps the DNS tables between renders (the handler holds one)."""
     verdict = snapshot.get("health", {}).get("verdict", "unknown")
     comps: dict[str, Any] = snapshot.get("components") or {}
     nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV)
     main = "".join(
         (
             health.render(snapshot.get("health") or {}, now),
-            dns.render(comps.get("dns"), now),
+            dns.render(comps.get("dns"), now, dns_tables),
             dkim.render(comps.get("dkim"), now),
             plan.render(comps.get("reconcile"), now),
             components.render_sources(comps, now),

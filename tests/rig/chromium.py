@@ -13,7 +13,10 @@ import base64
 import contextlib
 import itertools
 import json
+import os
+import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +188,26 @@ class Chromium:
             await self.tab.close()
         if self.session is not None:
             await self.session.close()
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        if self.proc is not None:
+            await self._stop_group(self.proc)
         self._profile.cleanup()
+
+    @staticmethod
+    async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+        """Chromium's own children (zygote, renderers) share the session it was started in:
+        stop them all, and wait until none is left writing into the profile."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if proc.returncode is None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            await proc.wait()
+                    continue
+                try:
+                    os.killpg(proc.pid, 0)  # is any of the group still there?
+                except ProcessLookupError:
+                    return
+                await asyncio.sleep(0.05)  # children exiting after their parent, with a deadline

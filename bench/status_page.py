@@ -1,0 +1,176 @@
+"""Benchmark: the status page at ``/`` for 200 domains and 8 checks.
+
+1. Render: ``snapshot()`` + ``render_page`` as the handler runs them in the event loop,
+   repeated; median and p95 against the goal of 20 ms (issue #21).
+2. Serve: the agent's own app on loopback; from a separate process (open loop), ``/healthz``
+   at 100 req/s (the load bench/checks_load.py puts on it) with and without ``/`` at 20 req/s;
+   /healthz p99 against its goal of 5 ms (issue #7), and the loop's largest lag.
+
+    .venv/bin/python bench/status_page.py [--domains 200] [--seconds 10] [--no-cache]
+
+``--no-cache`` renders on every request (the handler otherwise renders at most once a second).
+The machine is shared (2 cores): run it more than once and read the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiohttp import web
+
+from agent.server import STATUS_KEY, healthz, make_app
+from agent.status import StatusRegistry
+from agent.web.dns import TableCache
+from agent.web.handler import page_handler
+from agent.web.page import render_page
+from bench.checks_load import lag_monitor, pct
+from tests.rig.proc import free_port
+from tests.web_support import registry_for
+
+RENDER_GOAL_MS = 20.0
+HEALTHZ_P99_GOAL_MS = 5.0
+
+LOAD_CLIENT = r"""
+import asyncio, json, sys, time
+import aiohttp
+
+async def main(base, rates, seconds):
+    plan = sorted((i / rate, path) for path, rate in rates.items() if rate
+                  for i in range(int(rate * seconds)))
+    lat = {p: [] for p in rates}
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+        async def one(path):
+            nonlocal errors
+            t = time.perf_counter()
+            try:
+                async with s.get(base + path) as r:
+                    await r.read()
+                    errors += r.status not in (200, 503)  # 503: the verdict, not an error
+            except aiohttp.ClientError:
+                errors += 1
+                return
+            lat[path].append(time.perf_counter() - t)
+        start = time.perf_counter()
+        tasks = []
+        for at, path in plan:
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(path)))
+        await asyncio.gather(*tasks)
+    print(json.dumps({"latencies": lat, "errors": errors}))
+
+asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])))
+"""
+
+
+def measure_render(
+    registry: StatusRegistry, runs: int, cache: bool
+) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds per render. ``cache``: the handler's steady state (DNS tables
+    kept between DNS runs); without it, every render is like the first after a DNS run. On a
+    shared machine wall time includes waiting for a core; CPU time is the loop's own work."""
+    tables = TableCache() if cache else None
+    render_page(registry.snapshot(), time.time(), dns_tables=tables)  # warm, as in steady state
+    wall, cpu = [], []
+    for _ in range(runs):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        render_page(registry.snapshot(), time.time(), dns_tables=tables)
+        cpu.append((time.thread_time() - start_cpu) * 1000)
+        wall.append((time.perf_counter() - start) * 1000)
+    return wall, cpu
+
+
+async def serve_under_load(
+    registry: StatusRegistry, rates: dict[str, float], seconds: float, cache: bool
+) -> tuple[dict[str, list[float]], int, list[float]]:
+    app = make_app(registry)
+    if not cache:  # the same handler, rendering on every request
+        app = web.Application()
+        app[STATUS_KEY] = registry
+        app.router.add_get("/", page_handler(registry, max_age=0))
+        app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    lag: list[float] = []
+    monitor = asyncio.create_task(lag_monitor(lag))
+    try:
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOAD_CLIENT, f"http://127.0.0.1:{port}", json.dumps(rates),
+            str(seconds), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await client.communicate()
+    finally:
+        monitor.cancel()
+        await runner.cleanup()
+    result = json.loads(out)
+    return result["latencies"], result["errors"], lag
+
+
+def report_load(
+    title: str, latencies: dict[str, list[float]], errors: int, lag: list[float]
+) -> None:
+    print(title)
+    for path, values in latencies.items():
+        ms = [v * 1000 for v in values]
+        ratio = pct(ms, 0.99) / HEALTHZ_P99_GOAL_MS
+        goal = f"   (goal p99 <= {HEALTHZ_P99_GOAL_MS:g} ms: ratio {ratio:.2f})"
+        goal = goal if path == "/healthz" else ""
+        print(
+            f"  {path:9} n={len(ms):5d}  median {statistics.median(ms):6.2f} ms  "
+            f"p99 {pct(ms, 0.99):6.2f} ms  max {max(ms):6.2f} ms{goal}"
+        )
+    lag_ms = [v * 1000 for v in lag]
+    print(f"  loop lag  median {statistics.median(lag_ms):6.2f} ms  p99 {pct(lag_ms, 0.99):6.2f} ms"
+          f"  max {max(lag_ms):6.2f} ms;  errors: {errors}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--domains", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=50, help="renders measured")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--healthz-rate", type=float, default=100.0)
+    parser.add_argument("--page-rate", type=float, default=20.0)
+    parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args()
+    broken = {f"d{i}.example.com" for i in range(0, args.domains, 10)}  # a tenth broken
+    registry = registry_for(args.domains, broken=broken, failing={"smtp0"})
+    page = render_page(registry.snapshot(), time.time()).encode()
+    print(f"page: {args.domains} domains, 8 checks, {len(page) / 1024:.0f} KiB")
+    for cached, what in ((True, "steady (DNS tables kept)"), (False, "first after a DNS run")):
+        wall, cpu = measure_render(registry, args.runs, cached)
+        print(f"render, {what}: n={len(wall)}")
+        for name, ms in (("wall", wall), ("cpu", cpu)):
+            median = statistics.median(ms)
+            print(
+                f"  {name:4} median {median:6.2f} ms  p95 {pct(ms, 0.95):6.2f} ms"
+                f"  (goal median <= {RENDER_GOAL_MS:g} ms: ratio {median / RENDER_GOAL_MS:.2f})"
+            )
+    cache = not args.no_cache
+    base = asyncio.run(
+        serve_under_load(registry, {"/healthz": args.healthz_rate}, args.seconds, cache)
+    )
+    report_load(f"/healthz alone at {args.healthz_rate:g} req/s for {args.seconds:g} s:", *base)
+    rates = {"/healthz": args.healthz_rate, "/": args.page_rate}
+    loaded = asyncio.run(serve_under_load(registry, rates, args.seconds, cache))
+    how = "cached 1 s" if cache else "rendered on every request"
+    report_load(
+        f"/healthz at {args.healthz_rate:g} req/s with / at {args.page_rate:g} req/s ({how}):",
+        *loaded,
+    )
+
+
+if __name__ == "__main__":
+    main()
