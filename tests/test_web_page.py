@@ -116,6 +116,18 @@ async def test_page_of_a_starting_agent_says_so(aiohttp_client: Client) -> None:
     assert "No checks configured or none has run yet." in text
 
 
+async def test_page_is_sent_gzipped_to_clients_that_accept_it(aiohttp_client: Client) -> None:
+    client: TestClient[Any, Any] = await aiohttp_client(make_app(registry_for(20)))
+    plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    body = await plain.read()
+    packed = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert packed.headers["Vary"] == "Accept-Encoding"
+    assert int(packed.headers["Content-Length"]) < len(body) / 4
+    assert await packed.read() == body  # the same render (cached), decompressed by the client
+
+
 def test_page_for_twenty_domains_weighs_at_most_60_kb() -> None:
     broken = {f"d{i}.example.com" for i in range(0, 20, 5)}  # a quarter of them broken
     reg = registry_for(20, broken=broken, failing={"smtp0"}, waiting={"d1.example.com"})
