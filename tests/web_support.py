@@ -6,6 +6,7 @@ the real TargetState."""
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -44,9 +45,7 @@ def check_specs(count: int = 8) -> list[CheckState]:
     return specs
 
 
-def feed_checks(
-    registry: StatusRegistry, failing: set[str] = frozenset(), rounds: int = 48
-) -> Board:
+def feed_checks(registry: StatusRegistry, failing: Collection[str] = (), rounds: int = 48) -> Board:
     """``rounds`` results per check through the real Board; ``failing`` checks fail the last 3."""
     states = check_specs()
     board = Board(states, registry, Hub())
@@ -92,7 +91,7 @@ def domain_report(domain: str, broken: bool = False) -> DomainReport:
     return DomainReport(domain, results, checked_at=time.time() - 120)
 
 
-def publish_dns(registry: StatusRegistry, domains: list[str], broken: set[str]) -> None:
+def publish_dns(registry: StatusRegistry, domains: list[str], broken: Collection[str]) -> None:
     reports = {d: domain_report(d, d in broken) for d in domains}
     bad = sum(1 for r in reports.values() if r.status in (Status.FAIL, Status.ERROR))
     registry.component("dns").set(
@@ -103,7 +102,7 @@ def publish_dns(registry: StatusRegistry, domains: list[str], broken: set[str]) 
     )
 
 
-def publish_dkim(registry: StatusRegistry, domains: list[str], waiting: set[str]) -> None:
+def publish_dkim(registry: StatusRegistry, domains: list[str], waiting: Collection[str]) -> None:
     view = {}
     for d in domains:
         zone = f'mail._domainkey.{d}. IN TXT ( "v=DKIM1; k=rsa; p={DKIM_P}" )'
@@ -126,7 +125,7 @@ def publish_plan(registry: StatusRegistry) -> None:
     plan = Plan(
         ops=[
             Op("account_add", "carol@example.com", password=plain, reason="new"),
-            Op("account_update", "dave@example.com", password=hashed, reason="changed"),
+            Op("password_update", "dave@example.com", password=hashed, reason="changed"),
             Op("alias_add", "postmaster@example.com", "carol@example.com"),
         ],
         refused=[Op("account_del", "old@example.com", reason="pruned")],
@@ -135,7 +134,8 @@ def publish_plan(registry: StatusRegistry) -> None:
         pending={"erin@example.com": "declared without a password"},
         kept=["legacy@example.com"],
     )
-    details = {"outcome": "partial", "error": None, "plan": plan.describe(50), "mode": "apply"}
+    details: dict[str, Any] = {"outcome": "partial", "error": None, "mode": "apply"}
+    details["plan"] = plan.describe(50)
     details["results"] = [
         {**plan.ops[0].describe(), "status": "failed", "message": "setup exited 1"}
     ]
@@ -159,9 +159,9 @@ def publish_sources_and_lb(registry: StatusRegistry) -> None:
 
 def registry_for(
     domains: int = 3,
-    broken: set[str] = frozenset(),
-    failing: set[str] = frozenset(),
-    waiting: set[str] = frozenset(),
+    broken: Collection[str] = (),
+    failing: Collection[str] = (),
+    waiting: Collection[str] = (),
 ) -> StatusRegistry:
     """A whole agent's status: ``domains`` names d0.example.com…; ``broken`` ones fail DNS."""
     registry = StatusRegistry()

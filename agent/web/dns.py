@@ -61,7 +61,7 @@ def render(component: dict[str, Any] | None, now: float, cache: TableCache | Non
     if component is None:
         return absent("dns", "DNS", "DNS checks are not running.")
     d = component.get("details") or {}
-    last_run = f" (last run {when(d.get('lastRun'), now)})"
+    last_run = f" (last run {when(d['lastRun'], now)})" if d.get("lastRun") else ""
     head = headline(component.get("state", "unknown"), component.get("message", ""), last_run)
     domains: dict[str, Any] = d.get("domains") or {}
     tables = (cache or TableCache()).tables(domains)

@@ -117,10 +117,9 @@ class Tab:
 
     async def screenshot(self, path: Path, whole: bool = True) -> None:
         """The whole page, or (``whole=False``) what the viewport shows."""
-        params = {"format": "png", "captureBeyondViewport": whole}
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": whole}
         if whole:  # Chromium otherwise cuts at the viewport's height
-            size = await self.send("Page.getLayoutMetrics")
-            css = size["cssContentSize"]
+            css = (await self.send("Page.getLayoutMetrics"))["cssContentSize"]
             params["clip"] = {"x": 0, "y": 0, "width": css["width"], "height": css["height"]}
             params["clip"]["scale"] = 1
         shot = await self.send("Page.captureScreenshot", **params)
