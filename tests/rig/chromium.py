@@ -36,6 +36,10 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-extensions",
+    "--disable-domain-reliability",  # and no other reason to reach out: loopback only
+    "--disable-breakpad",
+    "--no-pings",
+    "--no-default-browser-check",
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",  # Chromium picks a port and writes it to DevToolsActivePort
 )
