@@ -101,6 +101,12 @@ async def test_dns_failures_page(aiohttp_server: Server) -> None:
         assert "Rotations waiting for DNS\nd2.example.com" in dkim
         await tab.screenshot(SHOTS / "dns-failures.png")
         await tab.screenshot(SHOTS / "dns-failures-top.png", whole=False)  # docs/status-page.png
+        await tab.viewport(390, 844)  # a phone: the table scrolls, a fix stays a readable block
+        widths = await tab.evaluate(
+            "[...document.querySelectorAll('pre.fix')].map(p => p.offsetWidth)"
+        )
+        assert min(widths) >= 250, widths
+        await tab.screenshot(SHOTS / "dns-failures-phone.png")
         assert tab.problems == []
 
 

@@ -23,6 +23,7 @@ thead th{color:var(--mute);font-weight:600;font-size:.85rem}
 code{background:var(--code);padding:0 .2rem;border-radius:3px;font-size:.85rem;
 overflow-wrap:break-word}
 pre.fix{margin:.2rem 0;padding:.3rem;white-space:pre-wrap;overflow-wrap:anywhere;user-select:all;
+min-width:min(22rem,75vw);
 background:var(--code);font-size:.85rem;
 border-left:3px solid var(--info)}
 .t{font-weight:700}.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
