@@ -8,11 +8,13 @@ import re
 import time
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from agent.server import make_app
 from agent.status import HISTORY_LENGTH, State, StatusRegistry
 from agent.web.dns import TableCache
+from agent.web.handler import page_handler
 from agent.web.page import render_page
 from agent.web.spark import sparkline
 from agent.web.timefmt import relative, when
@@ -126,6 +128,18 @@ async def test_page_is_sent_gzipped_to_clients_that_accept_it(aiohttp_client: Cl
     assert packed.headers["Vary"] == "Accept-Encoding"
     assert int(packed.headers["Content-Length"]) < len(body) / 4
     assert await packed.read() == body  # the same render (cached), decompressed by the client
+
+
+async def test_page_is_rendered_at_most_once_per_max_age(aiohttp_client: Client) -> None:
+    reg = registry_for(1)
+    app = web.Application()
+    app.router.add_get("/cached", page_handler(reg, max_age=3600))
+    app.router.add_get("/fresh", page_handler(reg, max_age=0))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    first = await (await client.get("/cached")).text()
+    reg.component("sources merge").set(State.FAILED, "a new message")
+    assert await (await client.get("/cached")).text() == first  # the same bytes, not redone
+    assert "a new message" in await (await client.get("/fresh")).text()
 
 
 def test_page_for_twenty_domains_weighs_at_most_60_kb() -> None:
