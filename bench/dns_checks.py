@@ -2,7 +2,7 @@
 server), as the agent runs them. Prints the median wall time of a run and the largest
 event-loop lag seen during the runs (goals: <= 1 s and <= 10 ms).
 
-    /work/venv/bin/python bench/dns_checks.py [--domains 200] [--runs 5]
+    .venv/bin/python bench/dns_checks.py [--domains 200] [--runs 5]
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The test API server against the real kubernetes_asyncio client, as /work/shared/tooling.md
-describes its wire behaviour: list, watch with bookmarks, 410 after one retry, exec exit codes
+"""The test API server against the real kubernetes_asyncio client, as the tooling notes
+describe its wire behaviour: list, watch with bookmarks, 410 after one retry, exec exit codes
 and stdin. If these pass, tests of dms-agent against the server say something about a cluster."""
 
 from __future__ import annotations

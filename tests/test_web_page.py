@@ -11,13 +11,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from agent.server import make_app
+from agent.server import PrivateAccess, make_app
 from agent.status import HISTORY_LENGTH, State, StatusRegistry
 from agent.web.dns import TableCache
 from agent.web.handler import page_handler
 from agent.web.page import render_page
 from agent.web.spark import sparkline
 from agent.web.timefmt import relative, when
+from tests.test_server_limits import request_from
 from tests.web_support import (
     HASH_SECRET,
     PLAIN_SECRET,
@@ -100,6 +101,23 @@ async def test_page_headers_allow_only_its_own_style_and_script(aiohttp_client: 
     assert not re.search(r"(src|href)=\"(https?:)?//", text)  # no external asset
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Cache-Control"] == "no-store"
+
+
+async def test_page_is_guarded_as_status_is(tmp_path: Any) -> None:
+    token = tmp_path / "status-token"
+    token.write_text("s3cret-token\n")
+    app = make_app(registry_for(1), PrivateAccess(token))
+
+    async def get(path: str, remote: str, bearer: str | None = None) -> int:
+        req = request_from(remote, app, bearer).clone(rel_url=path)
+        match = await app.router.resolve(req)
+        return (await match.handler(req)).status
+
+    for path in ("/", "/status"):  # the registered routes, not the guard alone
+        assert await get(path, "127.0.0.1") == 200
+        assert await get(path, "10.1.2.3") == 403
+        assert await get(path, "10.1.2.3", "wrong") == 403
+        assert await get(path, "10.1.2.3", "s3cret-token") == 200
 
 
 async def test_page_escapes_what_components_report(aiohttp_client: Client) -> None:

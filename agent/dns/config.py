@@ -49,6 +49,7 @@ class MtaStsSettings(Section):
     that loopback address (and ``port`` replaces 443), while TLS still verifies the real name.
     """
 
+    # seconds the policy fetch may take
     timeout: float = Field(10.0, gt=0)
     ca_bundle: Path | None = None  # PEM file of trusted CAs; default: the system's store
     port: int = Field(443, gt=0, lt=65536)
@@ -65,9 +66,12 @@ class MtaStsSettings(Section):
 class DnsSettings(Section):
     """``dns:`` — DNS checks of every mail domain (see the module docstring for an example)."""
 
+    # run the DNS checks every interval seconds
     enabled: bool = False
     mx_host: str | None = None  # expected MX exchange (FQDN); null: only presence is checked
+    # the MX host's IPv4 addresses (A records and PTR expected)
     ipv4: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    # the MX host's IPv6 addresses (AAAA records and PTR expected)
     ipv6: list[ipaddress.IPv6Address] = Field(default_factory=list)
     # where outgoing mail comes from (PTR and SPF); empty: the ipv4 and ipv6 lists
     egress: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = Field(default_factory=list)
@@ -84,6 +88,7 @@ class DnsSettings(Section):
     send_only_domains: list[str] = Field(default_factory=list)  # no MX / null MX expected
     # DKIM selectors checked when neither the state nor DMS's key folder names one
     default_dkim_selectors: list[str] = Field(default_factory=lambda: ["mail"])
+    # a DKIM RSA key shorter than this fails
     min_dkim_bits: int = Field(2048, ge=512)
     smtp_port: int = Field(25, gt=0, lt=65536)  # where the TLSA check reads the certificate
     mta_sts: MtaStsSettings = MtaStsSettings()

@@ -78,6 +78,9 @@ class TargetClient:
         except SecretError as exc:
             metrics.REQUESTS.labels(self.target.format, "secret_error").inc()
             return Outcome(False, "secret_error", str(exc))
+        if self.target.require_tls and not self.target.url.startswith("https:"):
+            metrics.REQUESTS.labels(self.target.format, "tls_required").inc()
+            return Outcome(False, "tls_required", "requireTLS: true, but the URL is http://")
         tls: ssl.SSLContext | bool = True
         if self.target.url.startswith("https:"):
             try:

@@ -40,9 +40,11 @@ class LbPort(Section):
     ``backend`` port (default: the same number), optionally with a PROXY protocol v1 header
     so the mailserver sees the client's real address."""
 
+    # the port's name in the registration
     name: str = Field(pattern=NAME_PATTERN)
     frontend: int = Field(ge=1, le=65535)
     backend: int | None = Field(None, ge=1, le=65535)
+    # the backend expects the PROXY protocol on this port
     proxy_protocol: bool = False
 
     @property
@@ -61,6 +63,7 @@ class LbAddress(Section):
     - ``fixed``: ``value``.
     """
 
+    # env: a variable (HOST_IP); node: the Node's address from the API; fixed: value
     source: Literal["env", "node", "fixed"] = "env"
     env: str = "HOST_IP"
     value: str | None = None
@@ -89,16 +92,29 @@ class LbTarget(Section):
     every request. The response must prove the hook ran: by default the receiver example's
     result line (for v2 it echoes the sequence number sent); ``expectResponse`` (a regular
     expression searched in the body) replaces that check for other receivers.
+    ``funkypenguin`` sends its token itself: to an ``http://`` URL that is in clear text, which
+    is warned about (log, /status); ``requireTLS: true`` refuses to send to any ``http://`` URL.
     """
 
+    # the receiver's webhook URL
     url: str
     name: str | None = Field(None, pattern=NAME_PATTERN)  # metric label; default host:port
+    # v2 (signed) or funkypenguin (the original receiver's form)
     format: Literal["v2", "funkypenguin"] = "v2"
     secret_file: Path
+    # PEM file of CAs trusted for an https:// url
     ca_file: Path | None = None
+    # verify the receiver's certificate
     tls_verify: bool = True
+    # seconds one delivery may take
     timeout: float = Field(10.0, gt=0)
     expect_response: str | None = None
+    require_tls: bool = Field(False, alias="requireTLS")
+
+    @property
+    def token_in_clear(self) -> bool:
+        """The token itself would cross the network unencrypted (v2 sends only an HMAC)."""
+        return self.format == "funkypenguin" and self.url.startswith("http:")
 
     @field_validator("url")
     @classmethod
@@ -120,23 +136,29 @@ class LbTarget(Section):
 class LbRetry(Section):
     """Exponential backoff with jitter between failed deliveries."""
 
+    # seconds before a failed delivery is retried, doubling...
     initial: float = Field(1.0, gt=0)
+    # ...up to this
     maximum: float = Field(60.0, gt=0)
 
 
 class LbSettings(Section):
     """``lb:`` — see the module docstring for an example."""
 
+    # register with the targets below
     enabled: bool = False
+    # the service name the receiver routes for
     name: str = Field("mailserver", pattern=NAME_PATTERN)
     pod: str | None = None  # the sender's name; default $POD_NAME, else the host name
     node: str | None = None  # reported to the receiver; default $NODE_NAME
     ports: list[LbPort] = Field(default_factory=list)
     address: LbAddress = LbAddress()
     targets: list[LbTarget] = Field(default_factory=list)
+    # seconds between re-registrations when nothing changed
     heartbeat_interval: float = Field(300.0, gt=0)
     heartbeat_jitter: float = Field(0.1, ge=0, lt=1)  # fraction of the interval, +/-
     wait_for_check: str | None = None  # e.g. "smtp": first registration after it passes
+    # withdraw the registration when the agent stops for good
     delete_on_shutdown: bool = False
     shutdown_grace: float = Field(10.0, gt=0)  # the delete never outlives this
     retry: LbRetry = LbRetry()

@@ -34,9 +34,11 @@ class TargetState:
     last_success_at: float | None = None
     last_sequence: int | None = None
     consecutive_failures: int = 0
+    warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **({"warning": self.warning} if self.warning else {}),
             "format": self.format,
             "endpoint": self.endpoint,
             "lastResult": self.last_result,

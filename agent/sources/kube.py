@@ -30,7 +30,7 @@ from agent.kube.client import KubeApiError, KubeClient
 from agent.kube.config import KubeSettings
 from agent.settings import SourceSettings
 from agent.sources.base import Publisher
-from agent.sources.document import SourceDocument
+from agent.sources.document import SourceDocument, decode_document
 from agent.sources.metrics import EVENTS_RECEIVED, LAST_BOOKMARK, WATCH_RESTARTS
 from agent.status import ComponentStatus, State, StatusRegistry
 
@@ -64,13 +64,14 @@ def documents_of(kind: str, obj: dict[str, Any]) -> tuple[SourceDocument, ...]:
         if secret or key in binary:
             raw = data.get(key) if secret else binary[key]
             try:
-                text = base64.b64decode(raw or "", validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                log.warning("%s[%s]: not UTF-8 text; read as empty", where, key)
-                text = ""
+                raw_bytes = base64.b64decode(raw or "", validate=True)
+            except binascii.Error:
+                problem = "not valid base64 (as the API server stores it)"
+                docs.append(SourceDocument(f"{where}[{key}]", key, "", secret, problem))
+                continue
+            docs.append(decode_document(f"{where}[{key}]", key, raw_bytes, secret))
         else:
-            text = data[key]
-        docs.append(SourceDocument(f"{where}[{key}]", key, text, secret))
+            docs.append(SourceDocument(f"{where}[{key}]", key, data[key], secret))
     return tuple(docs)
 
 
