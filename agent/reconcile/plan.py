@@ -121,6 +121,7 @@ class Plan:
     deferred: list[Op] = field(default_factory=list)  # waiting for their retry backoff
     drift: list[str] = field(default_factory=list)  # accounts whose password changed outside
     pending: dict[str, str] = field(default_factory=dict)  # account -> why it waits
+    kept: list[str] = field(default_factory=list)  # existing accounts not declared, not pruned
     warnings: list[str] = field(default_factory=list)
     fatal: str | None = None  # nothing may be applied (e.g. LDAP provisioner)
 
@@ -146,6 +147,7 @@ class Plan:
                 "deferred": len(self.deferred),
                 "drift": len(self.drift),
                 "pending": len(self.pending),
+                "kept": len(self.kept),
             },
             "ops": [op.describe() for op in self.ops[cut]],
             "adopt": [a.address for a in self.adopt[cut]],
@@ -155,6 +157,7 @@ class Plan:
             "deferred": [op.key for op in self.deferred[cut]],
             "drift": self.drift[cut],
             "pending": dict(list(self.pending.items())[cut]),
+            "kept": self.kept[cut],
             "warnings": self.warnings[cut],
             "fatal": self.fatal,
         }
@@ -360,15 +363,15 @@ def _prune_ops(
     for addr in ledger.accounts:
         if addr not in actual.state.accounts and addr not in declared:
             out.forget.append(addr)  # removed from outside and no longer wanted
-    if not policy.prune:
-        return
     for addr in actual.state.accounts:
         if addr in declared:
             continue
-        if addr in ledger.accounts or policy.prune_unmanaged:
+        if policy.prune and (addr in ledger.accounts or policy.prune_unmanaged):
             ops.append(
                 Op("account_del", addr, delete_mail_data=policy.delete_mail_data, reason="pruned")
             )
+        else:
+            out.kept.append(addr)  # undeclared and left alone: pruning is off or not ours
 
 
 def _dkim_ops(
