@@ -62,6 +62,7 @@ BUILDERS: list[str | Builder] = [
     "agent.dns.component:build",
     "agent.lb:build",
     "agent.checks:build",
+    "agent.mailflow:build",
 ]
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 KILL_GRACE = 5  # seconds between timeout's TERM and KILL on the far side
 NEAR_MARGIN = 3.0  # extra seconds the near side waits for the far side's own deadline
+CANCEL_GRACE = 2.0  # seconds a cancelled caller's command gets to finish before it is killed
 TIMEOUT_EXIT_CODES = frozenset({124, 137})  # timeout(1): TERM expired / had to KILL
 
 
@@ -54,6 +55,17 @@ class Executor(Protocol):
     async def run(
         self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
     ) -> Result: ...
+
+
+async def reap(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """Wait ``grace`` seconds for ``proc`` to exit, then SIGKILL its process group and wait."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
+    with contextlib.suppress(Exception):
+        await proc.wait()
 
 
 def with_deadline(argv: Sequence[str], timeout: float) -> list[str]:
@@ -84,11 +96,14 @@ async def run_process(
     data = stdin.encode() if stdin is not None else None
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), near_timeout)
+    except asyncio.CancelledError:
+        # The caller is going away (shutdown, reload). The command may be half-way through
+        # DMS's files: give it a moment to finish, then end its group, and wait for it either
+        # way, so no child and no pipe transport outlives the event loop.
+        await reap(proc, grace=CANCEL_GRACE)
+        raise
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
-        with contextlib.suppress(Exception):
-            await proc.wait()
+        await reap(proc, grace=0.0)
         duration = time.monotonic() - started
         return Result(None, "", "no answer before the deadline", duration, timed_out=True)
     duration = time.monotonic() - started

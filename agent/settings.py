@@ -22,10 +22,12 @@ from pydantic.alias_generators import to_camel
 from agent.checks.config import ChecksSettings
 from agent.config_base import Section
 from agent.dkim.config import DkimSettings
+from agent.dms_environment import read_environment
 from agent.dns.config import DnsSettings
 from agent.errors import InvalidDocument, LocatedError
 from agent.kube.config import KubeSettings
 from agent.lb.config import LbSettings
+from agent.mailflow.config import MailflowSettings
 from agent.yamlloc import LocatedDoc, format_path, load_yaml
 
 ENV_PREFIX = "DMS_AGENT_"
@@ -99,6 +101,9 @@ class DmsSettings(Section):
     # DMS's environment when the agent cannot read it from the container (ACCOUNT_PROVISIONER,
     # ENABLE_QUOTAS, ENABLE_RSPAMD, ENABLE_OPENDKIM, ENABLE_CLAMAV ...).
     environment: dict[str, str] = Field(default_factory=dict)
+    # ...or read from DMS's own copy (a mounted env ConfigMap folder, or a KEY=VALUE env file),
+    # under `environment` (which wins key by key): one source for DMS and the agent.
+    environment_from: Path | None = None
 
 
 class MaxDeletions(Section):
@@ -138,6 +143,7 @@ class Settings(Section):
     checks: ChecksSettings = ChecksSettings()
     dns: DnsSettings = DnsSettings()
     lb: LbSettings = LbSettings()
+    mailflow: MailflowSettings = MailflowSettings()
     dkim: DkimSettings = DkimSettings()
 
 
@@ -158,7 +164,17 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
         if not isinstance(doc.value, dict):
             raise InvalidDocument([doc.error((), "the settings file must be a mapping")])
     env_sources = _apply_env(doc.value, environ)
-    return validate_settings(doc, env_sources)
+    settings = validate_settings(doc, env_sources)
+    return _with_shared_environment(settings)
+
+
+def _with_shared_environment(settings: Settings) -> Settings:
+    """``dms.environment`` over what ``dms.environmentFrom`` holds."""
+    dms = settings.dms
+    if dms.environment_from is None:
+        return settings
+    environment = {**read_environment(dms.environment_from), **dms.environment}
+    return settings.model_copy(update={"dms": dms.model_copy(update={"environment": environment})})
 
 
 def validate_settings(doc: LocatedDoc, env_sources: dict[tuple[str, ...], str]) -> Settings:

@@ -1,11 +1,10 @@
 """The lite Helm chart rendered by real Helm: lint, schema, every option and combination,
-each render valid against the Kubernetes 1.30 schemas (kubernetes-validate, strict)."""
+each render valid against the schemas of Kubernetes 1.29 to 1.34 (kubernetes-validate, strict)."""
 
 from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,16 @@ import pytest
 import yaml
 
 from agent.errors import InvalidDocument
-from agent.settings import load_settings
 from tests.deploy import render
 from tests.deploy.fixtures import rendered
-from tests.deploy.objects import agent_settings, container, kinds, one, pod_spec
+from tests.deploy.objects import (
+    agent_settings,
+    container,
+    kinds,
+    load_pod_settings,
+    one,
+    pod_spec,
+)
 
 kubernetes_validate = render.require_module("kubernetes_validate", "pip install '.[test]'")
 
@@ -34,18 +39,41 @@ def test_helm_lint_strict_defaults_and_everything_on(helm: str) -> None:
         assert "0 chart(s) failed" in proc.stdout
 
 
-@pytest.mark.parametrize("combination", sorted(render.COMBINATIONS))
-def test_every_render_is_valid_kubernetes_1_30(helm: str, combination: str) -> None:
-    docs = rendered(helm, combination)
-    assert docs
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            assert doc["apiVersion"] in ("cert-manager.io/v1", "monitoring.coreos.com/v1")
-            continue
-        try:
-            kubernetes_validate.validate(doc, render.KUBE_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{combination}: {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+# The Kubernetes versions an operator's CI would check: the chart's kubeVersion floor (1.29,
+# native sidecars) to the newest release it is tested with.
+KUBE_VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_render_is_valid_kubernetes_strictly(helm: str, kube_version: str) -> None:
+    """Every value set ("knobs" sets every operator knob), strict: no unknown field."""
+    checked: set[str] = set()
+    for combination in sorted(render.COMBINATIONS):
+        for doc in rendered(helm, combination):
+            if doc["kind"] in CRD_KINDS:
+                assert doc["apiVersion"] in ("cert-manager.io/v1", "monitoring.coreos.com/v1")
+                continue
+            key = json.dumps(doc, sort_keys=True)
+            if key in checked:  # the same object from another value set
+                continue
+            try:
+                kubernetes_validate.validate(doc, kube_version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                name = f"{doc['kind']}/{doc['metadata']['name']}"
+                pytest.fail(f"{kube_version} {combination}: {name}: {exc.message}")
+            checked.add(key)
+    assert len(checked) > 3 * len(render.COMBINATIONS)
+
+
+def test_strict_validation_is_not_blind() -> None:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": 25, "targetPrt": 25}]},
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(service, "1.29.0", strict=True)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +99,7 @@ def test_values_schema_refuses_typos_and_bad_values(
     assert message in proc.stderr
 
 
-def test_env_passthrough_turns_booleans_into_1_and_0(helm: str) -> None:
+def test_env_passthrough_turns_booleans_into_1_and_0(helm: str, tmp_path: Path) -> None:
     sets = ["env.ENABLE_FOO=true", "env.ENABLE_BAR=false", "env.POSTFIX_MESSAGE_SIZE_LIMIT=5"]
     text = render.helm_template(helm, [*sets, "--set-string=env.SRS_X=TRUE"])
     docs = render.load_docs(text)
@@ -83,26 +111,25 @@ def test_env_passthrough_turns_booleans_into_1_and_0(helm: str) -> None:
     assert env["ENABLE_CLAMAV"] == "1"  # a default
     assert all(isinstance(v, str) for v in env.values())
     assert "true" not in {v.lower() for v in env.values()}
-    # The agent learns the same environment through its settings.
-    assert agent_settings(docs)["dms"]["environment"] == env
+    # The agent reads this same ConfigMap (no copy of its own in its settings).
+    assert "environment" not in agent_settings(docs)["dms"]
+    assert load_pod_settings(docs, tmp_path).dms.environment == env
 
 
 def test_defaults_have_no_proxy_ports_and_target_the_plain_ones(helm: str) -> None:
     docs = rendered(helm, "defaults")
     ports = {p["containerPort"] for p in container(docs, "mailserver")["ports"]}
-    assert ports == {25, 110, 143, 465, 587, 993, 995}
+    assert ports == {25, 143, 465, 587, 993}  # no POP3: DMS serves it only with ENABLE_POP3
     external = one(docs, "Service", "mailserver-external")["spec"]
     assert external["type"] == "NodePort"
     assert {p["name"]: p["nodePort"] for p in external["ports"]} == {
         "smtp": 30025,
-        "pop3": 30110,
         "imap": 30143,
         "smtps": 30465,
         "submission": 30587,
         "imaps": 30993,
-        "pop3s": 30995,
     }
-    assert all(p["targetPort"] == p["name"] for p in external["ports"])
+    assert all(p["targetPort"] == p["port"] for p in external["ports"])
     files = one(docs, "ConfigMap", "mailserver-files")["data"]
     assert (
         "haproxy_trusted_networks" not in files["dovecot.cf"]
@@ -110,18 +137,41 @@ def test_defaults_have_no_proxy_ports_and_target_the_plain_ones(helm: str) -> No
     )
 
 
-def test_haproxy_adds_proxy_twins_at_plus_10000_for_the_external_service_only(helm: str) -> None:
+def test_pop3_ports_only_with_enable_pop3(helm: str) -> None:
+    docs = render.load_docs(
+        render.helm_template(helm, ["env.ENABLE_POP3=true", "haproxy.enabled=true"])
+    )
+    ports = {p["name"]: p["containerPort"] for p in container(docs, "mailserver")["ports"]}
+    assert (ports["pop3"], ports["pop3s"], ports["pop3-proxy"], ports["pop3s-proxy"]) == (
+        110,
+        995,
+        10110,
+        10995,
+    )
+    external = {p["name"]: p for p in one(docs, "Service", "mailserver-external")["spec"]["ports"]}
+    assert external["pop3"]["nodePort"] == 30110 and external["pop3s"]["targetPort"] == 10995
+    assert "pop3-login" in one(docs, "ConfigMap", "mailserver-files")["data"]["dovecot.cf"]
+    plain = rendered(helm, "haproxy")
+    assert "pop3-login" not in one(plain, "ConfigMap", "mailserver-files")["data"]["dovecot.cf"]
+    for service in ("mailserver", "mailserver-external"):
+        names = {p["name"] for p in one(plain, "Service", service)["spec"]["ports"]}
+        assert not names & {"pop3", "pop3s"}
+
+
+def test_haproxy_adds_proxy_twins_for_the_external_service_only(helm: str) -> None:
     docs = rendered(helm, "haproxy")
     ports = {p["name"]: p["containerPort"] for p in container(docs, "mailserver")["ports"]}
-    assert ports["smtp-proxy"] == 10025 and ports["subm-proxy"] == 10587
-    assert ports["imaps-proxy"] == 10993 and ports["pop3s-proxy"] == 10995
+    # SMTP's twin is 12525: 10025 is Amavis' reinjection port in DMS's master.cf
+    assert ports["smtp-proxy"] == 12525 and ports["subm-proxy"] == 10587
+    assert ports["imaps-proxy"] == 10993 and ports["imap-proxy"] == 10143
+    twins = {p["name"]: p["containerPort"] for p in container(docs, "mailserver")["ports"]}
     external = one(docs, "Service", "mailserver-external")["spec"]["ports"]
     for port in external:
-        assert ports[port["targetPort"]] == port["port"] + 10000
-        assert port["targetPort"].endswith("-proxy")
+        proxy_name = "subm-proxy" if port["name"] == "submission" else f"{port['name']}-proxy"
+        assert port["targetPort"] == twins[proxy_name]
     internal = one(docs, "Service", "mailserver")["spec"]
     assert internal["clusterIP"] == "None"
-    assert all(p["targetPort"] == p["name"] for p in internal["ports"])  # webmail keeps working
+    assert all(p["targetPort"] == p["port"] for p in internal["ports"])  # webmail keeps working
     dovecot = one(docs, "ConfigMap", "mailserver-files")["data"]["dovecot.cf"]
     assert "haproxy_trusted_networks = 10.0.0.0/8 192.168.0.0/16 172.16.0.0/12" in dovecot
 
@@ -242,14 +292,15 @@ def test_agent_settings_of_every_render_load(helm: str, combination: str, tmp_pa
     """Every rendered settings file is valid for the agent as built: no unknown field, no
     guessed name (the loader refuses both), no path the pod does not provide."""
     docs = rendered(helm, combination)
-    path = tmp_path / "settings.yaml"
-    path.write_text(yaml.safe_dump(agent_settings(docs)))
     try:
-        settings = load_settings(path, environ={})
+        settings = load_pod_settings(docs, tmp_path)
     except InvalidDocument as exc:
         pytest.fail(f"{combination}: " + "; ".join(str(e) for e in exc.errors))
     agent = container(docs, "agent")
     mounts = [m["mountPath"] for m in agent["volumeMounts"]]
+    # DMS's environment: the folder the agent's dms-env volume (the env ConfigMap) mounts
+    env_mount = next(m for m in agent["volumeMounts"] if m["name"] == "dms-env")
+    assert agent_settings(docs)["dms"]["environmentFrom"] == env_mount["mountPath"]
     files = [
         settings.reconcile.ledger_path,
         settings.reconcile.ledger_key_file,
@@ -267,7 +318,9 @@ def test_agent_settings_of_every_render_load(helm: str, combination: str, tmp_pa
     assert settings.dms.executor.container == "mailserver"
 
 
-def test_liveness_commands_become_an_exec_check_and_dms_defaults_follow_env(helm: str) -> None:
+def test_liveness_commands_become_an_exec_check_and_dms_defaults_follow_env(
+    helm: str, tmp_path: Path
+) -> None:
     from agent.checks.defaults import effective_checks
 
     full = agent_settings(rendered(helm, "full"))
@@ -279,9 +332,7 @@ def test_liveness_commands_become_an_exec_check_and_dms_defaults_follow_env(helm
         ("full", ["smtp", "submission", "imap", "clamd", "rspamd", "commands"]),
     ):
         docs = rendered(helm, combination)
-        path = Path(tempfile.mkdtemp()) / "settings.yaml"
-        path.write_text(yaml.safe_dump(agent_settings(docs)))
-        settings = load_settings(path, environ={})
+        settings = load_pod_settings(docs, tmp_path / combination)
         names = [c.name for c in effective_checks(settings.checks, settings.dms.environment)]
         assert names == expected, combination
         # clamd's socket folder is shared exactly when the clamd check exists

@@ -46,13 +46,41 @@ def test_multi_stage_slim_python_and_oci_labels() -> None:
     froms = [args for word, args in steps if word == "FROM"]
     assert len(froms) == 2 and froms[0].endswith(" AS build")
     base = next(args for word, args in steps if word == "ARG" and args.startswith("PYTHON_IMAGE="))
-    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.\d+-slim-\w+", base)
+    # pinned by digest: a rebuild gets the same base bytes (docs/release.md: how to update it)
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base)
     labels = " ".join(args for word, args in _final_stage() if word == "LABEL")
-    for key in ("title", "description", "version", "licenses"):
+    for key in ("title", "description", "version", "licenses", "source", "revision", "created"):
         assert f"org.opencontainers.image.{key}=" in labels
+    # the release workflow passes what the labels read
+    final_args = {args.split("=")[0] for word, args in _final_stage() if word == "ARG"}
+    assert {"VERSION", "REVISION", "CREATED", "SOURCE"} <= final_args
     # The final stage gets the virtualenv, not the build tools or sources.
     copies = [args for word, args in _final_stage() if word == "COPY"]
     assert copies == ["--from=build /opt/dms-agent /opt/dms-agent"]
+
+
+def test_dependencies_install_from_the_hashed_lock_only() -> None:
+    """requirements.lock pins every runtime dependency (and theirs) with hashes; the build
+    installs it with --require-hashes, then the agent itself with --no-deps."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    runs = [args for word, args in _instructions() if word == "RUN" and "pip install" in args]
+    assert "--require-hashes -r requirements.lock" in runs[0]
+    assert all("--no-deps" in run for run in runs[1:]) and len(runs) == 2
+    lock = (render.ROOT / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", lock, re.M))
+    blocks = re.split(r"\n(?=[A-Za-z0-9._-]+==)", lock)
+    assert all("--hash=sha256:" in b for b in blocks if "==" in b.split("\n", 1)[0])
+    norm = {name.lower().replace("_", "-"): Version(v) for name, v in pins.items()}
+    import tomllib
+
+    project = tomllib.loads((render.ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"]:
+        req = Requirement(spec)
+        name = req.name.lower().replace("_", "-")
+        assert name in norm, f"{name} not in requirements.lock: docs/release.md"
+        assert norm[name] in req.specifier, f"{name}=={norm[name]} outside {req.specifier}"
 
 
 def test_runs_as_the_non_root_uid_the_manifests_prepare_for(helm: str) -> None:

@@ -29,7 +29,8 @@ pickup     unix  n       -       n       60      1       pickup
 
 
 def _files(helm: str) -> dict[str, str]:
-    docs = render.load_docs(render.helm_template(helm, ["haproxy.enabled=true"]))
+    sets = ["haproxy.enabled=true", "env.ENABLE_POP3=true"]
+    docs = render.load_docs(render.helm_template(helm, sets))
     data: dict[str, str] = one(docs, "ConfigMap", "mailserver-files")["data"]
     return data
 
@@ -53,15 +54,15 @@ def test_user_patches_add_proxy_twins_with_dms_options(helm: str, tmp_path: Path
         assert proc.returncode == 0, proc.stderr
     services = _postconf(postconf, tmp_path, "-M")
     params = _postconf(postconf, tmp_path, "-P")
-    assert services.count("\n10025 ") + services.startswith("10025 ") == 1
-    assert "10025/inet/postscreen_upstream_proxy_protocol = haproxy" in params
+    assert services.count("\n12525 ") + services.startswith("12525 ") == 1
+    assert "12525/inet/postscreen_upstream_proxy_protocol = haproxy" in params
     assert "10587/inet/smtpd_upstream_proxy_protocol = haproxy" in params
     assert "10465/inet/smtpd_upstream_proxy_protocol = haproxy" in params
     # The twins keep DMS's own options (cloned, not rewritten).
     assert "10587/inet/smtpd_tls_security_level = encrypt" in params
     assert "10465/inet/smtpd_tls_wrappermode = yes" in params
     assert (
-        "10025/inet/postscreen_cache_map = btree:$data_directory/postscreen_10025_cache" in params
+        "12525/inet/postscreen_cache_map = btree:$data_directory/postscreen_12525_cache" in params
     )
     # The plain services are untouched: clients inside the cluster keep them.
     assert "submission/inet/smtpd_upstream_proxy_protocol" not in params

@@ -16,7 +16,7 @@ from tests.deploy import render
 
 SNAPSHOTS = render.ROOT / "tests" / "deploy" / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
-VALUE_SETS = ("defaults", "full")
+VALUE_SETS = ("defaults", "full", "knobs")
 TEMPLATES = sorted(p.name for p in (render.CHART / "templates").glob("*.yaml"))
 
 

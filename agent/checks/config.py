@@ -147,7 +147,8 @@ CheckSpec = Annotated[
 class DmsDefaults(Section):
     """The checks added for docker-mailserver (from ``dms.environment``) unless disabled.
 
-    smtp (25, STARTTLS), submission (587, STARTTLS), imap (143, STARTTLS) unless SMTP_ONLY=1,
+    smtp (25), submission (587), imap (143) unless SMTP_ONLY=1 (STARTTLS once SSL_TYPE is set,
+    plain while it is unset: DMS serves no TLS then),
     clamd when ENABLE_CLAMAV=1, rspamd ``/ping`` when ENABLE_RSPAMD=1; each with its
     ``supervisorctl restart`` remediation.
     """

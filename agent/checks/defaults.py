@@ -17,11 +17,18 @@ from agent.checks.config import (
     ImapCheck,
     Remediation,
     SmtpCheck,
+    TlsMode,
 )
 
 
 def _on(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _mail_tls(env: Mapping[str, str]) -> TlsMode:
+    """DMS serves STARTTLS only once ``SSL_TYPE`` names a certificate source; unset or empty,
+    Postfix and Dovecot run without TLS, and a STARTTLS check could never pass."""
+    return "starttls" if env.get("SSL_TYPE", "").strip() else "none"
 
 
 def _restart(program: str, grace: float, enabled: bool) -> Remediation | None:
@@ -35,21 +42,22 @@ def dms_defaults(settings: ChecksSettings, env: Mapping[str, str]) -> list[Check
     if not d.enabled:
         return []
     fix = d.remediate
+    tls = _mail_tls(env)
     checks: list[CheckSpec] = [
         # 25 is postscreen's: a client it does not trust waits out the pregreet test (6 s)
         SmtpCheck(
-            name="smtp", kind="smtp", host=d.host, port=25, tls="starttls", timeout=10,
+            name="smtp", kind="smtp", host=d.host, port=25, tls=tls, timeout=10,
             remediation=_restart("postfix", 30, fix),
         ),
         SmtpCheck(
-            name="submission", kind="smtp", host=d.host, port=587, tls="starttls",
+            name="submission", kind="smtp", host=d.host, port=587, tls=tls,
             remediation=_restart("postfix", 30, fix),
         ),
     ]  # fmt: skip
     if not _on(env, "SMTP_ONLY"):
         checks.append(
             ImapCheck(
-                name="imap", kind="imap", host=d.host, port=143, tls="starttls",
+                name="imap", kind="imap", host=d.host, port=143, tls=tls,
                 remediation=_restart("dovecot", 30, fix),
             )
         )  # fmt: skip

@@ -69,7 +69,6 @@ become "1"/"0"; every value is a string.
 {{/* The agent's settings file: the generated wiring, then `agent.settings` merged on top. */}}
 {{- define "mailserver.agentSettings" -}}
 {{- $full := include "mailserver.fullname" . -}}
-{{- $env := include "mailserver.dmsEnv" . | fromYaml -}}
 {{- $generated := dict
   "server" (dict "host" "0.0.0.0" "port" (int .Values.agent.port))
   "logging" (dict "level" .Values.agent.logLevel "format" "json")
@@ -84,7 +83,7 @@ become "1"/"0"; every value is a string.
     "setupCommand" (list "setup")
     "commandTimeout" (int .Values.agent.commandTimeout)
     "executor" (dict "kind" "kube" "container" "mailserver")
-    "environment" $env)
+    "environmentFrom" (include "mailserver.agentEnvDir" .))
   "reconcile" (dict
     "ledgerPath" "/tmp/docker-mailserver/.dms-agent/ledger.json"
     "ledgerKeyFile" "/etc/dms-agent/secrets/ledger.key")
@@ -123,9 +122,8 @@ become "1"/"0"; every value is a string.
 {{- $_ := set $generated.lb "deleteOnShutdown" true -}}
 {{- $_ := set $generated.lb "stateFile" "/tmp/docker-mailserver/.dms-agent/lb.json" -}}
 {{- $ports := list -}}
-{{- $frontends := dict "smtp" 25 "pop3" 110 "imap" 143 "smtps" 465 "submission" 587 "imaps" 993 "pop3s" 995 -}}
-{{- range $name, $frontend := $frontends -}}
-{{- $ports = append $ports (dict "name" $name "frontend" $frontend "backend" (get $.Values.service.nodePorts $name) "proxyProtocol" $.Values.haproxy.enabled) -}}
+{{- range (include "mailserver.ports" . | fromYamlArray) -}}
+{{- $ports = append $ports (dict "name" .name "frontend" .port "backend" (get $.Values.service.nodePorts .name) "proxyProtocol" $.Values.haproxy.enabled) -}}
 {{- end -}}
 {{- $_ := set $generated.lb "ports" $ports -}}
 {{- end -}}
@@ -159,15 +157,40 @@ become "1"/"0"; every value is a string.
 {{- toYaml $pw -}}
 {{- end -}}
 
-{{/* Mail ports: name, container port, PROXY-protocol twin (port + 10000). */}}
+{{/*
+Mail ports: name, container port, PROXY-protocol twin. The twins sit on port + 10000 except
+SMTP's: 10025 is where Amavis hands mail back to Postfix, so SMTP's twin is 12525 (the port
+DMS's own Kubernetes docs use). POP3 only with ENABLE_POP3, as DMS serves it only then.
+*/}}
 {{- define "mailserver.ports" -}}
-- {name: smtp, port: 25}
-- {name: pop3, port: 110}
-- {name: imap, port: 143}
-- {name: smtps, port: 465}
-- {name: submission, port: 587}
-- {name: imaps, port: 993}
-- {name: pop3s, port: 995}
+{{- $env := include "mailserver.dmsEnv" . | fromYaml -}}
+- {name: smtp, port: 25, proxy: 12525}
+{{- if eq (get $env "ENABLE_POP3") "1" }}
+- {name: pop3, port: 110, proxy: 10110}
+{{- end }}
+- {name: imap, port: 143, proxy: 10143}
+- {name: smtps, port: 465, proxy: 10465}
+- {name: submission, port: 587, proxy: 10587}
+- {name: imaps, port: 993, proxy: 10993}
+{{- if eq (get $env "ENABLE_POP3") "1" }}
+- {name: pop3s, port: 995, proxy: 10995}
+{{- end }}
+{{- end -}}
+
+{{/* The PROXY twin's port of one mail port (by name). */}}
+{{- define "mailserver.proxyPort" -}}
+{{- $name := .name -}}
+{{- range (include "mailserver.ports" .root | fromYamlArray) -}}
+{{- if eq .name $name }}{{ .proxy }}{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where the agent reads DMS's environment: the <name>-env ConfigMap the mailserver's envFrom
+names, mounted as a folder. One copy, so the agent's checks and DKIM backend follow DMS's.
+*/}}
+{{- define "mailserver.agentEnvDir" -}}
+/etc/dms-agent/dms-env
 {{- end -}}
 
 {{/* Where the agent writes its verdict (checks.verdictFile): the shared emptyDir. */}}
@@ -212,9 +235,12 @@ chown 10001:10001 /tmp/docker-mailserver/.dms-agent
 touch /tmp/docker-mailserver/dms-agent.lock
 chown 10001:10001 /tmp/docker-mailserver/dms-agent.lock
 chmod 0600 /tmp/docker-mailserver/dms-agent.lock
-# Files owned by the <name>-files ConfigMap.
-for f in /etc/dms-files/*; do
-  if [ -f "$f" ]; then cp "$f" /tmp/docker-mailserver/; fi
+# Files owned by the <name>-files ConfigMap, folders included (rspamd/override.d/...);
+# kubelet's own ..data links are skipped.
+cd /etc/dms-files
+find -L . -type f ! -path './..*' | while read -r f; do
+  mkdir -p "/tmp/docker-mailserver/$(dirname "$f")"
+  cp "$f" "/tmp/docker-mailserver/$f"
 done
 chmod 0755 /tmp/docker-mailserver/user-patches.sh
 {{- end -}}
@@ -222,4 +248,79 @@ chmod 0755 /tmp/docker-mailserver/user-patches.sh
 {{/* Port names are at most 15 characters: submission-proxy would not fit. */}}
 {{- define "mailserver.proxyPortName" -}}
 {{- if eq . "submission" -}}subm-proxy{{- else -}}{{ . }}-proxy{{- end -}}
+{{- end -}}
+
+{{/*
+The mailserver's persistent volumes: name, mount path, size, storage class, and the operator's
+own claim (existingClaim) when there is one. Only those without existingClaim become claim
+templates of the StatefulSet.
+*/}}
+{{- define "mailserver.persistentVolumes" -}}
+{{- $p := .Values.persistence -}}
+{{- $volumes := dict
+  "mail-data" (dict "mountPath" "/var/mail" "size" $p.size "spec" $p.mailData)
+  "mail-state" (dict "mountPath" "/var/mail-state" "size" $p.mailState.size "spec" $p.mailState)
+  "mail-config" (dict "mountPath" "/tmp/docker-mailserver" "size" $p.mailConfig.size "spec" $p.mailConfig)
+-}}
+{{- if $p.mailLog.enabled -}}
+{{- $_ := set $volumes "mail-log" (dict "mountPath" "/var/log/mail" "size" $p.mailLog.size "spec" $p.mailLog) -}}
+{{- end -}}
+{{- /* by name: the claim templates' order is part of what cannot change */ -}}
+{{- range $name, $v := $volumes }}
+- name: {{ $name }}
+  mountPath: {{ $v.mountPath }}
+  size: {{ $v.size | quote }}
+  storageClass: {{ default $p.storageClass $v.spec.storageClass | quote }}
+  existingClaim: {{ default "" $v.spec.existingClaim | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The claim templates the StatefulSet gets (volumes without existingClaim). */}}
+{{- define "mailserver.claimTemplates" -}}
+{{- range (include "mailserver.persistentVolumes" . | fromYamlArray) }}
+{{- if not .existingClaim }}
+- metadata:
+    name: {{ .name }}
+    {{- with $.Values.persistence.annotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    accessModes: [ReadWriteOnce]
+    {{- with .storageClass }}
+    storageClassName: {{ . }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .size }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* What of a claim template the API server refuses to change: name, size, class, annotations. */}}
+{{- define "mailserver.claimSummary" -}}
+{{ .metadata.name }} {{ .spec.resources.requests.storage }} class={{ default "" .spec.storageClassName }} {{ toJson (default dict .metadata.annotations) }}
+{{- end -}}
+
+{{/*
+The StatefulSet's claim templates cannot change once it exists (the API server refuses the
+update, and Helm would stop half-way). Compared with the installed StatefulSet (Helm's
+`lookup`; nothing to compare under `helm template`), a change fails the upgrade before anything
+is applied, naming the manual step.
+*/}}
+{{- define "mailserver.checkClaimTemplates" -}}
+{{- $existing := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "mailserver.fullname" .) -}}
+{{- if $existing -}}
+{{- $installed := list -}}
+{{- range $existing.spec.volumeClaimTemplates -}}
+{{- $installed = append $installed (include "mailserver.claimSummary" .) -}}
+{{- end -}}
+{{- $wanted := list -}}
+{{- range (include "mailserver.claimTemplates" . | fromYamlArray) -}}
+{{- $wanted = append $wanted (include "mailserver.claimSummary" .) -}}
+{{- end -}}
+{{- if not (eq (toJson $installed) (toJson $wanted)) -}}
+{{- fail (printf "persistence: the StatefulSet %s has claim templates %s, these values want %s; claim templates cannot change in place. Nothing was applied. The manual step: resize or move the PVCs yourself (kubectl edit pvc, or existingClaim), then `kubectl delete statefulset %s --cascade=orphan` (the pod and its PVCs stay) and run the upgrade again; see docs/migrate-pvcs.md" (include "mailserver.fullname" .) (toJson $installed) (toJson $wanted) (include "mailserver.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -34,10 +34,8 @@ def hadolint() -> str:
 
 @pytest.fixture(scope="session")
 def kustomized(kubectl: str) -> list[dict[str, Any]]:
-    """``kubectl kustomize manifests/``, offline."""
-    proc = render.run([kubectl, "kustomize", str(render.MANIFESTS)])
-    assert proc.returncode == 0, proc.stderr
-    return render.load_docs(proc.stdout)
+    """``kubectl kustomize manifests/``, offline; generated names without their hash."""
+    return render.load_docs(render.unhash(render.kustomize_build(kubectl, render.MANIFESTS)))
 
 
 def rendered(helm: str, combination: str) -> list[dict[str, Any]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agent.settings import Settings, load_settings
 
 Doc = dict[str, Any]
 
@@ -54,3 +57,20 @@ def all_volume_mounts(docs: Iterable[Doc]) -> list[Doc]:
         for c in [*spec.get("initContainers", []), *spec["containers"]]
         for m in c.get("volumeMounts", [])
     ]
+
+
+def load_pod_settings(docs: Iterable[Doc], folder: Path) -> Settings:
+    """The agent's settings as the agent in the pod loads them: the ConfigMap its volume
+    ``dms-env`` names is written out as kubelet mounts it (one file per key), and
+    ``dms.environmentFrom`` points there instead of the pod's mount path."""
+    docs = list(docs)
+    settings = agent_settings(docs)
+    env_folder = folder / "dms-env"
+    env_folder.mkdir(parents=True, exist_ok=True)
+    source = next(v for v in pod_spec(docs)["volumes"] if v["name"] == "dms-env")
+    for key, value in one(docs, "ConfigMap", source["configMap"]["name"])["data"].items():
+        (env_folder / key).write_text(value)
+    settings["dms"]["environmentFrom"] = str(env_folder)
+    path = folder / "settings.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return load_settings(path, environ={})

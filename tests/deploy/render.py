@@ -3,6 +3,9 @@ regenerate ``manifests/`` from the chart.
 
 ``manifests/`` is the chart rendered with default values, minus what only Helm adds:
     python -m tests.deploy.render --write-manifests
+DMS's environment and files are not YAML there but kustomize ``configMapGenerator`` inputs
+(``mailserver.env``, ``files/``): a generated ConfigMap's name carries a hash of its content, so
+an edit changes the pod template and rolls the pod. ``unhash`` maps those names back.
 The normalisation the equality test applies (``normalise``): the labels Helm adds
 (``helm.sh/chart``, ``app.kubernetes.io/managed-by``, ``app.kubernetes.io/version``) and the
 ``checksum/*`` pod annotations are dropped, an emptied ``annotations`` map is dropped, ConfigMap
@@ -40,8 +43,12 @@ MANIFEST_HEADER = (
     "# --write-manifests); tests/test_deploy_manifests.py keeps the two equal.\n"
 )
 
-# Value sets the tests render. "full" turns every option on at once.
+VALUES = Path(__file__).parent / "values"
+
+# Value sets the tests render. "full" turns every option on at once; "knobs" sets every
+# operator knob (a values file).
 COMBINATIONS: dict[str, list[str]] = {
+    "knobs": [f"--values={VALUES / 'knobs.yaml'}"],
     "defaults": [],
     "haproxy": ["haproxy.enabled=true"],
     "demo": ["demo_mode.enabled=true"],
@@ -146,6 +153,25 @@ def helm_template(helm: str, sets: Iterable[str] = ()) -> str:
     return _helm_template(helm, tuple(sets))
 
 
+def helm_notes(helm: str, workdir: Path, sets: Iterable[str]) -> str:
+    """NOTES.txt as `helm install` would print it. `helm template` skips NOTES and `helm
+    install --dry-run` needs a cluster, so a copy of the chart renders it as a ConfigMap value."""
+    chart = workdir / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "test.notes" -}}\n' + notes + "{{- end -}}\n"
+    )
+    (chart / "templates" / "notes.yaml").write_text('notes: {{ include "test.notes" . | quote }}\n')
+    argv = [helm, "template", RELEASE, str(chart), "--show-only", "templates/notes.yaml"]
+    for item in sets:
+        argv += ["--set", item]
+    proc = run(argv)
+    assert proc.returncode == 0, proc.stderr
+    text: str = yaml.safe_load(proc.stdout)["notes"]
+    return text
+
+
 def split_sources(rendered: str) -> dict[str, str]:
     """Rendered text per template file (``statefulset.yaml`` -> its documents)."""
     out: dict[str, list[str]] = {}
@@ -201,6 +227,44 @@ def by_kind_name(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dic
     return {(d["kind"], d["metadata"]["name"]): normalise(d) for d in docs}
 
 
+# ConfigMaps manifests/ generates with kustomize (name -> what write_manifests writes).
+GENERATED = ("mailserver-env", "mailserver-files")
+ENV_FILE = MANIFESTS / "mailserver.env"
+FILES_DIR = MANIFESTS / "files"
+ENV_HEADER = (
+    "# docker-mailserver's environment, KEY=VALUE (kustomize configMapGenerator -> ConfigMap\n"
+    "# mailserver-env, read by the mailserver's envFrom and mounted for the agent). An edit\n"
+    "# renames the ConfigMap, so `kubectl apply -k manifests/` rolls the pod.\n"
+)
+
+
+def kustomize_build(kubectl: str, folder: Path) -> str:
+    proc = run([kubectl, "kustomize", str(folder)])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def unhash(text: str) -> str:
+    """Generated ConfigMap names without kustomize's content-hash suffix."""
+    names = "|".join(re.escape(n) for n in GENERATED)
+    return re.sub(rf"\b({names})-[a-z0-9]{{10}}\b", r"\1", text)
+
+
+def _write_generator_inputs(defaults: dict[str, str]) -> list[Path]:
+    env = yaml.safe_load(defaults.pop("configmap-env.yaml"))["data"]
+    ENV_FILE.write_text(ENV_HEADER + "".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+    files = yaml.safe_load(defaults.pop("configmap-files.yaml"))["data"]
+    FILES_DIR.mkdir(exist_ok=True)
+    for stale in FILES_DIR.iterdir():
+        if stale.name not in files:
+            stale.unlink()
+    written = [ENV_FILE]
+    for name, text in sorted(files.items()):
+        (FILES_DIR / name).write_text(text)
+        written.append(FILES_DIR / name)
+    return written
+
+
 def manifest_text(template_text: str) -> str:
     """A rendered template as a manifests/ file: Helm's labels and checksums removed."""
     kept: list[str] = []
@@ -240,6 +304,7 @@ def write_manifests(helm: str) -> list[Path]:
     defaults = split_sources(helm_template(helm))
     rules = split_sources(helm_template(helm, ["metrics.prometheusRule.enabled=true"]))
     defaults["prometheusrule.yaml"] = rules["prometheusrule.yaml"]
+    written += _write_generator_inputs(defaults)
     for name, text in sorted(defaults.items()):
         if not text.strip():
             continue

@@ -146,6 +146,9 @@ class KubeApiServer:
         for proc in list(self._procs):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        for proc in list(self._procs):  # reaped here, or their transports outlive the loop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5.0)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -39,7 +39,7 @@ maillog_file = /dev/stdout
 smtpd_banner = $myhostname ESMTP
 alias_maps =
 alias_database =
-smtpd_tls_security_level = may
+smtpd_tls_security_level = {tls_level}
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
 # Port 25 goes through postscreen as in DMS. Loopback is NOT whitelisted here (DMS's
@@ -117,19 +117,29 @@ PostfixFactory = Callable[..., Postfix]
 
 
 def start_postfix(
-    test_ca: TestCA, expired: bool = False, days: int = 30, binary: str = "postfix"
+    test_ca: TestCA,
+    expired: bool = False,
+    days: int = 30,
+    binary: str = "postfix",
+    tls: bool = True,
+    extra_main_cf: str = "",
 ) -> tuple[Postfix, Path]:
     """Start one Postfix; (server, its folder to remove after ``stop()``). Usable outside
-    pytest (bench/)."""
+    pytest (bench/). ``tls=False``: no STARTTLS, as DMS runs while SSL_TYPE is unset.
+    ``extra_main_cf`` is appended to main.cf ({dir} names the folder); a parameter set twice
+    takes its last value, as postconf reads it."""
     workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
     workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
     etc = workdir / "etc"
-    for sub in ("etc", "queue", "data"):
+    for sub in ("etc", "queue", "data", "log"):
         (workdir / sub).mkdir()
     shutil.chown(workdir / "data", "postfix")
+    shutil.chown(workdir / "log", "postfix")  # for a maillog_file there (postlogd)
     cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
     smtp, submission = free_port(), free_port()
-    (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key))
+    level = "may" if tls else "none"
+    main_cf = _MAIN_CF.format(dir=workdir, cert=cert, key=key, tls_level=level)
+    (etc / "main.cf").write_text(main_cf + extra_main_cf.replace("{dir}", str(workdir)))
     (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
     daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
     server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
@@ -145,7 +155,7 @@ def start_postfix(
 
 @pytest.fixture(scope="session")
 def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
-    """``start(expired=False, days=30, shared=True) -> Postfix``.
+    """``start(expired=False, days=30, shared=True, tls=True) -> Postfix``.
 
     Postfix takes ~2 s to start, so shared servers (one per certificate kind) live for the
     whole session and tests must not stop them; ask ``shared=False`` for a private one to stop.
@@ -154,15 +164,18 @@ def postfix_factory(test_ca: TestCA) -> Iterator[PostfixFactory]:
     require_root("postfix")
     binary = require_binary("postfix", "postfix")
     started: list[tuple[Postfix, Path]] = []
-    shared_servers: dict[tuple[bool, int], Postfix] = {}
+    shared_servers: dict[tuple[bool, int, bool], Postfix] = {}
 
-    def start(expired: bool = False, days: int = 30, shared: bool = True) -> Postfix:
-        if shared and (expired, days) in shared_servers:
-            return shared_servers[(expired, days)]
-        server, workdir = start_postfix(test_ca, expired, days, binary)
+    def start(
+        expired: bool = False, days: int = 30, shared: bool = True, tls: bool = True
+    ) -> Postfix:
+        key = (expired, days, tls)
+        if shared and key in shared_servers:
+            return shared_servers[key]
+        server, workdir = start_postfix(test_ca, expired, days, binary, tls)
         started.append((server, workdir))
         if shared:
-            shared_servers[(expired, days)] = server
+            shared_servers[key] = server
         return server
 
     yield start

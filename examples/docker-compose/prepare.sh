@@ -1,0 +1,26 @@
+#!/bin/sh
+# One-time set-up of the docker-compose example; run it here, as root (sudo ./prepare.sh).
+# - DMS's data folders;
+# - DMS's config folder owned by the agent image's user, uid 10001 and gid 10001 (the
+#   Dockerfile's USER), so the agent's file executor can write DMS's files there; DMS runs as
+#   root and reads them as they are;
+# - the ledger key (secrets/ledger.key): 32 random bytes, hex. An existing key is kept: a new
+#   key invalidates the ledger's password digests and every password is set again once.
+# Safe to run again.
+set -eu
+cd "$(dirname "$0")"
+AGENT_UID=10001
+AGENT_GID=10001
+
+mkdir -p docker-data/dms/mail-data docker-data/dms/mail-state docker-data/dms/mail-logs
+install -d -o "$AGENT_UID" -g "$AGENT_GID" -m 0755 docker-data/dms/config
+install -d -o "$AGENT_UID" -g "$AGENT_GID" -m 0700 docker-data/dms/config/.dms-agent
+
+install -d -m 0700 secrets
+if [ ! -s secrets/ledger.key ]; then
+  openssl rand -hex 32 > secrets/ledger.key.new
+  mv secrets/ledger.key.new secrets/ledger.key
+fi
+# compose bind-mounts the file with these permissions; the folder above keeps it private here
+chmod 0644 secrets/ledger.key
+echo "ready: docker compose up -d --build"

@@ -1,0 +1,2 @@
+#!/bin/bash
+# Placeholder owned by the <name>-files ConfigMap (haproxy disabled).
