@@ -9,7 +9,7 @@ and its CPU time over the window. Goals: <= 45 MB (1) and <= 60 MB (2).
 For comparison it also prints the RSS of a bare interpreter importing kubernetes_asyncio.
 Only the components of this branch run (sources, merge, Events, HTTP server); the reconciler
 and checks live elsewhere.
-Run: /work/venv/bin/python bench/bench_kube_idle.py [seconds=60]
+Run: .venv/bin/python bench/bench_kube_idle.py [seconds=60]
 """
 
 from __future__ import annotations
