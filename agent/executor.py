@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import math
 import os
 import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
-
-if TYPE_CHECKING:
-    from agent.settings import Settings
+from typing import Protocol
 
 KILL_GRACE = 5  # seconds between timeout's TERM and KILL on the far side
 NEAR_MARGIN = 3.0  # extra seconds the near side waits for the far side's own deadline
@@ -139,17 +135,3 @@ class DockerExecutor:
     ) -> Result:
         full = self.argv(argv, timeout)
         return await run_process(full, stdin, timeout + KILL_GRACE + NEAR_MARGIN)
-
-
-def build_executor(settings: Settings) -> Executor | None:
-    """The executor the settings ask for; None for ``kind: file`` (no DMS: the file applier)."""
-    ex = settings.dms.executor
-    if ex.kind == "local":
-        return LocalExecutor()
-    if ex.kind == "docker":
-        return DockerExecutor(ex.container)
-    if ex.kind == "kube":
-        # lazily: only kube users import the exec client (aiohttp WebSocket, v4 channels)
-        kube_exec = importlib.import_module("agent.kube.exec")
-        return cast(Executor, kube_exec.build_kube_executor(settings))
-    return None

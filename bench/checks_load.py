@@ -6,7 +6,7 @@ separate process (open loop: requests are sent on schedule, not after the previo
 the agent's event loop is measured, not the client's. A 5 ms ticker inside the agent records
 event-loop lag (how late it woke up).
 
-    /work/venv/bin/python bench/checks_load.py [--seconds 10] [--rate 200]
+    .venv/bin/python bench/checks_load.py [--seconds 10] [--rate 200]
 
 Goals (issue #7): p99 <= 5 ms, largest loop lag <= 10 ms. The machine is shared (2 cores,
 several builds at once): run it more than once and read the medians.

@@ -46,16 +46,21 @@ from tests.rig.proc import free_port  # noqa: E402
 WRITER = r"""
 import sys, time
 path, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+P = "Dec  3 12:00:00 mail "
 lines = [
-  "Dec  3 12:00:00 mail postfix/smtpd[101]: connect from unknown[192.0.2.{i}]\n",
-  "Dec  3 12:00:00 mail postfix/smtpd[101]: A{i:05X}: client=unknown[192.0.2.{i}]\n",
-  "Dec  3 12:00:00 mail postfix/cleanup[102]: A{i:05X}: message-id=<{i}@example.org>\n",
-  "Dec  3 12:00:00 mail postfix/qmgr[103]: A{i:05X}: from=<a{i}@example.org>, size=2048, nrcpt=1 (queue active)\n",
-  "Dec  3 12:00:00 mail postfix/smtp[104]: A{i:05X}: to=<b{i}@example.net>, relay=mx.example.net[198.51.100.7]:25, delay=1.2, delays=0.1/0.01/0.5/0.6, dsn=2.0.0, status=sent (250 ok)\n",
-  "Dec  3 12:00:00 mail postfix/qmgr[103]: A{i:05X}: removed\n",
-  "Dec  3 12:00:00 mail postfix/smtpd[101]: NOQUEUE: reject: RCPT from unknown[192.0.2.{i}]: 554 5.7.1 <c{i}@example.com>: Relay access denied; from=<x@y> to=<c@example.com> proto=ESMTP helo=<h>\n",
-  "Dec  3 12:00:00 mail dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u{i}@example.org>, method=PLAIN, rip=192.0.2.{i}\n",
-  "Dec  3 12:00:00 mail postfix/smtpd[101]: disconnect from unknown[192.0.2.{i}] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n",
+  P + "postfix/smtpd[101]: connect from unknown[192.0.2.{i}]\n",
+  P + "postfix/smtpd[101]: A{i:05X}: client=unknown[192.0.2.{i}]\n",
+  P + "postfix/cleanup[102]: A{i:05X}: message-id=<{i}@example.org>\n",
+  P + "postfix/qmgr[103]: A{i:05X}: from=<a{i}@example.org>, size=2048, nrcpt=1"
+      " (queue active)\n",
+  P + "postfix/smtp[104]: A{i:05X}: to=<b{i}@example.net>, relay=mx.example.net"
+      "[198.51.100.7]:25, delay=1.2, delays=0.1/0.01/0.5/0.6, dsn=2.0.0, status=sent (250 ok)\n",
+  P + "postfix/qmgr[103]: A{i:05X}: removed\n",
+  P + "postfix/smtpd[101]: NOQUEUE: reject: RCPT from unknown[192.0.2.{i}]: 554 5.7.1"
+      " <c{i}@example.com>: Relay access denied; from=<x@y> to=<c@example.com> proto=ESMTP\n",
+  P + "dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs):"
+      " user=<u{i}@example.org>, method=PLAIN, rip=192.0.2.{i}\n",
+  P + "postfix/smtpd[101]: disconnect from unknown[192.0.2.{i}] ehlo=1 mail=1 quit=1\n",
 ]
 start, n = time.perf_counter(), 0
 with open(path, "a", buffering=1) as fh:
@@ -100,7 +105,12 @@ async def follow_under_load(
         if lines_per_s > 0:
             procs.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", WRITER, str(log), str(lines_per_s), str(seconds),
+                    sys.executable,
+                    "-c",
+                    WRITER,
+                    str(log),
+                    str(lines_per_s),
+                    str(seconds),
                     stdout=asyncio.subprocess.PIPE,
                 )
             )

@@ -8,7 +8,7 @@ DMS_DOUBLE_DELAY=1, see bench/dms_double.py).
    the executor, as a ratio of the commands' time (goal <= 5 %).
 (Parsing + validating a 10,000-account document: bench/bench_parse.py.)
 
-Run from the repository root:  /work/venv/bin/python bench/reconcile.py [--first-sync N]
+Run from the repository root:  .venv/bin/python bench/reconcile.py [--first-sync N]
 """
 
 from __future__ import annotations

@@ -111,4 +111,5 @@ def dms_rig(dms: DmsDouble, tmp_path: Path) -> DmsRig:
     keys.mkdir()
     key_file = keys / "ledger.key"
     key_file.write_text("test-ledger-key\n")
+    key_file.chmod(0o600)  # the agent refuses a digest key others can read
     return DmsRig(dms, key_file)

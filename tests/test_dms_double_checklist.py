@@ -1,4 +1,4 @@
-"""The dms-facts checklist: every line of ../shared/dms-facts.md about `setup` commands and the
+"""The dms-facts checklist: every line of the DMS facts list about `setup` commands and the
 files they write, asserted against the DMS v15.1.0 double (tests/dms_double/setup).
 
 Each test names the fact it checks. Facts that cannot be exercised here are listed at the end as

@@ -75,9 +75,11 @@ def test_digest_key_rules(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     key = tmp_path / "keys" / "k"
     key.write_text("secret-key\n")
+    key.chmod(0o600)
     assert load_key(key, tmp_path / "ledger.json") == b"secret-key"
     beside = tmp_path / "k"
     beside.write_text("x")
+    beside.chmod(0o600)
     with pytest.raises(LedgerError, match="beside"):
         load_key(beside, tmp_path / "ledger.json")
     with pytest.raises(LedgerError, match="ledgerKeyFile"):

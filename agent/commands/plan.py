@@ -8,10 +8,8 @@ import json
 import sys
 from typing import Any
 
-from agent.commands.common import add_settings_options
 from agent.commands.state import (
     EXIT_ERROR,
-    add_source_option,
     make_engine,
     settings_and_desired,
 )
@@ -20,26 +18,10 @@ from agent.reconcile.plan import Plan
 EXIT_CHANGES = 2
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="show the ops a reconcile would run (nothing is changed)",
-        description=(
-            "Observe DMS, compare with the declared state and print the plan. With "
-            "--detailed-exitcode: 0 no changes, 1 error, 2 changes (as terraform does)."
-        ),
-    )
-    add_settings_options(p)
-    add_source_option(p)
-    p.add_argument("--output", "-o", choices=["table", "json"], default="table")
-    p.add_argument("--detailed-exitcode", action="store_true")
-    p.set_defaults(func=_plan)
-
-
-def _plan(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     loaded = settings_and_desired(args)
-    if isinstance(loaded, int):
-        return loaded
+    if isinstance(loaded, int):  # with --detailed-exitcode, 2 means changes: errors are 1
+        return EXIT_ERROR if args.detailed_exitcode else loaded
     settings, desired = loaded
     report = asyncio.run(make_engine(settings).plan_only(desired))
     if report.error is not None or report.plan is None:

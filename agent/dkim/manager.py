@@ -150,7 +150,8 @@ class DkimManager:
         folder = self.settings.byo_keys_dir
         if folder is None or self.config_dir is None:
             return
-        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs)
+        allow = self.settings.byo_allow_undeclared
+        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs, allow)
         for err in errors:
             p.errors.append(str(err))
             self.ctx.events.emit("Invalid", f"DKIM key refused: {err}", "Warning")
@@ -254,6 +255,8 @@ class DkimManager:
         )  # fmt: skip
         if p.backend == "rspamd":
             return  # DMS's change detector watches rspamd/** and reloads Rspamd itself
+        if not self.settings.opendkim_reload:
+            return  # no mailserver to make keys live in (the local demo): nothing to restart
         executor = self.ctx.executor
         ok = False
         if executor is not None and self.ctx.settings.dms.executor.kind != "file":
@@ -287,7 +290,11 @@ class DkimManager:
                 records.append({"selector": sel, "zoneLine": key.zone_line(), "published": pub})
                 if key.record not in self.known_records:
                     self.known_records.add(key.record)
-                    self.ctx.events.emit("DkimRecord", f"publish: {key.zone_line()}")
+                    self.ctx.events.emit(
+                        "DkimRecord",
+                        f"publish {key.name} (`dms-agent dkim records` prints it): "
+                        + key.zone_line(),
+                    )
             rotation = _rotation_state(step, st)
             for name in m.ROTATION_STATES:
                 m.ROTATION_STATE.labels(domain, name).set(int(name == rotation))

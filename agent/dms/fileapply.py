@@ -20,8 +20,8 @@ from typing import TypeVar
 import bcrypt
 
 from agent.dms import files
+from agent.fsio import write_file
 from agent.mailstate.model import PasswordIntent
-from agent.reconcile.ledger import atomic_write
 from agent.reconcile.plan import Op
 
 BCRYPT_ROUNDS = 10  # ~80 ms here; stronger than DMS's own SHA512-CRYPT default
@@ -74,7 +74,7 @@ class FileApplier:
         return parsed.entries
 
     def _save(self, name: str, text: str) -> None:
-        atomic_write(self._path(name), text)
+        write_file(self._path(name), text)
 
     # --- accounts -------------------------------------------------------------------------
     def _accounts(self) -> list[files.AccountLine]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from agent.dms import files
+from agent.dms import DMS_CONFIG_DIR, files
 from agent.dms.actual import Actual, DkimBackend, DmsInfo
 from agent.dms.commands import list_commands
 from agent.executor import Executor
@@ -280,7 +280,7 @@ async def observe_commands(
     setup: list[str],
     timeout: float,
     info: DmsInfo,
-    container_config_dir: str = "/tmp/docker-mailserver",
+    container_config_dir: str = DMS_CONFIG_DIR,
 ) -> Actual:
     """The slow way (~7 ms per account in DMS): no hashes, so no drift detection."""
     cmds = list_commands(setup)
@@ -373,7 +373,7 @@ async def observe(
     busy_wait: float = 30.0,
     missing_ok: bool = False,
     reader: FolderReader | None = None,
-    container_config_dir: str = "/tmp/docker-mailserver",
+    container_config_dir: str = DMS_CONFIG_DIR,
 ) -> Actual:
     """Files when mounted (waiting out DMS's own locks), else `setup … list`."""
     if config_dir is None:

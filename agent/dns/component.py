@@ -48,7 +48,7 @@ class DnsChecker:
     async def check_once(self) -> dict[str, DomainReport]:
         started = time.monotonic()
         plan = runner.plan_from(self.settings, self.ctx.hub.desired.value)
-        reports = await runner.run(
+        reports = await runner.run_off_loop(
             self.settings, plan, self.ctx.settings.dms.config_dir, metrics.count_error
         )
         duration = time.monotonic() - started

@@ -20,6 +20,9 @@ from agent.config_base import Section
 
 
 class MailflowSettings(Section):
+    """``mailflow:`` — the mail queue and the mail log, read for metrics (docs/mailflow.md)."""
+
+    # follow the mail logs and read Postfix's queue (the mail log must be shared with the agent)
     enabled: bool = False
     # DMS's rsyslog writes Postfix and Dovecot to mail.log; Rspamd writes its own file beside it
     log_files: list[Path] = Field(default_factory=lambda: [Path("/var/log/mail/mail.log")])
@@ -27,7 +30,9 @@ class MailflowSettings(Section):
     # where the follower keeps each file's identity and offset, so a restart neither counts a
     # line twice nor misses one; default: <dms.configDir>/dms-agent-mailflow.json
     state_file: Path | None = None
+    # reads the queue, run through the agent's executor like `setup`
     queue_command: list[str] = Field(default_factory=lambda: ["postqueue", "-j"])
     queue_interval: float = Field(60.0, ge=0)  # 0: the queue is not read
-    queue_timeout: float = Field(20.0, gt=0)
+    queue_timeout: float = Field(20.0, gt=0)  # seconds one queue reading may take
+    # also serve postfix_exporter's metric names, so its dashboards keep working
     postfix_exporter_names: bool = True

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.reconcile.ledger import atomic_write
+from agent.fsio import write_file
 
 log = logging.getLogger("dms_agent.mailflow")
 
@@ -51,7 +51,7 @@ class PositionStore:
         if self.path is None:
             return
         data = {k: [p.dev, p.ino, p.offset] for k, p in self.positions.items()}
-        atomic_write(self.path, json.dumps({"version": 1, "files": data}), mode=0o600)
+        write_file(self.path, json.dumps({"version": 1, "files": data}), mode=0o600)
 
 
 def _load(path: Path) -> dict[str, Position]:

@@ -24,6 +24,7 @@ from agent.dms.commands import Command, CommandError, command_for
 from agent.dms.fileapply import FileApplier, FileApplyError
 from agent.dms.observe import ANSI, account_hash
 from agent.executor import Executor, Result
+from agent.fsio import open_private
 from agent.reconcile.ledger import Ledger, new_entry
 from agent.reconcile.plan import Op
 
@@ -59,7 +60,7 @@ class ApplyLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -67,6 +67,11 @@ class ReconcileError(Exception):
     """A pass could not run (settings, ledger, DMS not readable); the message says why."""
 
 
+class LedgerUnusable(ReconcileError):
+    """The pass failed closed because of the ledger or its key (logged at ERROR, one Event
+    per distinct cause)."""
+
+
 @dataclass(slots=True)
 class Retry:
     attempt: int
@@ -80,6 +85,7 @@ class PassReport:
     error: str | None = None
     applied: bool = False  # apply mode (not observe, not plan-only)
     interrupted: bool = False  # ended early on an unknown outcome
+    ledger_failed: bool = False  # the error came from the ledger or its key
     duration: float = 0.0
     commands_time: float = 0.0  # sum of the ops' own durations (executor-measured)
 
@@ -146,6 +152,7 @@ class Engine:
         self._intents_key = b""
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
+        self._last_ledger_error: str | None = None
 
     # --- DMS ------------------------------------------------------------------------------
     @property
@@ -211,7 +218,7 @@ class Engine:
             try:
                 self.ledger.load()
             except LedgerError as exc:
-                raise ReconcileError(str(exc)) from None
+                raise LedgerUnusable(str(exc)) from None
             self._ledger_sig = sig
         return self.ledger
 
@@ -225,10 +232,11 @@ class Engine:
             result: dict[str, str] = {}
         else:
             assert self.ledger_path is not None
+            rec = self.settings.reconcile
             try:
-                key = load_key(self.settings.reconcile.ledger_key_file, self.ledger_path)
+                key = load_key(rec.ledger_key_file, self.ledger_path, rec.create_ledger_key)
             except LedgerError as exc:
-                raise ReconcileError(str(exc)) from None
+                raise LedgerUnusable(str(exc)) from None
             result = self._digest_changed(key, passwords)
         self._digests = (desired.state, result)
         return result
@@ -280,6 +288,7 @@ class Engine:
             report.plan = plan(desired, actual, ledger.data, self.policy(), digests)
         except ReconcileError as exc:
             report.error = str(exc)
+            report.ledger_failed = isinstance(exc, LedgerUnusable)
         report.duration = time.monotonic() - started
         self._publish(report)
         return report
@@ -308,8 +317,9 @@ class Engine:
                 await self._pass(desired, allow_deletions, report, progress)
             else:
                 self._settle_retries(p, report)
-        except (ReconcileError, LockBusy) as exc:
-            report.error = str(exc)
+        except (ReconcileError, LockBusy, LedgerError) as exc:
+            report.error = str(exc)  # a LedgerError: the ledger could not record an op
+            report.ledger_failed = isinstance(exc, LedgerUnusable | LedgerError)
         finally:
             if lock is not None:
                 lock.release()
@@ -464,6 +474,7 @@ class Engine:
         p = report.plan
         if self.ledger is not None:
             MANAGED.set(len(self.ledger.data.accounts))
+        self._report_ledger(report)
         if p is None:
             return
         done = {r.op.key for r in report.results if r.status == "ok"}
@@ -486,6 +497,14 @@ class Engine:
             self.events.emit("ReconcileRefused", p.fatal, "Warning")
         if report.applied and report.results and not report.failed:
             self.events.emit("Reconciled", f"{len(report.results)} ops applied")
+
+    def _report_ledger(self, report: PassReport) -> None:
+        """A pass failed closed because of the ledger: ERROR and an Event, once per cause."""
+        cause = report.error if report.ledger_failed else None
+        if cause is not None and cause != self._last_ledger_error:
+            log.error("reconcile failed closed, the ledger is unusable: %s", cause)
+            self.events.emit("LedgerUnusable", cause, "Warning")
+        self._last_ledger_error = cause
 
 
 # --- the component -------------------------------------------------------------------------
