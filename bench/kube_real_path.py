@@ -112,6 +112,7 @@ async def run(cluster: KubeCluster, work: Path, edits: int, timed: int) -> None:
     os.environ.pop("KUBECONFIG", None)
     (work / "keys").mkdir()
     (work / "keys" / "ledger.key").write_text("bench ledger key\n")
+    (work / "keys" / "ledger.key").chmod(0o600)
     settings = Settings.model_validate(
         {
             "sources": pod.settings["sources"],

@@ -1,7 +1,9 @@
 """A Kubernetes API server for tests: exactly the parts of core/v1 that dms-agent uses.
 
-No kube-apiserver can run on the test machines, and the fakes on PyPI miss watch bookmarks and
-410 handling, so this aiohttp server follows the documented API for that subset:
+A real kube-apiserver runs in the tests too (tests/kube_real), but without a kubelet it cannot
+exec, and it cannot stall or drop a stream on cue; for that this aiohttp server follows the
+documented API for the subset dms-agent uses (tests/test_kube_real_wire_parity.py compares its
+answers with the real server's):
 
 - "Kubernetes API Concepts" (kubernetes.io/docs/reference/using-api/api-concepts/): resource
   versions (opaque strings; list returns the collection's version; watch from a version sends the

@@ -66,6 +66,7 @@ def ledger_key(tmp_path: Path) -> Path:
     keys.mkdir(exist_ok=True)
     key_file = keys / "ledger.key"
     key_file.write_text("a test ledger key, not beside the ledger\n")
+    key_file.chmod(0o600)  # the agent refuses a digest key others can read
     return key_file
 
 
