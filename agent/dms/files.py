@@ -1,6 +1,6 @@
 """DMS's native config files: pure parsers and writers, no I/O.
 
-Formats (see shared/dms-facts.md):
+Formats (as DMS v15.1.0 writes them, see docs/dms-compat.md):
 
 - ``postfix-accounts.cf``: ``email|{SCHEME}hash[|extra]``
 - ``postfix-virtual.cf``: ``alias recipient[,recipient...]``; keys ``u@d``, ``u`` or ``@d``
