@@ -181,7 +181,25 @@ def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = No
         hashes[addr] = line.hash
     aliases = {a.alias.lower(): tuple(r.lower() for r in a.recipients) for a in virtual_p.entries}
     state = MailState(accounts=accounts, aliases=aliases)
-    return Actual(state, hashes, read_dkim(config_dir, info.dkim_backend), info, "files")
+    spelled = [line.address for line in accounts_p.entries]
+    spelled += [q.address for q in quotas_p.entries]
+    for a in virtual_p.entries:
+        spelled += [a.alias, *a.recipients]
+    access = {
+        "send": _raw_lines(config_dir / files.SEND_ACCESS_FILE),
+        "receive": _raw_lines(config_dir / files.RECEIVE_ACCESS_FILE),
+    }
+    dkim = read_dkim(config_dir, info.dkim_backend)
+    return Actual(state, hashes, dkim, info, "files", access, upper_cased(spelled))
+
+
+def upper_cased(spellings: list[str]) -> frozenset[str]:
+    """The lower-cased form of every spelling that holds upper case letters."""
+    return frozenset(s.lower() for s in spellings if s != s.lower())
+
+
+def _raw_lines(path: Path) -> tuple[str, ...]:
+    return tuple(_read(path).splitlines())
 
 
 def read_dkim(config_dir: Path, backend: DkimBackend) -> dict[str, frozenset[str]]:
@@ -258,12 +276,28 @@ def parse_alias_list(text: str) -> dict[str, tuple[str, ...]]:
     return aliases
 
 
-def parse_restrict_list(text: str) -> set[str]:
-    out = set()
+def restrict_list_lines(text: str) -> tuple[str, ...]:
+    """The access-file lines `restrict list` prints (DMS greps the REJECT lines), as they are."""
+    lines = []
     for raw in ANSI.sub("", text).splitlines():
         fields = raw.split()
         if fields and "@" in fields[0] and not fields[0].startswith("["):
-            out.add(fields[0].lower())
+            lines.append(raw)
+    return tuple(lines)
+
+
+def parse_restrict_list(text: str) -> set[str]:
+    return {line.split()[0].lower() for line in restrict_list_lines(text)}
+
+
+def listed_spellings(email_list: str, alias_list: str) -> list[str]:
+    """Addresses as `email list` and `alias list` print them (DMS prints the files' spelling)."""
+    out = []
+    for raw in ANSI.sub("", email_list + "\n" + alias_list).splitlines():
+        line = raw.strip()
+        if line.startswith("* "):
+            fields = line[2:].replace(",", " ").split()
+            out += [f for f in fields if "@" in f and not f.startswith(("(", "["))]
     return out
 
 
@@ -305,7 +339,9 @@ async def observe_commands(
                 restrict = acc.restrict | {kind}
                 accounts[addr] = Account(addr, acc.quota, frozenset(restrict))  # type: ignore[arg-type]
     state = MailState(accounts=accounts, aliases=parse_alias_list(outputs["alias"]))
-    return Actual(state, None, None, info, "commands")
+    access = {kind: restrict_list_lines(outputs[kind]) for kind in ("send", "receive")}
+    cased = upper_cased(listed_spellings(outputs["email"], outputs["alias"]))
+    return Actual(state, None, None, info, "commands", access, cased)
 
 
 # --- DMS's settings and start-up ------------------------------------------------------------

@@ -136,7 +136,7 @@ class Applier:
         return result
 
     def _via_files(self, op: Op) -> bool:
-        if self.executor is None:
+        if self.executor is None or op.direct:
             return True
         return op.password is not None and op.password.kind == "hash"
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from agent.dms.actual import Actual
+from agent.dms.files import access_address, access_line
 from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
 from agent.reconcile.ledger import LedgerData
 
@@ -51,6 +52,9 @@ class Op:
     delete_mail_data: bool = False
     dkim: DkimSpec | None = None
     reason: str = ""
+    # written to DMS's file by the agent itself, under the apply lock: DMS's command would hit
+    # one of its matching quirks here (see docs/dms-compat.md)
+    direct: bool = False
 
     @property
     def key(self) -> str:
@@ -67,6 +71,8 @@ class Op:
             out["deleteMailData"] = True
         if self.reason:
             out["reason"] = self.reason
+        if self.direct:
+            out["via"] = "files"
         return out
 
 
@@ -185,6 +191,7 @@ def plan(
     _guard_deletions(desired, ledger, policy, ops, out)
     if policy.via_commands:
         _guard_dms_quirks(actual, ops, out)
+        ops[:] = _route_around_matching_quirks(actual, ops, out)
     for op in ops:
         if op.key in out.blocked:
             continue
@@ -476,4 +483,62 @@ def _prefix_clash(address: str, entries: Iterable[str]) -> str | None:
             a == "." or a == b for a, b in zip(address, entry[:n], strict=True)
         ):
             return entry
+    return None
+
+
+# --- DMS's substring, prefix and case quirks (docs/dms-compat.md) ----------------------------
+
+EDITS_BY_ADDRESS = frozenset(
+    {"password_update", "quota_set", "quota_del", "account_del", "restrict_del"}
+)
+
+
+def _route_around_matching_quirks(actual: Actual, ops: list[Op], out: Plan) -> list[Op]:
+    """Ops whose DMS command would match the wrong lines (or none) go to the file applier
+    (``direct``) when the config folder is mounted; without it they are blocked with the reason,
+    so nothing is retried in vain and no restriction is removed that was not asked."""
+    access = {k: list(v) for k, v in (actual.access_lines or {}).items()}
+    routed = []
+    for op in ops:
+        why = _quirk(op, actual, access)
+        if why is None:
+            routed.append(op)
+        elif actual.source == "files":
+            routed.append(replace(op, direct=True, reason=_join_reason(op.reason, why)))
+        else:
+            out.blocked[op.key] = f"{why}; mount DMS's config folder (dms.configDir) to converge"
+            if op.kind == "restrict_add":
+                access[op.value].pop()  # it will not be written
+    return routed
+
+
+def _join_reason(reason: str, why: str) -> str:
+    return f"{reason}; {why}" if reason else why
+
+
+def _quirk(op: Op, actual: Actual, access: dict[str, list[str]]) -> str | None:
+    """Why DMS's command for ``op`` would not do exactly ``op`` (None: it would). Restriction
+    ops also update ``access`` to the lines as they will be once ``op`` ran."""
+    if op.kind in EDITS_BY_ADDRESS and op.target in actual.cased:
+        return f"DMS cannot edit {op.target}: its files spell it with upper case letters"
+    if op.kind in ("alias_add", "alias_del") and (
+        op.target in actual.cased or op.value in actual.cased
+    ):
+        return f"DMS cannot edit alias {op.target}: its file spells it with upper case letters"
+    if op.kind == "restrict_add":
+        lines = access.setdefault(op.value, [])
+        clash = next((ln for ln in lines if op.target in ln), None)
+        lines.append(access_line(op.target).rstrip("\n"))
+        if clash is not None:
+            return f"DMS's restrict add finds {op.target} inside {clash.split()[0]!r}"
+    if op.kind == "restrict_del":
+        lines = access.setdefault(op.value, [])
+        mine = [ln for ln in lines if access_address(ln) == op.target]
+        swept = [ln for ln in lines if ln.startswith(op.target)]
+        access[op.value] = [ln for ln in lines if ln not in mine]
+        if swept != mine:
+            others = sorted({ln.split()[0] for ln in swept if ln not in mine})
+            if others:
+                return f"DMS's restrict del would also remove {', '.join(others)}"
+            return f"DMS's restrict del cannot match {op.target} (spelled with upper case)"
     return None
