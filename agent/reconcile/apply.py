@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -84,14 +85,36 @@ class ApplyLock:
             self._fd = None
 
 
+MESSAGE_LIMIT = 1000  # characters of a failed command's output kept for /status, log, Event
+DMS_LOG_LINE = re.compile(r"^\[\s*(TRACE|DEBUG|INF|INFO|WARNING|ERROR)\s*\]\s*(.*)$")
+
+
 def safe_message(res: Result, secrets: Sequence[str] = ()) -> str:
-    """The last meaningful line of a command's output, without colours or secrets."""
-    text = ANSI.sub("", res.stderr.strip() or res.stdout.strip())
+    """What a failed command said that matters, without colours or secrets: DMS's ERROR lines
+    (either stream) and any unlabelled line on stderr (a tool's own error, e.g. sed's), in
+    order, joined by " | "; without such lines, the last line of the output."""
+    errors, outputs = _clean_lines(res.stderr, secrets), _clean_lines(res.stdout, secrets)
+    meaningful = []
+    for stream, lines in (("stderr", errors), ("stdout", outputs)):
+        for line in lines:
+            m = DMS_LOG_LINE.match(line)
+            if m is None:
+                if stream == "stderr":
+                    meaningful.append(line)
+            elif m.group(1) == "ERROR" and m.group(2) != "Aborting":
+                meaningful.append(f"ERROR {m.group(2)}")
+    if not meaningful:
+        last = errors or outputs
+        return last[-1][:MESSAGE_LIMIT] if last else ""
+    return " | ".join(meaningful)[:MESSAGE_LIMIT]
+
+
+def _clean_lines(text: str, secrets: Sequence[str]) -> list[str]:
+    text = ANSI.sub("", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 class Applier:
