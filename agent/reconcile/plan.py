@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 from agent.dms.actual import Actual
 from agent.dms.files import access_address, access_line
 from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
+from agent.reconcile.dkimwork import DkimWork
 from agent.reconcile.ledger import LedgerData
 
 OpKind = Literal[
@@ -120,6 +121,9 @@ class PlanPolicy:
 class Plan:
     ops: list[Op] = field(default_factory=list)
     adopt: list[Adoption] = field(default_factory=list)
+    # declared hashes DMS already holds (e.g. imported documents): the ledger learns the new
+    # digest, no command runs
+    settled: list[Adoption] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # ledger entries of accounts gone for good
     refused: list[Op] = field(default_factory=list)  # deletions over the ceiling
     refused_reason: str = ""
@@ -129,6 +133,19 @@ class Plan:
     pending: dict[str, str] = field(default_factory=dict)  # account -> why it waits
     warnings: list[str] = field(default_factory=list)
     fatal: str | None = None  # nothing may be applied (e.g. LDAP provisioner)
+    # what the DKIM component will do (when it owns DKIM; the plan then makes no key itself)
+    dkim: list[DkimWork] = field(default_factory=list)
+    # accounts DMS holds that the state no longer declares, kept because pruning is off
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> int:
+        """Work that will not run now: refused deletions, blocked ops, held DKIM steps."""
+        return len(self.refused) + len(self.blocked) + sum(1 for w in self.dkim if w.held)
+
+    @property
+    def dkim_changes(self) -> int:
+        return sum(1 for w in self.dkim if not w.held)
 
     @property
     def changes(self) -> bool:
@@ -152,6 +169,9 @@ class Plan:
                 "deferred": len(self.deferred),
                 "drift": len(self.drift),
                 "pending": len(self.pending),
+                "dkim": len(self.dkim),
+                "kept": len(self.kept),
+                "held": self.held,
             },
             "ops": [op.describe() for op in self.ops[cut]],
             "adopt": [a.address for a in self.adopt[cut]],
@@ -163,6 +183,8 @@ class Plan:
             "pending": dict(list(self.pending.items())[cut]),
             "warnings": self.warnings[cut],
             "fatal": self.fatal,
+            "dkim": [w.describe() for w in self.dkim[cut]],
+            "kept": self.kept[cut],
         }
 
 
@@ -235,6 +257,9 @@ def _account_ops(
             continue
         if digest == entry.digest and (current is None or current == entry.hash):
             continue  # the common case, decided without a call
+        if intent is not None and intent.kind == "hash" and intent.secret.value == current:
+            out.settled.append(Adoption(addr, digest, current))  # DMS holds it already
+            continue
         op = _password_op(addr, intent, digest, entry.digest, entry.hash, current, policy, out)
         if op is not None:
             ops.append(op)
@@ -278,6 +303,12 @@ def _quota_ops(
         elif acc.quota == cur.quota or (
             actual.source == "commands" and shown_quota(acc.quota) == cur.quota
         ):
+            limited = acc.quota is not None and acc.quota.rstrip("BkMGT").strip("0") != ""
+            if actual.source == "commands" and limited and cur.quota is None:
+                out.warnings.append(
+                    f"{addr}: quota {acc.quota} is under 1 KiB; `setup email list` shows it as "
+                    "no limit, so whether DMS holds it cannot be seen without dms.configDir"
+                )
             continue
         if acc.quota is not None and not actual.info.quotas_enabled:
             out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
@@ -302,7 +333,7 @@ def shown_quota(quota: str | None) -> str | None:
         return None if digits == "0" else quota
     value = float(int(digits) * QUOTA_UNITS[unit] // 1024 * 1024)
     if value < 1024:
-        return str(int(value))
+        return None  # under 1 KiB: DMS lists a limit of 0, which reads as none
     for suffix in "KMGTPE":
         value /= 1024
         if value < 1024 or suffix == "E":
@@ -367,15 +398,15 @@ def _prune_ops(
     for addr in ledger.accounts:
         if addr not in actual.state.accounts and addr not in declared:
             out.forget.append(addr)  # removed from outside and no longer wanted
-    if not policy.prune:
-        return
-    for addr in actual.state.accounts:
+    for addr in sorted(actual.state.accounts):
         if addr in declared:
             continue
-        if addr in ledger.accounts or policy.prune_unmanaged:
+        if policy.prune and (addr in ledger.accounts or policy.prune_unmanaged):
             ops.append(
                 Op("account_del", addr, delete_mail_data=policy.delete_mail_data, reason="pruned")
             )
+        else:
+            out.kept.append(addr)  # "kept, undeclared": prune is off, or the agent never managed it
 
 
 def _dkim_ops(
@@ -424,7 +455,8 @@ def _guard_deletions(
     allowed_aliases = ceiling(policy, managed_aliases) + policy.allow_deletions
     if aliases and (len(aliases) > allowed_aliases or empty):
         refuse += aliases
-        reasons.append(f"{len(aliases)} alias removals refused: over maxDeletions")
+        why = "the desired state is empty" if empty else f"over maxDeletions ({allowed_aliases})"
+        reasons.append(f"{len(aliases)} alias removals refused: {why}")
     if refuse:
         keys = {op.key for op in refuse}
         ops[:] = [op for op in ops if op.key not in keys]

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from agent.dms.actual import Actual, DmsInfo
@@ -32,6 +32,7 @@ from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.mailstate.model import Desired, MailState, PasswordIntent
 from agent.reconcile.apply import Applier, ApplyLock, LockBusy, OpResult
+from agent.reconcile.dkimwork import dkim_work
 from agent.reconcile.ledger import (
     LEDGER_NAME,
     Ledger,
@@ -278,6 +279,7 @@ class Engine:
             digests = self.digests(desired)
             actual = await self.observe()
             report.plan = plan(desired, actual, ledger.data, self.policy(), digests)
+            await self._add_dkim_work(desired, report.plan)
         except ReconcileError as exc:
             report.error = str(exc)
         report.duration = time.monotonic() - started
@@ -308,6 +310,8 @@ class Engine:
                 await self._pass(desired, allow_deletions, report, progress)
             else:
                 self._settle_retries(p, report)
+            if report.plan is not None:
+                await self._add_dkim_work(desired, report.plan)
         except (ReconcileError, LockBusy) as exc:
             report.error = str(exc)
         finally:
@@ -317,9 +321,21 @@ class Engine:
         self._publish(report)
         return report
 
+    async def _add_dkim_work(self, desired: Desired, p: Plan) -> None:
+        """What the DKIM component will do, when it owns DKIM (the plan then makes no key)."""
+        dkim = self.settings.dkim
+        if not dkim.enabled or self.config_dir is None or p.fatal or self.info is None:
+            return
+        specs = {d: dom.dkim for d, dom in desired.state.domains.items() if dom.dkim is not None}
+        backend = dkim.backend if dkim.backend != "auto" else self.info.dkim_backend
+        p.dkim = await asyncio.to_thread(
+            dkim_work, specs, self.config_dir, backend, dkim.state_file,
+            dkim.require_published, time.time(),
+        )  # fmt: skip
+
     def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
         """Whether the plan or the ledger-only facts would write anything."""
-        if p.ops or p.adopt or p.forget:
+        if p.ops or p.adopt or p.forget or p.settled:
             return True
         assert self.ledger is not None
         data = self.ledger.data
@@ -379,6 +395,10 @@ class Engine:
         ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
         for addr in p.forget:
             ledger.forget_account(addr)
+        for a in p.settled:
+            entry = ledger.data.accounts.get(a.address)
+            if entry is not None:
+                ledger.set_account(a.address, replace(entry, digest=a.digest, hash=a.hash))
         if actual.hashes is not None:
             drift = set(p.drift)
             for addr, entry in list(ledger.data.accounts.items()):
@@ -604,6 +624,10 @@ def _headline(report: PassReport) -> str:
         parts.append(f"{len(p.pending)} pending")
     if p.blocked:
         parts.append(f"{len(p.blocked)} blocked")
+    if p.dkim:
+        parts.append(f"{len(p.dkim)} DKIM steps for the DKIM component")
+    if p.kept:
+        parts.append(f"{len(p.kept)} kept, undeclared")
     return ", ".join(parts)
 
 
