@@ -64,6 +64,10 @@ log = logging.getLogger("dms_agent.reconcile")
 MAX_STATUS_RESULTS = 200  # /status keeps the failures plus the most recent results
 
 
+# (ops done, ops planned, seconds left or None before the first op): called after every op
+Progress = Callable[[int, int, float | None], None]
+
+
 class ReconcileError(Exception):
     """A pass could not run (settings, ledger, DMS not readable); the message says why."""
 
@@ -290,7 +294,7 @@ class Engine:
         self,
         desired: Desired,
         allow_deletions: int = 0,
-        progress: Callable[[int, int, float], None] | None = None,
+        progress: Progress | None = None,
     ) -> PassReport:
         """Observe and plan; when there is anything to write, take the apply lock, plan again
         under it (another agent may just have applied) and apply; the ledger follows each op.
@@ -364,7 +368,7 @@ class Engine:
         desired: Desired,
         allow_deletions: int,
         report: PassReport,
-        progress: Callable[[int, int, float], None] | None,
+        progress: Progress | None,
     ) -> None:
         ledger = await asyncio.to_thread(self.refresh_ledger)
         digests = self.digests(desired)
@@ -414,7 +418,7 @@ class Engine:
         self,
         p: Plan,
         report: PassReport,
-        progress: Callable[[int, int, float], None] | None,
+        progress: Progress | None,
     ) -> None:
         assert self.ledger is not None and self.info is not None
         dms = self.settings.dms
@@ -432,6 +436,8 @@ class Engine:
         started = time.monotonic()
         last_progress = started
         interval = self.settings.reconcile.progress_interval
+        if progress is not None:
+            progress(0, total, None)
         for done, op in enumerate(p.ops, 1):
             # yield once: a stop (SIGTERM) that arrived with the last op's end cancels us here,
             # before the next command starts
@@ -448,13 +454,12 @@ class Engine:
                 report.interrupted = True  # observe afresh before anything else runs
                 break
             now = time.monotonic()
+            eta = (now - started) / done * (total - done)
+            if progress is not None:
+                progress(done, total, eta)  # /status: after every op
             if now - last_progress >= interval and done < total:
-                last_progress = now
-                rate = (now - started) / done
-                eta = rate * (total - done)
+                last_progress = now  # the log: every progressInterval seconds
                 log.info("reconcile progress: %d/%d ops done, ETA %.0fs", done, total, eta)
-                if progress is not None:
-                    progress(done, total, eta)
 
     def _settle_retries(self, p: Plan, report: PassReport) -> None:
         rec = self.settings.reconcile
@@ -553,12 +558,17 @@ class Reconciler:
 
     async def reconcile(self, desired: Desired) -> PassReport:
         self.passes += 1
+        self.status.set(
+            self.status.state,
+            f"pass {self.passes}: observing DMS and planning",
+            progress={"phase": "planning"},
+        )
         if self.settings.reconcile.mode == "observe":
             report = await self.engine.plan_only(desired)
         else:
             # one writer of DMS's config folder at a time within this process (DKIM too)
             async with self.ctx.setup_lock:
-                report = await self.engine.run_pass(desired)
+                report = await self.engine.run_pass(desired, progress=self._progress)
         self.dirty = report.interrupted or self._blocked_progress(report)
         self._show(report)
         return report
@@ -569,8 +579,23 @@ class Reconciler:
         p = report.plan
         return bool(p and p.blocked and any(r.status == "ok" for r in report.results))
 
+    def _progress(self, done: int, total: int, eta: float | None) -> None:
+        """The pass in progress, in /status (the log says it every progressInterval)."""
+        left = "" if eta is None else f", ETA {eta:.0f}s"
+        self.status.set(
+            self.status.state,
+            f"pass {self.passes}: applying, {done}/{total} ops done{left}",
+            progress={
+                "phase": "applying",
+                "done": done,
+                "total": total,
+                "etaSeconds": None if eta is None else round(eta, 1),
+            },
+        )
+
     def _show(self, report: PassReport) -> None:
         details = report.describe()
+        details["progress"] = None  # the pass is over
         details["mode"] = self.settings.reconcile.mode
         details["passes"] = self.passes
         p = report.plan
