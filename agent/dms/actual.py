@@ -17,6 +17,15 @@ class DmsInfo:
     provisioner: str = "FILE"
     quotas_enabled: bool = True
     dkim_backend: DkimBackend = "opendkim"
+    source: str = "DMS's defaults"  # where these settings were read (shown in /status)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "settingsSource": self.source,
+            "provisioner": self.provisioner,
+            "quotas": self.quotas_enabled,
+            "dkimBackend": self.dkim_backend,
+        }
 
     @property
     def ldap(self) -> bool:

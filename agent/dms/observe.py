@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -369,19 +369,51 @@ def parse_env_lines(text: str) -> dict[str, str]:
     return env
 
 
+CONFIGURED = "dms.environment in the agent's settings"
+
+
+def info_without_dms(configured: Mapping[str, str]) -> DmsInfo:
+    """The file executor: no DMS to read, so the operator's dms.environment or DMS's defaults."""
+    source = CONFIGURED if configured else "DMS's defaults: no DMS to read and no dms.environment"
+    return replace(info_from_env(configured), source=source)
+
+
 async def read_info(
-    executor: Executor | None, configured: Mapping[str, str], timeout: float
+    executor: Executor | None,
+    configured: Mapping[str, str],
+    timeout: float,
+    executor_kind: str = "kube",
 ) -> DmsInfo:
-    """Settings' ``dms.environment`` wins; else DMS's resolved settings file, else its env."""
+    """Settings' ``dms.environment`` wins; else DMS's resolved settings file, else the env of
+    the executor's commands. The answer says which it was (``DmsInfo.source``)."""
+    if executor is None:
+        return info_without_dms(configured)
     env: dict[str, str] = {}
-    if executor is not None and not configured:
+    source = CONFIGURED
+    if not configured:
         res = await executor.run(["cat", SETTINGS_FILE], None, timeout)
-        if not res.ok:
+        if res.ok:
+            source = f"{SETTINGS_FILE}, read through the {executor_kind} executor"
+        else:
             res = await executor.run(["env"], None, timeout)
+            source = _env_source(executor_kind, res.ok)
         if res.ok:
             env = parse_env_lines(res.stdout)
     env.update(configured)
-    return info_from_env(env)
+    return replace(info_from_env(env), source=source)
+
+
+def _env_source(executor_kind: str, read: bool) -> str:
+    if not read:
+        return (
+            f"DMS's defaults: neither {SETTINGS_FILE} nor `env` could be read; set dms.environment"
+        )
+    if executor_kind == "local":
+        return (
+            f"the agent's own environment: {SETTINGS_FILE} is not on this machine (the local "
+            "executor runs outside DMS's container?); set dms.environment"
+        )
+    return f"`env` through the {executor_kind} executor: {SETTINGS_FILE} was not readable"
 
 
 @dataclass(slots=True)
@@ -390,10 +422,27 @@ class StartWait:
     message: str
 
 
-async def dms_started(executor: Executor | None, probe: list[str], timeout: float) -> StartWait:
+DMS_IMAGE_MARKER = Path("/usr/local/bin/helpers/index.sh")  # DMS's scripts, in every image
+
+
+def default_probe_misplaced(probe: list[str], executor_kind: str) -> bool:
+    """The default probe asks for a file of DMS's image: with the local executor on a machine
+    that is not DMS's image it can never succeed (docker/kube exec into the container can)."""
+    return executor_kind == "local" and probe == READY_MARKER and not DMS_IMAGE_MARKER.exists()
+
+
+async def dms_started(
+    executor: Executor | None, probe: list[str], timeout: float, executor_kind: str = "kube"
+) -> StartWait:
     """DMS is usable once its start-up marker exists (no executor: nothing to wait for)."""
     if executor is None or not probe:
         return StartWait(True, "no start-up probe")
+    if default_probe_misplaced(probe, executor_kind):
+        return StartWait(
+            True,
+            "default dms.readyCommand skipped: the local executor does not run in DMS's image "
+            f"({DMS_IMAGE_MARKER} is missing); set dms.readyCommand to probe your DMS",
+        )
     res = await executor.run(probe, None, timeout)
     if res.ok:
         return StartWait(True, "DMS has started")

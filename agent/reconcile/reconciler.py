@@ -24,7 +24,7 @@ from agent.dms.observe import (
     FolderReader,
     ObserveError,
     dms_started,
-    info_from_env,
+    info_without_dms,
     observe,
     read_info,
 )
@@ -144,6 +144,7 @@ class Engine:
         self.ledger = Ledger(ledger_path) if ledger_path is not None else None
         self._ledger_sig: tuple[Any, ...] | None = None
         self.info: DmsInfo | None = None
+        self.readiness = "not probed yet"  # what the start-up probe said (shown in /status)
         self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
@@ -161,13 +162,16 @@ class Engine:
         """None when DMS is up; else why not (still starting). Refreshes DMS's settings."""
         dms = self.settings.dms
         if self.executor is None:
-            self.info = info_from_env(dms.environment)
+            self.info = info_without_dms(dms.environment)
+            self.readiness = "no start-up probe (file executor)"
             return None
+        kind = dms.executor.kind
         try:
-            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout)
+            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout, kind)
+            self.readiness = started.message
             if not started.ready:
                 return started.message
-            self.info = await read_info(self.executor, dms.environment, dms.command_timeout)
+            self.info = await read_info(self.executor, dms.environment, dms.command_timeout, kind)
         except OSError as exc:
             return f"cannot reach the mailserver: {exc}"
         return None
@@ -596,6 +600,8 @@ class Reconciler:
     def _show(self, report: PassReport) -> None:
         details = report.describe()
         details["progress"] = None  # the pass is over
+        info = self.engine.info
+        details["dms"] = {**(info.describe() if info else {}), "readiness": self.engine.readiness}
         details["mode"] = self.settings.reconcile.mode
         details["passes"] = self.passes
         p = report.plan
