@@ -398,9 +398,7 @@ def _prune_ops(
     for addr in ledger.accounts:
         if addr not in actual.state.accounts and addr not in declared:
             out.forget.append(addr)  # removed from outside and no longer wanted
-    for addr in sorted(actual.state.accounts):
-        if addr in declared:
-            continue
+    for addr in sorted(a for a in actual.state.accounts if a not in declared):
         if policy.prune and (addr in ledger.accounts or policy.prune_unmanaged):
             ops.append(
                 Op("account_del", addr, delete_mail_data=policy.delete_mail_data, reason="pruned")

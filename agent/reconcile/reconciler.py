@@ -335,6 +335,8 @@ class Engine:
         if not dkim.enabled or self.config_dir is None or p.fatal or self.info is None:
             return
         specs = {d: dom.dkim for d, dom in desired.state.domains.items() if dom.dkim is not None}
+        if not specs:
+            return
         backend = dkim.backend if dkim.backend != "auto" else self.info.dkim_backend
         p.dkim = await asyncio.to_thread(
             dkim_work, specs, self.config_dir, backend, dkim.state_file,
