@@ -1041,7 +1041,7 @@ NOT_HERE = {
     ),
     "quirk.container-start-marker-and-dms-settings": (
         "the DMS image's own files, not `setup`: the agent's readiness check and settings "
-        "reader are tested in tests/test_reconcile_*"
+        "reader are tested in tests/test_reconcile_dmsinfo.py"
     ),
 }
 

@@ -158,3 +158,19 @@ def test_bare_local_part_and_catch_all_aliases_meet_the_prefix_guard() -> None:
     p = plan(Desired(want), have, LedgerData(), PlanPolicy(), {})
     assert sorted(p.blocked) == ["alias_add:u1.x:r@y.org", "alias_add:u:r@y.org"]
     assert [op.key for op in p.ops] == ["alias_add:@x.org:r@y.org"]
+
+
+async def test_a_direct_deletion_never_leaves_mail_behind_unnoticed(dms_rig: DmsRig) -> None:
+    """`U0@x.org` cannot be deleted by DMS (case); with deleteMailData and no mail folder the
+    agent cannot delete the mail itself either: the op fails with that reason, nothing goes."""
+    dms_rig.run_setup("email", "add", "u0@x.org", "old")
+    text = dms_rig.file("postfix-accounts.cf").replace("u0@x.org", "U0@x.org")
+    (dms_rig.config_dir / "postfix-accounts.cf").write_text(text)
+    settings = dms_rig.settings(prune=True, pruneUnmanaged=True, deleteMailData=True)
+    dms = settings.dms.model_copy(update={"mail_dir": None})
+    eng = engine(dms_rig, settings.model_copy(update={"dms": dms}))
+    report = await eng.run_pass(desired({"keep@x.org": NONE}))  # not empty: no refusal
+    assert report.outcome == "partial", report.describe()
+    (failed,) = [r for r in report.describe()["results"] if r["status"] != "ok"]
+    assert failed["kind"] == "account_del" and "dms.mailDir" in failed["message"]
+    assert "U0@x.org|" in dms_rig.file("postfix-accounts.cf")

@@ -166,6 +166,11 @@ class Applier:
     async def _run_file(self, op: Op) -> OpResult:
         if self.files is None:
             return OpResult(op, "failed", "a pre-hashed password needs the DMS config folder")
+        if op.direct and op.delete_mail_data and self.mail_dir is None:
+            # DMS's own `email del -y` cannot be used here (see the op's reason) and the agent
+            # cannot reach the mail: never drop the account while leaving its mail unnoticed
+            why = "deleteMailData without DMS's `email del` needs the mail folder (dms.mailDir)"
+            return OpResult(op, "failed", why)
         started = time.monotonic()
         try:
             await asyncio.to_thread(self.files.apply, op)
