@@ -10,6 +10,7 @@ from agent.dms.commands import command_for
 from agent.executor import LocalExecutor
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Restriction, Secret
 from agent.mailstate.syntax import check_password
+from agent.reconcile.access import AccessLines
 from agent.reconcile.ledger import LedgerData
 from agent.reconcile.plan import Op, PlanPolicy, plan
 from agent.reconcile.reconciler import Engine, PassReport
@@ -174,3 +175,22 @@ async def test_a_direct_deletion_never_leaves_mail_behind_unnoticed(dms_rig: Dms
     (failed,) = [r for r in report.describe()["results"] if r["status"] != "ok"]
     assert failed["kind"] == "account_del" and "dms.mailDir" in failed["message"]
     assert "U0@x.org|" in dms_rig.file("postfix-accounts.cf")
+
+
+def test_access_lines_find_what_grep_f_and_the_sed_prefix_find() -> None:
+    lines = AccessLines(
+        ["ab@x.org.au \t\t REJECT", "B@x.org\t\tREJECT", "# was a@b@x.org", "c@y.org \t\t REJECT"]
+    )
+    assert lines.holding("b@x.org") == "ab@x.org.au"  # local ends with, domain starts with
+    assert lines.holding("b@x.org.au") == "ab@x.org.au"
+    assert lines.holding("a@b@x.org") == "a@b@x.org"  # a comment counts too, as for grep -F
+    assert lines.holding("b@x") == "ab@x.org.au"
+    assert lines.holding("a@b") == "a@b@x.org"
+    assert lines.holding("c@x.org") is None and lines.holding("b@y.org") is None
+    assert lines.starting_with("B@x.org") == ["B@x.org\t\tREJECT"]  # case-sensitive, as sed
+    assert lines.starting_with("b@x.org") == []
+    assert lines.of("b@x.org") == ["B@x.org\t\tREJECT"]  # what the agent means: any case
+    lines.remove("ab@x.org.au \t\t REJECT")
+    assert lines.holding("b@x.org") == "a@b@x.org"  # not `B@x.org`: case-sensitive
+    lines.add("zb@x.org \t\t REJECT")
+    assert lines.holding("b@x.org") == "zb@x.org"

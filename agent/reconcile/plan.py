@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from agent.dms.actual import Actual
-from agent.dms.files import access_address, access_line
+from agent.dms.files import access_line
 from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
+from agent.reconcile.access import AccessLines
 from agent.reconcile.dkimwork import DkimWork
 from agent.reconcile.ledger import LedgerData
 
@@ -527,9 +528,11 @@ def _route_around_matching_quirks(actual: Actual, ops: list[Op], out: Plan) -> l
     """Ops whose DMS command would match the wrong lines (or none) go to the file applier
     (``direct``) when the config folder is mounted; without it they are blocked with the reason,
     so nothing is retried in vain and no restriction is removed that was not asked."""
-    access = {k: list(v) for k, v in (actual.access_lines or {}).items()}
+    access: dict[str, AccessLines] = {}
     routed = []
     for op in ops:
+        if op.kind in ("restrict_add", "restrict_del") and op.value not in access:
+            access[op.value] = AccessLines((actual.access_lines or {}).get(op.value, ()))
         why = _quirk(op, actual, access)
         if why is None:
             routed.append(op)
@@ -538,7 +541,7 @@ def _route_around_matching_quirks(actual: Actual, ops: list[Op], out: Plan) -> l
         else:
             out.blocked[op.key] = f"{why}; mount DMS's config folder (dms.configDir) to converge"
             if op.kind == "restrict_add":
-                access[op.value].pop()  # it will not be written
+                access[op.value].remove(access_line(op.target).rstrip("\n"))  # not written
     return routed
 
 
@@ -546,7 +549,7 @@ def _join_reason(reason: str, why: str) -> str:
     return f"{reason}; {why}" if reason else why
 
 
-def _quirk(op: Op, actual: Actual, access: dict[str, list[str]]) -> str | None:
+def _quirk(op: Op, actual: Actual, access: dict[str, AccessLines]) -> str | None:
     """Why DMS's command for ``op`` would not do exactly ``op`` (None: it would). Restriction
     ops also update ``access`` to the lines as they will be once ``op`` ran."""
     if op.kind in EDITS_BY_ADDRESS and op.target in actual.cased:
@@ -556,17 +559,17 @@ def _quirk(op: Op, actual: Actual, access: dict[str, list[str]]) -> str | None:
     ):
         return f"DMS cannot edit alias {op.target}: its file spells it with upper case letters"
     if op.kind == "restrict_add":
-        lines = access.setdefault(op.value, [])
-        clash = next((ln for ln in lines if op.target in ln), None)
-        lines.append(access_line(op.target).rstrip("\n"))
+        lines = access[op.value]
+        clash = lines.holding(op.target)
+        lines.add(access_line(op.target).rstrip("\n"))
         if clash is not None:
-            return f"DMS's restrict add finds {op.target} inside {clash.split()[0]!r}"
+            return f"DMS's restrict add finds {op.target} inside {clash!r}"
     if op.kind == "restrict_del":
-        lines = access.setdefault(op.value, [])
-        mine = [ln for ln in lines if access_address(ln) == op.target]
-        swept = [ln for ln in lines if ln.startswith(op.target)]
-        access[op.value] = [ln for ln in lines if ln not in mine]
-        if swept != mine:
+        lines = access[op.value]
+        mine, swept = lines.of(op.target), lines.starting_with(op.target)
+        for line in mine:
+            lines.remove(line)
+        if sorted(swept) != sorted(mine):
             others = sorted({ln.split()[0] for ln in swept if ln not in mine})
             if others:
                 return f"DMS's restrict del would also remove {', '.join(others)}"
