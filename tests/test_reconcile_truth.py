@@ -9,9 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands.plan import EXIT_HELD
+from agent.commands.plan import EXIT_HELD, exit_code
+from agent.dkim.byo import generate_key, install_byo_key
+from agent.dkim.rotation import DomainState
+from agent.dkim.state import save_state
 from agent.executor import LocalExecutor
-from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
+from agent.mailstate.model import (
+    Account,
+    Desired,
+    DkimSpec,
+    MailState,
+    PasswordIntent,
+    Secret,
+)
+from agent.reconcile.dkimwork import dkim_work
+from agent.reconcile.plan import Plan
 from agent.reconcile.reconciler import Engine
 from tests.reconcile_rig import DmsRig
 from tests.test_reconcile_cli import cli, settings_file
@@ -155,3 +167,25 @@ def test_import_from_a_missing_config_folder_is_an_error(
     assert cli("import", "-c", str(cfg), "-o", str(dms_rig.root / "out")) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not (dms_rig.root / "out").exists()
+
+
+def test_dkim_work_shows_a_held_rotation_and_a_wrong_key(tmp_path: Path) -> None:
+    """As the DKIM component decides it: a new selector waits for DNS; a key of the wrong size
+    under the declared selector is held (a new selector is needed)."""
+    specs = {"a.org": DkimSpec("new", "rsa", 1024), "b.org": DkimSpec("mail", "rsa", 2048)}
+    for domain, spec in (
+        ("a.org", DkimSpec("old", "rsa", 1024)),
+        ("a.org", specs["a.org"]),
+        ("b.org", DkimSpec("mail", "rsa", 1024)),
+    ):
+        install_byo_key(tmp_path, "opendkim", generate_key(domain, spec))
+    save_state(tmp_path / "dms-agent-dkim.json", {"a.org": DomainState(signing="old")})
+    work = dkim_work(specs, tmp_path, "opendkim", None, True, 0.0)
+    assert [(w.domain, w.step, w.selector, w.held) for w in work] == [
+        ("a.org", "wait", "new", True),
+        ("b.org", "mismatch", "mail", True),
+    ]
+    assert work[0].reason == "holding signing on 'old': 'new' switches when DNS serves it"
+    plan = Plan(dkim=work)
+    assert plan.held == 2 and plan.dkim_changes == 0
+    assert exit_code(plan, detailed=True) == EXIT_HELD
