@@ -5,6 +5,7 @@ spelled with upper case, and `email del` reads a leading `-` as options."""
 
 from __future__ import annotations
 
+from agent.commands.plan import render_plan
 from agent.dms.actual import Actual
 from agent.dms.commands import command_for
 from agent.executor import LocalExecutor
@@ -12,7 +13,7 @@ from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, R
 from agent.mailstate.syntax import check_password
 from agent.reconcile.access import AccessLines
 from agent.reconcile.ledger import LedgerData
-from agent.reconcile.plan import Op, PlanPolicy, plan
+from agent.reconcile.plan import Op, Plan, PlanPolicy, plan
 from agent.reconcile.reconciler import Engine, PassReport
 from agent.settings import Settings
 from tests.reconcile_rig import DmsRig, doveadm_verify
@@ -194,3 +195,10 @@ def test_access_lines_find_what_grep_f_and_the_sed_prefix_find() -> None:
     assert lines.holding("b@x.org") == "a@b@x.org"  # not `B@x.org`: case-sensitive
     lines.add("zb@x.org \t\t REJECT")
     assert lines.holding("b@x.org") == "zb@x.org"
+
+
+def test_the_plan_table_says_which_ops_the_agent_writes_itself() -> None:
+    op = Op("restrict_add", "b@x.org", "send", reason="DMS's restrict add finds it", direct=True)
+    table = render_plan(Plan(ops=[op]))
+    assert "restrict_add  b@x.org  send" in table
+    assert "DMS's restrict add finds it, written to DMS's file by the agent" in table

@@ -75,6 +75,8 @@ def _note(op: dict[str, Any]) -> str:
         parts.append(f"password: {op['password']}")
     if op.get("deleteMailData"):
         parts.append("deletes mail")
+    if op.get("via") == "files":
+        parts.append("written to DMS's file by the agent")
     return ", ".join(p for p in parts if p)
 
 
