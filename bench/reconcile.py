@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.dms import files
 from agent.executor import LocalExecutor, Result
 from agent.fsio import write_file
 from agent.mailstate.load import desired_from_documents
@@ -92,7 +93,7 @@ def write_dms_files(dms: DmsDouble, desired: Desired, key_file: Path) -> None:
     dms.write("postfix-accounts.cf", "".join(f"{a}|{FAKE_HASH}\n" for a in st.accounts))
     quotas = "".join(f"{a}:{acc.quota}\n" for a, acc in st.accounts.items() if acc.quota)
     dms.write("dovecot-quotas.cf", quotas)
-    send = "".join(f"{a}\t\tREJECT\n" for a, acc in st.accounts.items() if "send" in acc.restrict)
+    send = "".join(files.access_line(a) for a, acc in st.accounts.items() if "send" in acc.restrict)
     dms.write("postfix-send-access.cf", send)
     dms.write("postfix-virtual.cf", "".join(f"{a} {','.join(r)}\n" for a, r in st.aliases.items()))
     digests = intent_digests(key_file.read_bytes().strip(), st.passwords)
