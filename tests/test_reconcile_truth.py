@@ -165,7 +165,7 @@ def test_import_from_a_missing_config_folder_is_an_error(
     data["dms"]["executor"] = {"kind": "file"}
     cfg.write_text(json.dumps(data))
     assert cli("import", "-c", str(cfg), "-o", str(dms_rig.root / "out")) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err  # never "imported 0 accounts"
     assert not (dms_rig.root / "out").exists()
 
 

@@ -25,11 +25,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.force and any(t.exists() for t in targets):
         print(f"error: {out} already holds documents (use --force)", file=sys.stderr)
         return EXIT_ERROR
-    folder = settings.dms.config_dir
-    if folder is not None and not folder.is_dir():
-        # never "imported 0 accounts" from a mistyped path
-        print(f"error: DMS's config folder {folder} does not exist", file=sys.stderr)
-        return EXIT_ERROR
     try:
         actual = asyncio.run(make_engine(settings).observe())
     except ReconcileError as exc:
