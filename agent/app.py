@@ -18,13 +18,15 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
+from agent import __version__
+from agent.errors import CannotStart
 from agent.events import EventSink, LogEventSink
-from agent.executor import Executor
+from agent.executor import DockerExecutor, Executor, LocalExecutor
 from agent.hub import Hub
 from agent.metrics import COMPONENT_RESTARTS, COMPONENT_UP, SETTINGS_RELOADS
-from agent.settings import Settings
+from agent.settings import Settings, SourceSettings
 from agent.status import State, StatusRegistry
 
 log = logging.getLogger("dms_agent.app")
@@ -62,6 +64,7 @@ BUILDERS: list[str | Builder] = [
     "agent.dns.component:build",
     "agent.lb:build",
     "agent.checks:build",
+    "agent.mailflow:build",
 ]
 
 
@@ -71,6 +74,20 @@ def resolve_builder(entry: str | Builder) -> Builder:
     module, _, func = entry.partition(":")
     builder: Builder = getattr(importlib.import_module(module), func)
     return builder
+
+
+def build_executor(settings: Settings) -> Executor | None:
+    """The executor the settings ask for; None for ``kind: file`` (no DMS: the file applier)."""
+    ex = settings.dms.executor
+    if ex.kind == "local":
+        return LocalExecutor()
+    if ex.kind == "docker":
+        return DockerExecutor(ex.container)
+    if ex.kind == "kube":
+        # lazily: only kube users pay for kubernetes_asyncio
+        kube_exec = importlib.import_module("agent.kube.exec")
+        return cast(Executor, kube_exec.build_kube_executor(settings))
+    return None
 
 
 @dataclass(slots=True)
@@ -132,8 +149,6 @@ class Agent:
         from agent.kube.events import make_event_sink  # Kubernetes Events when the API is used
 
         events = make_event_sink(self.settings)
-        from agent.executor import build_executor  # kube exec only when the settings ask
-
         return AgentContext(
             settings=self.settings,
             status=self.status,
@@ -193,12 +208,57 @@ class Agent:
         """Reload when the settings file changes (or its kubelet ``..data`` swaps)."""
         if self.settings_path is None:
             return
-        from watchfiles import awatch
+        from agent.sources.inotify import FolderWatch, InotifyUnavailable
 
         # Watch the folder, not the file: editors and kubelet replace the file (new inode),
-        # and in a kubelet mount the change shows as the ``..data`` symlink swap.
-        async for _ in awatch(self.settings_path.parent, step=50, recursive=False):
+        # and in a kubelet mount the change shows as the ``..data`` symlink swap. inotify
+        # where there is one (no wake-ups while idle), else watchfiles.
+        folder = self.settings_path.parent
+        try:
+            async with FolderWatch(folder) as watch:
+                while not watch.gone:
+                    if await watch.changes(None):
+                        await self.reload()
+                return
+        except InotifyUnavailable:
+            pass
+        from watchfiles import awatch
+
+        async for _ in awatch(folder, step=50, recursive=False):
             await self.reload()
+
+
+NO_SOURCES = (
+    "no sources: nothing declares the desired state, so nothing is reconciled until the "
+    "settings name one (--config FILE with `sources:`, as in examples/local.yaml)"
+)
+
+
+def startup_lines(settings: Settings, addresses: Sequence[object]) -> list[str]:
+    """What a person starting the agent wants to know first: where it answers, what it
+    reads, how it writes."""
+    urls = [_url(a) for a in addresses] or [f"http://{settings.server.host}:{settings.server.port}"]
+    sources = [_describe_source(s) for s in settings.sources] or ["none"]
+    dms = settings.dms
+    return [
+        f"dms-agent {__version__} serving {', '.join(urls)} (/status, /healthz, /metrics)",
+        f"sources: {'; '.join(sources)}",
+        f"executor: {dms.executor.kind}; DMS config folder: {dms.config_dir or 'not mounted'}",
+    ]
+
+
+def _url(address: object) -> str:
+    if not isinstance(address, tuple):
+        return str(address)  # a unix socket's path
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+
+def _describe_source(source: SourceSettings) -> str:
+    if source.kind == "path":
+        return f"path {source.path}" + (" (secret)" if source.secret else "")
+    what = f"name {source.name}" if source.name else f"selector {source.selector}"
+    return f"{source.kind} {what}" + (f" in {source.namespace}" if source.namespace else "")
 
 
 async def run_agent(settings: Settings, settings_path: Path | None) -> None:
@@ -211,7 +271,11 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(agent.reload()))
-    runner = await serve(agent.status, settings.server)
+    try:
+        runner = await serve(agent.status, settings.server)
+    except OSError as exc:
+        where = f"{settings.server.host}:{settings.server.port}"
+        raise CannotStart(f"cannot listen on {where}: {exc.strerror or exc}") from None
     watcher = asyncio.create_task(agent.watch_settings(), name="settings-watch")
     try:
         await agent.start_components()
@@ -219,7 +283,10 @@ async def run_agent(settings: Settings, settings_path: Path | None) -> None:
         # the collector's generations, so a full collection no longer walks it (measured in
         # bench/dns_checks.py: 65-90 ms loop stalls without, under 17 ms with).
         gc.freeze()
-        log.info("dms-agent running; components: %d", len(agent._tasks))
+        for line in startup_lines(settings, runner.addresses):
+            log.info("%s", line)
+        if not settings.sources:
+            log.warning(NO_SOURCES)
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -26,3 +26,7 @@ class InvalidDocument(Exception):
     def __init__(self, errors: list[LocatedError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+class CannotStart(Exception):
+    """The agent cannot start serving (e.g. its port is taken): one line for the person."""

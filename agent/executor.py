@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import math
 import os
 import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
-
-if TYPE_CHECKING:
-    from agent.settings import Settings
+from typing import Protocol
 
 KILL_GRACE = 5  # seconds between timeout's TERM and KILL on the far side
 NEAR_MARGIN = 3.0  # extra seconds the near side waits for the far side's own deadline
+CANCEL_GRACE = 2.0  # seconds a cancelled caller's command gets to finish before it is killed
 TIMEOUT_EXIT_CODES = frozenset({124, 137})  # timeout(1): TERM expired / had to KILL
 
 
@@ -54,6 +51,17 @@ class Executor(Protocol):
     async def run(
         self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
     ) -> Result: ...
+
+
+async def reap(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """Wait ``grace`` seconds for ``proc`` to exit, then SIGKILL its process group and wait."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
+    with contextlib.suppress(Exception):
+        await proc.wait()
 
 
 def with_deadline(argv: Sequence[str], timeout: float) -> list[str]:
@@ -84,11 +92,14 @@ async def run_process(
     data = stdin.encode() if stdin is not None else None
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), near_timeout)
+    except asyncio.CancelledError:
+        # The caller is going away (shutdown, reload). The command may be half-way through
+        # DMS's files: give it a moment to finish, then end its group, and wait for it either
+        # way, so no child and no pipe transport outlives the event loop.
+        await reap(proc, grace=CANCEL_GRACE)
+        raise
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
-        with contextlib.suppress(Exception):
-            await proc.wait()
+        await reap(proc, grace=0.0)
         duration = time.monotonic() - started
         return Result(None, "", "no answer before the deadline", duration, timed_out=True)
     duration = time.monotonic() - started
@@ -124,17 +135,3 @@ class DockerExecutor:
     ) -> Result:
         full = self.argv(argv, timeout)
         return await run_process(full, stdin, timeout + KILL_GRACE + NEAR_MARGIN)
-
-
-def build_executor(settings: Settings) -> Executor | None:
-    """The executor the settings ask for; None for ``kind: file`` (no DMS: the file applier)."""
-    ex = settings.dms.executor
-    if ex.kind == "local":
-        return LocalExecutor()
-    if ex.kind == "docker":
-        return DockerExecutor(ex.container)
-    if ex.kind == "kube":
-        # lazily: only kube users pay for kubernetes_asyncio
-        kube_exec = importlib.import_module("agent.kube.exec")
-        return cast(Executor, kube_exec.build_kube_executor(settings))
-    return None

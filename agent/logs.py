@@ -9,6 +9,19 @@ import time
 from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+MAX_MESSAGE = 300  # characters of one message; a DKIM record or a long error is cut here
+
+
+class Truncate(logging.Filter):
+    """A line a person can read: a message past MAX_MESSAGE characters ends in how much was
+    left out (the whole value is where the message points: /status, `dms-agent dkim records`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE:
+            record.msg = f"{message[:MAX_MESSAGE]}… (+{len(message) - MAX_MESSAGE} chars)"
+            record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,6 +49,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(Truncate())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

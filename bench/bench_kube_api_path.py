@@ -11,7 +11,7 @@ times two intervals, printing p50/p99 over the rounds:
 
 The issue's end point is "first `setup` command started"; the reconciler is not part of this
 branch, so this stops at the hand-over to it (``hub.desired``). Goal for the agent's share:
-p50 <= 5 ms. Run: /work/venv/bin/python bench/bench_kube_api_path.py [rounds]
+p50 <= 5 ms. Run: .venv/bin/python bench/bench_kube_api_path.py [rounds]
 """
 
 from __future__ import annotations

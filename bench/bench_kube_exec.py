@@ -6,7 +6,7 @@ Both run ``timeout -k 5 N <cmd>`` so the process work is identical; the wall-tim
 the exec path (agent side + test server: connect, upgrade, frames, status). The agent's own CPU
 per command is measured apart (process time of this process). A real apiserver -> kubelet ->
 container runtime adds hops of its own which cannot be measured here. Prints medians, ratio.
-Run: /work/venv/bin/python bench/bench_kube_exec.py [rounds]
+Run: .venv/bin/python bench/bench_kube_exec.py [rounds]
 """
 
 from __future__ import annotations

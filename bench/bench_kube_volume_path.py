@@ -7,7 +7,7 @@ merged with the real state loader (and, second run, a no-op loader to show the p
 Times rename-over-``..data`` -> ``hub.desired`` holds the new state; prints p50/p99.
 Goal: <= 100 ms. (kubelet's own delay before it swaps, up to a minute or more, is not counted:
 it is outside the agent.)
-Run: /work/venv/bin/python bench/bench_kube_volume_path.py [rounds]
+Run: .venv/bin/python bench/bench_kube_volume_path.py [rounds]
 """
 
 from __future__ import annotations

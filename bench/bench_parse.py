@@ -3,7 +3,7 @@
 Prints, per stage, the median wall time and the median CPU time of the process over several
 runs (on a shared machine the wall time includes waiting for a core; CPU time is what the code
 costs). The goal for the state document (YAML + validation) is <= 300 ms.
-Run: /work/venv/bin/python bench/bench_parse.py
+Run: .venv/bin/python bench/bench_parse.py
 """
 
 from __future__ import annotations

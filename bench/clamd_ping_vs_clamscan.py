@@ -5,7 +5,7 @@ set-up only, NOT what the real database costs: with the full official signatures
 about 1.2 GiB resident and a clamscan probe would load all of it again on every run (ClamAV's
 own documentation, "Memory (RAM) Requirements": https://docs.clamav.net/manual/Installing/Docker.html).
 
-    /work/venv/bin/python bench/clamd_ping_vs_clamscan.py [--runs 20]
+    .venv/bin/python bench/clamd_ping_vs_clamscan.py [--runs 20]
 
 Printed in absolute numbers:
 - PING: wall time of one check attempt (the agent's probe over the unix socket), median of N;

@@ -1,5 +1,5 @@
 """Medians of the DMS `setup` double's commands, bare and padded (DMS_DOUBLE_DELAY=1), next to
-the medians measured on real DMS v15.1.0 (../shared/dms-facts.md, 20 accounts).
+the medians measured on real DMS v15.1.0 (dms-facts, 20 accounts).
 
     .venv/bin/python -m bench.dms_double [--runs 5]     (from the repository root)
 

@@ -6,7 +6,7 @@ script (state, render, `haproxy -c`, reload of a real master-worker HAProxy). Me
 - routed: from sending until a TCP client through HAProxy reaches the new backend,
 - heartbeat: an unchanged registration (no check, no reload).
 
-    /work/venv/bin/python bench/lb_delivery.py [--rounds 20]
+    .venv/bin/python bench/lb_delivery.py [--rounds 20]
 
 The machine is shared (2 cores, several builds at once): read medians, run it twice.
 """

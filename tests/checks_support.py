@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from agent.executor import Result
+from agent.executor import Result, reap
 
 
 class LocalExecutor:
@@ -39,10 +37,11 @@ class LocalExecutor:
             async with asyncio.timeout(timeout):
                 out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            await reap(proc, grace=0.0)
             return Result(None, "", "", time.monotonic() - started, timed_out=True)
+        except asyncio.CancelledError:
+            await reap(proc, grace=0.0)  # no child or pipe transport outlives the loop
+            raise
         return Result(proc.returncode, out.decode(), err.decode(), time.monotonic() - started)
 
 

@@ -12,6 +12,8 @@ pytest_plugins: list[str] = [
     "tests.reconcile_rig",
     "tests.kube_api.fixtures",
     "tests.deploy.fixtures",
+    "tests.kube_real.fixtures",
+    "tests.kube_real.agent_rig",
     "tests.rig.knot",
     "tests.rig.logs",
     "tests.rig.webhook",

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -69,6 +72,26 @@ class LbHost:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+def run_example_hook(
+    tmp_path: Path, fmt: str, doc: object, **env: str
+) -> tuple[int, dict[str, Any]]:
+    """The example receiver script run once, as webhook runs it: (exit status, result line)."""
+    environ = {
+        **os.environ,
+        "LB_STATE_DIR": str(tmp_path / "state"),
+        "LB_HAPROXY_CONFIG": str(tmp_path / "dms-lb.cfg"),
+        "LB_HAPROXY_CHECK": "true",  # these cases stop before or test around HAProxy
+        "LB_RELOAD": "true",
+        **env,
+    }
+    script = str(EXAMPLE / "dms-lb-hook.py")
+    payload = doc if isinstance(doc, str) else json.dumps(doc)
+    done = subprocess.run(
+        [sys.executable, script, fmt, payload], env=environ, capture_output=True, text=True
+    )
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def example_hooks(dest: Path) -> Path:
     """The example hooks.json, pointing at the example script in this checkout."""
     hooks = json.loads((EXAMPLE / "hooks.json").read_text())
@@ -115,6 +138,91 @@ def setup_host(
 @pytest.fixture
 def lb_host(webhook: WebhookFactory, haproxy: HAProxy, tmp_path: Path) -> LbHost:
     return setup_host(webhook, haproxy, tmp_path)
+
+
+# ---- the original receiver ---------------------------------------------------------------
+
+ORIGINAL_HOOK = Path(__file__).resolve().parent / "rig" / "original_lb" / "update-haproxy.sh"
+ORIGINAL_ARGUMENTS = ("name", "frontend-port", "backend-port", "dst-ip", "action")
+ORIGINAL_TOKEN = "t0ken-for-tests"
+
+
+def original_hooks(workdir: Path, confirm: bool = False) -> list[dict[str, Any]]:
+    """The original receiver's hooks.json: hook ``update-haproxy`` passes five payload values
+    as arguments when ``X-Funkypenguin-Token`` matches, and (without ``confirm``) answers 200
+    with an empty body at once, before the script runs. ``confirm`` adds what the docs tell
+    users to add: the script's output in the response."""
+    hook: dict[str, Any] = {
+        "id": "update-haproxy",
+        "execute-command": str(ORIGINAL_HOOK),
+        "command-working-directory": str(workdir),
+        "pass-arguments-to-command": [
+            {"source": "payload", "name": name} for name in ORIGINAL_ARGUMENTS
+        ],
+        "trigger-rule": {
+            "match": {
+                "type": "value",
+                "value": ORIGINAL_TOKEN,
+                "parameter": {"source": "header", "name": "X-Funkypenguin-Token"},
+            }
+        },
+    }
+    if confirm:
+        hook["include-command-output-in-response"] = True
+    return [hook]
+
+
+@dataclass
+class OriginalHost:
+    """The original receiver: webhook + the rebuilt ``update-haproxy.sh`` + HAProxy running
+    the single config file the script writes."""
+
+    factory: WebhookFactory
+    haproxy: HAProxy
+    workdir: Path  # the hook's working directory: parts/, candidate.cfg, haproxy.cfg
+    token: Path
+    env: dict[str, str]
+    port: int
+    webhook: Webhook | None = None
+
+    def start_webhook(self, confirm: bool = False) -> Webhook:
+        if self.webhook is not None:
+            self.webhook.stop()
+        hooks = original_hooks(self.workdir, confirm)
+        self.webhook = self.factory.start(hooks, env=self.env, port=self.port)
+        return self.webhook
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/update-haproxy"
+
+    def triggered(self) -> int:
+        assert self.webhook is not None
+        return self.webhook.triggered("update-haproxy")
+
+    def part(self, frontend: int) -> str:
+        path = self.workdir / "parts" / f"{frontend}.inc"
+        return path.read_text() if path.exists() else ""
+
+
+def setup_original_host(webhook: WebhookFactory, haproxy: HAProxy, tmp_path: Path) -> OriginalHost:
+    workdir = tmp_path / "original"
+    (workdir / "parts").mkdir(parents=True)
+    base = haproxy.base_config().read_text()
+    (workdir / "parts" / "global").write_text(base)
+    config = workdir / "haproxy.cfg"
+    config.write_text(base)
+    haproxy.start(config)
+    token = tmp_path / "token"
+    token.write_text(ORIGINAL_TOKEN + "\n")
+    env = {
+        "RELOAD": " ".join(haproxy.reload_argv),
+        "BIND": "127.0.0.1",
+        "HAPROXY": haproxy.binary,
+    }
+    host = OriginalHost(webhook, haproxy, workdir, token, env, free_port())
+    host.start_webhook()
+    return host
 
 
 # ---- the pod's side: test backends ------------------------------------------------------

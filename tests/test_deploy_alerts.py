@@ -98,6 +98,11 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "dms_agent_check_certificate_not_after_timestamp_seconds",
         "dms_agent_lb_consecutive_failures",
         "dms_agent_mailserver_healthy",
+        "dms_agent_mail_queue_messages",
+        "dms_agent_mail_queue_oldest_message_age_seconds",
+        "dms_agent_mail_deliveries_total",
+        "dms_agent_mail_auth_failures_total",
+        "dms_agent_mail_log_last_read_timestamp_seconds",
     ):
         assert metric in exprs, metric
 
@@ -115,7 +120,10 @@ def _live_metrics() -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for collector in list(REGISTRY._collector_to_names):
         for family in collector.describe() if hasattr(collector, "describe") else []:
-            labels = set(getattr(collector, "_labelnames", ()))
+            # a metric object names its labels; a custom collector's families name their own
+            labels = set(
+                getattr(collector, "_labelnames", ()) or getattr(family, "_labelnames", ())
+            )
             if family.type == "stateset":  # an Enum: one series per state, label = its name
                 labels.add(family.name)
             suffixes = {

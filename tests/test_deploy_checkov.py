@@ -16,7 +16,7 @@ from tests.deploy import render
 SKIPS: dict[str, str] = yaml.safe_load(
     (Path(render.__file__).parent / "checkov-skips.yaml").read_text()
 )
-HOW = "run .ci/extra-installs (checkov in tools/checkov-venv)"
+HOW = "run .ci/extra-installs (checkov in a cached venv, linked from tools/bin)"
 
 
 def _checkov(files: list[Path], skips: list[str]) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ def test_byo_key_installed_with_dms_modes(tmp_path: Path) -> None:
     byo.mkdir()
     openssl_key(byo / "old._domainkey.example.com.pem")
     openssl_key(byo / "ed._domainkey.example.org.pem", kind="ed25519")
-    keys, errors = load_byo_keys(byo, {})
+    keys, errors = load_byo_keys(byo, {}, allow_undeclared=True)
     assert errors == []
     config = tmp_path / "config"
     for key in keys:
@@ -160,7 +160,7 @@ def test_byo_rspamd_layout(tmp_path: Path) -> None:
     byo = tmp_path / "byo"
     byo.mkdir()
     openssl_key(byo / "mail._domainkey.example.com.pem")
-    (key,), _ = load_byo_keys(byo, {})
+    (key,), _ = load_byo_keys(byo, {"example.com": DkimSpec()})
     assert install_byo_key(tmp_path, "rspamd", key)
     folder = tmp_path / "rspamd" / "dkim"
     private = folder / "rsa-2048-mail-example.com.private.txt"
@@ -176,6 +176,10 @@ def test_byo_rspamd_layout(tmp_path: Path) -> None:
         ("mail.example.com.pem", None, "name", "expected <selector>._domainkey.<domain>.pem"),
         ("small._domainkey.example.com.pem", "rsa512", "key", "RSA key of 512 bits"),
         ("mail._domainkey.typed.com.pem", "ed", "key", "the state declares rsa for typed.com"),
+        # the name must say a DNS selector and domain: `..` would write outside keys/
+        ("mail._domainkey....pem", None, "name", "domain '..'"),
+        ("m_l._domainkey.typed.com.pem", None, "name", "selector 'm_l' must be DNS labels"),
+        ("mail._domainkey.undeclared.org.pem", None, "name", "undeclared.org does not declare"),
     ],
 )  # fmt: skip
 def test_corrupt_byo_key_is_a_located_error_and_writes_nothing(
@@ -192,7 +196,8 @@ def test_corrupt_byo_key_is_a_located_error_and_writes_nothing(
         openssl_key(path)
     else:
         path.write_text(content)
-    keys, errors = load_byo_keys(byo, {"typed.com": DkimSpec("mail", "rsa", 2048)})
+    specs = {d: DkimSpec("mail", "rsa", 2048) for d in ("typed.com", "example.com")}
+    keys, errors = load_byo_keys(byo, specs)
     assert keys == []
     (err,) = errors
     assert (err.file, err.field) == (str(path), field)

@@ -69,6 +69,7 @@ async def test_configmap_and_secret_reach_dms_through_kube_exec(
     dms = make_dms()
     key_file = tmp_path / "ledger.key"
     key_file.write_text("a test ledger key, not beside the ledger\n")
+    key_file.chmod(0o600)
     store = kube_api.server.store
     store.create("configmaps", "mail", {"metadata": {"name": "mail-state"},
                                         "data": {"mailserver.yaml": STATE}})  # fmt: skip

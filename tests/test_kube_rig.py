@@ -1,6 +1,6 @@
-"""The test API server against the real kubernetes_asyncio client, as /work/shared/tooling.md
-describes its wire behaviour: list, watch with bookmarks, 410 after one retry, exec exit codes
-and stdin. If these pass, tests of dms-agent against the server say something about a cluster."""
+"""The test API server against the real kubernetes_asyncio client's wire behaviour: list, watch
+with bookmarks, 410 after one retry, exec exit codes and stdin. The parts a real API server can
+answer are also compared with kube-apiserver itself (tests/test_kube_real_wire_parity.py)."""
 
 from __future__ import annotations
 

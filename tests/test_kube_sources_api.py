@@ -186,6 +186,20 @@ async def test_410_storm(rig: Rig) -> None:
     assert sum(s.restarts.get("expired", 0) for s in rig.sources) >= 3
 
 
+async def test_error_status_for_a_version_lists_again(rig: Rig) -> None:
+    """A watch error that comes back for the same version (a real API server without watch
+    cache: 500 "PrevKv=nil" after compaction) is left by listing again, not by retrying it."""
+    server = rig.api.server
+    src = rig.sources[0]
+    await server.wait_streams(2)
+    server.poison_versions()
+    server.drop_streams(abrupt=False)
+    await eventually(lambda: src.restarts.get("error", 0) >= 1)
+    rig.write_state("a@x.org", "after@x.org")  # only a new list can see it
+    await rig.rec.until({"a@x.org", "after@x.org"})
+    assert_nothing_twice(rig)
+
+
 async def test_compaction_while_disconnected(rig: Rig) -> None:
     server = rig.api.server
     await server.stop()

@@ -118,7 +118,7 @@ async def test_absent_folder_publishes_nothing_until_it_appears(tmp_path: Path) 
         await asyncio.sleep(0.3)
         assert rec.published == []  # the secret is unknown, not empty
         merge = status.component("sources merge")
-        assert "absent" in merge.message and f"path/{secret}" in merge.message
+        assert "absent" in merge.message and f"path:{secret}" in merge.message
         kubelet_write(secret, {"passwords.yaml": "{}\n"})
         await rec.until({"a@x.org"})
     finally:
@@ -193,7 +193,7 @@ async def test_folder_removed_then_back(tmp_path: Path) -> None:
     try:
         await rec.until({"a@x.org"})
         shutil.rmtree(mount)
-        source = status.component(f"source path/{mount}")
+        source = status.component(f"source path:{mount}")
         await eventually(lambda: "absent" in source.message)
         kubelet_write(mount, {"mailserver.yaml": state_yaml("b@x.org")})
         await rec.until({"b@x.org"})

@@ -95,7 +95,10 @@ async def test_funkypenguin_one_request_per_port(lb_host: LbHost) -> None:
         try:
             await agent.wait(ok)
             assert lb_host.triggered("update-haproxy") == 2  # one request per port
-            assert set(lb_host.state()["legacy"]) == {f"mailserver/{f1}", f"mailserver/{f2}"}
+            assert set(lb_host.state()["legacy"]) == {
+                f"docker-mailserver-smtp/{f1}",
+                f"docker-mailserver-submission/{f2}",
+            }
             greeting, client_port = await wait_route(f1, "smtp")
             assert greeting.endswith(f"PROXY TCP4 {CLIENT_SOURCE} 127.0.0.1 {client_port} {f1}")
             greeting, _ = await wait_route(f2, "submission")
@@ -112,7 +115,7 @@ async def test_funkypenguin_one_request_per_port(lb_host: LbHost) -> None:
         agent = start_agent(settings.model_copy(update={"lb": lb}))
         try:
             await agent.wait(ok)
-            assert sorted(lb_host.state()["legacy"]) == [f"mailserver/{f1}"]
+            assert sorted(lb_host.state()["legacy"]) == [f"docker-mailserver-smtp/{f1}"]
             assert f":{f2}" not in lb_host.config.read_text()
             await wait_route(f1, "smtp")
             calls = lb_host.triggered("update-haproxy")
@@ -127,7 +130,7 @@ async def test_funkypenguin_one_request_per_port(lb_host: LbHost) -> None:
     ("fmt", "hook", "secret", "answer"),
     [
         ("v2", "dms-lb", "DMS_LB_HMAC_KEY", "HTTP 500"),  # webhook: invalid signature
-        ("funkypenguin", "update-haproxy", "DMS_LB_TOKEN", "HTTP 403"),  # rule mismatch
+        ("funkypenguin", "update-haproxy", "DMS_LB_TOKEN", "port smtp: HTTP 403"),  # mismatch
     ],
 )
 async def test_wrong_key_or_token_never_triggers(

@@ -6,28 +6,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from agent.errors import InvalidDocument
-from agent.lb.client import SecretError, read_secret
+from agent.lb.client import Outcome, SecretError, combined, read_secret
 from agent.lb.component import check_passed, endpoint
-from agent.lb.config import LbPort
+from agent.lb.config import FunkypenguinStyle, LbPort
 from agent.lb.payload import (
     Registration,
     check_proof,
     funkypenguin_requests,
     rejection,
+    unconfirmed,
     v2_request,
 )
 from agent.lb.sequence import SequenceSource
 from agent.settings import load_settings
-from tests.lbkit import EXAMPLE
+from tests.lbkit import run_example_hook
 
 PORTS = (
     LbPort(name="smtp", frontend=25, proxy_protocol=True),
@@ -58,27 +56,42 @@ def test_v2_document_is_signed_over_the_raw_body() -> None:
     assert req.headers["Content-Type"] == "application/json"
 
 
-def test_funkypenguin_is_one_string_valued_request_per_port() -> None:
-    reqs = funkypenguin_requests(REG, "delete", "tok")
+def test_funkypenguin_defaults_are_the_original_senders_values() -> None:
+    """The original phone-home container: every value a string, send-proxy the HAProxy
+    keyword or empty, one name per port (docker-mailserver-smtp, ...)."""
+    reqs = funkypenguin_requests(REG, "delete", "tok", FunkypenguinStyle())
     assert [json.loads(r.body) for r in reqs] == [
         {
             "dst-ip": "192.0.2.10",
             "frontend-port": "25",
             "backend-port": "25",
             "action": "delete",
-            "name": "mailserver",
-            "send-proxy": "true",
+            "name": "docker-mailserver-smtp",
+            "send-proxy": "send-proxy",
         },
         {
             "dst-ip": "192.0.2.10",
             "frontend-port": "465",
             "backend-port": "30465",
             "action": "delete",
-            "name": "mailserver",
-            "send-proxy": "false",
+            "name": "docker-mailserver-submissions",
+            "send-proxy": "",
         },
     ]
-    assert all(r.headers["X-Funkypenguin-Token"] == "tok" for r in reqs)
+    assert [r.port for r in reqs] == ["smtp", "submissions"]
+    assert reqs[0].headers["X-Funkypenguin-Token"] == "tok"
+
+
+def test_funkypenguin_booleans_and_one_shared_name_stay_selectable() -> None:
+    style = FunkypenguinStyle.model_validate({"sendProxy": "boolean", "names": "shared"})
+    docs = [json.loads(r.body) for r in funkypenguin_requests(REG, "add", "tok", style)]
+    assert [(d["name"], d["send-proxy"]) for d in docs] == [
+        ("mailserver", "true"),
+        ("mailserver", "false"),
+    ]
+    prefixed = FunkypenguinStyle.model_validate({"namePrefix": "dms-"})
+    docs = [json.loads(r.body) for r in funkypenguin_requests(REG, "add", "t", prefixed)]
+    assert [d["name"] for d in docs] == ["dms-smtp", "dms-submissions"]
 
 
 def test_proof_must_match_the_request() -> None:
@@ -96,6 +109,20 @@ def test_proof_must_match_the_request() -> None:
         "sequence 3 already seen"
     )
     assert rejection(good) is None
+
+
+def test_an_empty_2xx_is_delivered_unconfirmed_and_one_port_never_hides_another() -> None:
+    assert unconfirmed("", None) and unconfirmed(" \n", None)
+    assert not unconfirmed("I got the payload!", None)  # a message: not the original's answer
+    assert not unconfirmed("", r"^$")  # expectResponse decides alone
+    ok, bare = Outcome(True, "ok", "HTTP 200"), Outcome(True, "unconfirmed", "HTTP 200")
+    refused = Outcome(False, "http_error", "HTTP 500: boom")
+    assert combined([("smtp", ok), ("imap", ok)], "add", None).result == "ok"
+    both = combined([("smtp", ok), ("imap", bare)], "add", None)
+    assert both.ok and not both.confirmed and both.result == "unconfirmed"
+    failed = combined([("smtp", bare), ("imap", refused), ("pop3", refused)], "add", 7)
+    assert not failed.ok and failed.result == "http_error" and failed.sequence == 7
+    assert failed.detail == "port imap: HTTP 500: boom (and 1 more port(s))"
 
 
 async def test_sequence_increases_and_survives_restarts_and_clock_jumps(tmp_path: Path) -> None:
@@ -174,22 +201,7 @@ def test_bad_settings_are_located(tmp_path: Path, body: str, message: str) -> No
 # ---- the receiver script's refusals -------------------------------------------------------
 
 
-def _hook(tmp_path: Path, fmt: str, doc: object, **env: str) -> tuple[int, dict[str, object]]:
-    config = tmp_path / "dms-lb.cfg"
-    environ = {
-        **os.environ,
-        "LB_STATE_DIR": str(tmp_path / "state"),
-        "LB_HAPROXY_CONFIG": str(config),
-        "LB_HAPROXY_CHECK": "true",  # these cases stop before or test around HAProxy
-        "LB_RELOAD": "true",
-        **env,
-    }
-    script = str(EXAMPLE / "dms-lb-hook.py")
-    payload = doc if isinstance(doc, str) else json.dumps(doc)
-    done = subprocess.run(
-        [sys.executable, script, fmt, payload], env=environ, capture_output=True, text=True
-    )
-    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+_hook = run_example_hook
 
 
 def _v2(**over: object) -> dict[str, object]:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def build(ctx: AgentContext) -> list[Component]:
     from agent.checks.defaults import effective_checks
     from agent.checks.probes import ProbeEnv
+    from agent.checks.ratelog import RateLog, beside
     from agent.checks.remediation import Remediator
     from agent.checks.runner import CheckRunner
     from agent.checks.state import CheckState
@@ -31,11 +32,22 @@ def build(ctx: AgentContext) -> list[Component]:
     states = [CheckState(spec) for spec in specs]
     board = Board(states, ctx.status, ctx.hub)
     board.publish()
-    remediator = Remediator(ctx.executor, ctx.events)
+    remediator = Remediator(
+        ctx.executor, ctx.events, RateLog(beside(settings.verdict_file, "remediations"))
+    )
     components: list[Component] = [
         CheckRunner(spec, state, board, env, remediator, settings.escalation, i / len(specs))
         for i, (spec, state) in enumerate(zip(specs, states, strict=True))
     ]
     if settings.verdict_file is not None:
-        components.append(VerdictWriter(board, settings.verdict_file, settings.verdict_refresh))
+        escalations = RateLog(beside(settings.verdict_file, "escalations"))
+        components.append(
+            VerdictWriter(
+                board,
+                settings.verdict_file,
+                settings.verdict_refresh,
+                escalations,
+                settings.escalation.max_per_hour,
+            )
+        )
     return components

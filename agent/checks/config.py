@@ -44,6 +44,7 @@ class Remediation(Section):
     max_actions: int = Field(3, ge=1)
     window: float = Field(3600.0, gt=0)
     grace: float = Field(60.0, ge=0)
+    # seconds one remediation command may take
     timeout: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
@@ -54,11 +55,17 @@ class Remediation(Section):
 
 
 class CheckBase(Section):
+    # unique; a metric label and the check's name in /healthz
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # seconds between two runs
     interval: float = Field(30.0, gt=0)
+    # seconds one run may take before it fails
     timeout: float = Field(5.0, gt=0)
+    # seconds after start before the first run
     initial_delay: float = Field(0.0, ge=0)
+    # consecutive failures before the check is FAILING
     failure_threshold: int = Field(3, ge=1)
+    # consecutive passes before a failing check is OK again
     success_threshold: int = Field(1, ge=1)
     affects_verdict: bool = True  # false: reported and measured, never makes the verdict unhealthy
     remediation: Remediation | None = None
@@ -68,7 +75,9 @@ class TlsOptions(Section):
     """How a TLS handshake is judged. Unverified by default: the checks connect to the pod's
     loopback, where the certificate's names rarely match; expiry is still read and judged."""
 
+    # verify the certificate chain and name
     verify: bool = False
+    # PEM file of trusted CAs; default: the system's store
     ca_file: Path | None = None
     server_name: str | None = None  # SNI and, with verify, the name to match
 
@@ -76,13 +85,17 @@ class TlsOptions(Section):
 class ExecCheck(CheckBase):
     """Commands run in sequence in the mailserver's environment; any non-zero exit fails."""
 
+    # exec, tcp, smtp, imap, pop3, clamd or http: which check this is
     kind: Literal["exec"]
+    # argv lists, or strings run with sh -c
     commands: list[list[str] | str] = Field(min_length=1)
 
 
 class TcpCheck(CheckBase):
     kind: Literal["tcp"]
+    # the address to connect to
     host: str = "127.0.0.1"
+    # the port to connect to
     port: int = Field(ge=1, le=65535)
 
 
@@ -93,8 +106,10 @@ class SmtpCheck(CheckBase):
     kind: Literal["smtp"]
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
+    # none, starttls or implicit (TLS from the first byte)
     tls: TlsMode = "starttls"
     tls_options: TlsOptions = TlsOptions()
+    # the name sent with EHLO
     ehlo: str = "dms-agent.localhost"
 
 
@@ -132,8 +147,11 @@ class ClamdCheck(CheckBase):
 
 class HttpCheck(CheckBase):
     kind: Literal["http"]
+    # http:// or https:// URL to GET
     url: str = Field(pattern=r"^https?://")
+    # the status code that passes
     expect_status: int = Field(200, ge=100, le=599)
+    # text the body must contain; null: any body
     body_contains: str | None = None
     tls_options: TlsOptions = TlsOptions()
 
@@ -153,11 +171,16 @@ class DmsDefaults(Section):
     ``supervisorctl restart`` remediation.
     """
 
+    # add the checks DMS's environment implies
     enabled: bool = True
+    # where the default checks connect (the pod's loopback)
     host: str = "127.0.0.1"
+    # clamd's unix socket, shared from the mailserver
     clamd_socket: Path | None = Path("/var/run/clamav/clamd.ctl")
     clamd_port: int | None = Field(None, ge=1, le=65535)  # set to use TCP instead of the socket
+    # the Rspamd check's URL
     rspamd_url: str = "http://127.0.0.1:11334/ping"
+    # give the default checks their supervisorctl restart remediation
     remediate: bool = True
     disable: list[str] = Field(default_factory=list)  # names of default checks to leave out
 
@@ -168,18 +191,23 @@ class Escalation(Section):
     has restarted the mailserver (if its probe is wired), which needs time to start before it
     is judged again; without the pause its own start-up would be read as a new failure and
     restart it again (a crash loop). After the pause the check must pass once before it can
-    escalate again."""
+    escalate again. At most ``maxPerHour`` escalations are written as ``unhealthy`` in any hour,
+    across agent restarts (counted in ``<verdictFile>.escalations``); past that the verdict file
+    says ``unknown`` (the probe passes) while /healthz still reports the failure."""
 
     hold: float = Field(120.0, gt=0)
     restart_grace: float = Field(180.0, ge=0)
+    max_per_hour: int = Field(3, ge=0)
 
 
 class ChecksSettings(Section):
     """``checks:`` — see the module docstring."""
 
+    # run the checks (and write the verdict file, if set)
     enabled: bool = False
     dms_defaults: DmsDefaults = DmsDefaults()
     checks: list[CheckSpec] = Field(default_factory=list)  # a name equal to a default replaces it
+    # a certificate expiring within this many days warns
     certificate_warning_days: float = Field(14.0, ge=0)
     # The verdict for the mailserver's livenessProbe (see `dms-agent probe-script`). Null: none.
     verdict_file: Path | None = None

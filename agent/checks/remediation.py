@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.checks.config import Remediation
 from agent.checks.metrics import REMEDIATIONS
+from agent.checks.ratelog import RateLog
 from agent.events import EventSink
 from agent.executor import Executor
 
@@ -32,7 +32,6 @@ class Result(StrEnum):
 
 @dataclass(slots=True)
 class _Limiter:
-    runs: deque[float] = field(default_factory=deque)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_run: float | None = None
 
@@ -46,10 +45,13 @@ def command_text(command: list[str] | str) -> str:
 
 
 class Remediator:
-    def __init__(self, executor: Executor | None, events: EventSink) -> None:
+    def __init__(
+        self, executor: Executor | None, events: EventSink, runs: RateLog | None = None
+    ) -> None:
         self.executor = executor
         self.events = events
         self._limiters: dict[str, _Limiter] = {}
+        self.runs = runs or RateLog(None)  # the runs per command, kept across restarts
 
     async def run(self, check: str, spec: Remediation) -> tuple[Result, str]:
         """Run ``spec.command`` for ``check`` unless limited; (result, human note)."""
@@ -60,15 +62,13 @@ class Remediator:
             now = loop.time()
             if limiter.last_run is not None and now - limiter.last_run < spec.grace:
                 return self._record(check, Result.JOINED, f"joined the recent run of {text!r}")
-            while limiter.runs and now - limiter.runs[0] > spec.window:
-                limiter.runs.popleft()
-            if len(limiter.runs) >= spec.max_actions:
+            if await self.runs.count(text, spec.window) >= spec.max_actions:
                 note = f"{text!r} not run: {spec.max_actions} runs in {spec.window:g}s already"
                 return self._record(check, Result.RATE_LIMITED, note)
             if self.executor is None:
                 note = f"{text!r} not run: no executor configured"
                 return self._record(check, Result.NO_EXECUTOR, note)
-            limiter.runs.append(now)
+            await self.runs.add(text, spec.window)
             limiter.last_run = now
             log.warning("check %s failing: remediating with %r", check, text)
             try:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from agent.checks.probes import describe_expiry
+from agent.checks.ratelog import RateLog
 from agent.checks.state import CheckState, Phase
+from agent.fsio import write_file
 from agent.hub import Hub
 from agent.metrics import HEALTH_VERDICT
 from agent.status import State, StatusRegistry, Verdict
@@ -141,17 +141,12 @@ def render(verdict: Verdict, reasons: list[str], now: float) -> str:
 
 def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never a part (rename within one folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # the mailserver container may run its probe as another user
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # 0644: the mailserver container may run its probe as another user
+    write_file(path, text, mode=0o644, make_parents=True)
+
+
+ESCALATION = "unhealthy"
+HOUR = 3600.0
 
 
 class VerdictWriter:
@@ -159,19 +154,49 @@ class VerdictWriter:
 
     name = "checks-verdict-file"
 
-    def __init__(self, board: Board, path: Path, refresh: float) -> None:
+    def __init__(
+        self,
+        board: Board,
+        path: Path,
+        refresh: float,
+        escalations: RateLog | None = None,
+        max_per_hour: int = 3,
+    ) -> None:
         self.board = board
         self.path = path
         self.refresh = refresh
+        self.escalations = escalations or RateLog(None)
+        self.max_per_hour = max_per_hour
+        self._episode: bool | None = None  # in an unhealthy spell: was it let through?
 
     async def _write(self, verdict: Verdict, reasons: list[str]) -> None:
+        if verdict is Verdict.UNHEALTHY and not await self._escalation_allowed():
+            note = f"escalation cap: {self.max_per_hour} restarts asked in the last hour"
+            verdict, reasons = Verdict.UNKNOWN, [note, *reasons]
         text = render(verdict, reasons, time.time())
         await asyncio.to_thread(write_atomically, self.path, text)
+
+    async def _escalation_allowed(self) -> bool:
+        """Each unhealthy spell is one escalation, counted when it starts."""
+        if self._episode is None:
+            allowed = await self.escalations.count(ESCALATION, HOUR) < self.max_per_hour
+            if allowed:
+                await self.escalations.add(ESCALATION, HOUR)
+            else:
+                log.error(
+                    "mailserver unhealthy, but %d restarts were asked in the last hour: the "
+                    "verdict file says unknown until the next hour",
+                    self.max_per_hour,
+                )
+            self._episode = allowed
+        return self._episode
 
     async def run(self) -> None:
         try:
             while True:
                 self.board.changed.clear()
+                if self.board.verdict is not Verdict.UNHEALTHY:
+                    self._episode = None
                 try:
                     await self._write(self.board.verdict, self.board.reasons)
                 except OSError as exc:  # logged; stale file => the probe passes (fail-open)

@@ -6,39 +6,15 @@ import argparse
 import asyncio
 import sys
 
-from agent.commands.common import add_settings_options
-from agent.commands.plan import render_plan
+from agent.commands.plan import exit_code, render_plan
 from agent.commands.state import (
     EXIT_ERROR,
-    add_source_option,
     make_engine,
     settings_and_desired,
 )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "apply",
-        help="run one reconcile: make DMS equal the declared state",
-        description=(
-            "Observe, plan and apply once, under the apply lock (one agent at a time). "
-            "Deletions over maxDeletions are refused unless approved with --allow-deletions. "
-            "An explicit apply runs even when reconcile.mode is observe."
-        ),
-    )
-    add_settings_options(p)
-    add_source_option(p)
-    p.add_argument(
-        "--allow-deletions",
-        type=int,
-        default=0,
-        metavar="N",
-        help="approve up to N deletions beyond maxDeletions, this once",
-    )
-    p.set_defaults(func=_apply)
-
-
-def _apply(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     loaded = settings_and_desired(args)
     if isinstance(loaded, int):
         return loaded
@@ -54,4 +30,6 @@ def _apply(args: argparse.Namespace) -> int:
     if report.error is not None:
         print(f"error: {report.error}", file=sys.stderr)
     print(f"Apply: {report.outcome} in {report.duration:.2f}s")
-    return 0 if report.outcome in ("noop", "applied") else EXIT_ERROR
+    if report.outcome not in ("noop", "applied") or report.plan is None:
+        return EXIT_ERROR
+    return exit_code(report.plan, detailed=False)

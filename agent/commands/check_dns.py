@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 from agent.dns import runner
 from agent.dns.config import DnsSettings
 from agent.dns.model import DomainReport, Status
@@ -34,40 +34,13 @@ EXIT_FAIL, EXIT_ERROR = 1, 3
 COLOURS = {"pass": "32", "warn": "33", "fail": "31", "error": "35"}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "check-dns",
-        help="check the mail domains' DNS records (MX, SPF, DKIM, DMARC, MTA-STS, ...) once",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_settings_options(p)
-    p.add_argument("domains", nargs="*", metavar="DOMAIN", help="check only these domains")
-    p.add_argument("--state", type=Path, metavar="PATH", help="mail state file or folder")
-    p.add_argument(
-        "--nameserver",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="ask this nameserver (repeatable; default: settings, else resolv.conf)",
-    )
-    p.add_argument("--mx-host", metavar="NAME", help="the expected MX host name")
-    p.add_argument("--ipv4", action="append", metavar="ADDR", help="the MX host's IPv4")
-    p.add_argument("--ipv6", action="append", metavar="ADDR", help="the MX host's IPv6")
-    p.add_argument("--egress", action="append", metavar="ADDR", help="outgoing mail's address")
-    p.add_argument("--send-only", action="append", metavar="DOMAIN", help="a send-only domain")
-    p.add_argument("--dms-config-dir", type=Path, metavar="DIR", help="DMS config folder (DKIM)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="one lookup's lifetime")
-    p.add_argument("--output", choices=["table", "json"], default="table")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
     try:
         dns = dns_settings(settings.dns, args)
+        check_paths(args)
         desired = load_state(args.state, settings)
     except InvalidDocument as exc:
         for err in exc.errors:
@@ -90,6 +63,23 @@ def _run(args: argparse.Namespace) -> int:
     return exit_code(reports)
 
 
+DKIM_FOLDERS = ("opendkim/keys", "rspamd/dkim")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """A folder without DMS's key folders would turn every DKIM mismatch into "no key to
+    compare" (a warning): say so rather than report less than was asked."""
+    folder: Path | None = args.dms_config_dir
+    if folder is not None and not any((folder / sub).is_dir() for sub in DKIM_FOLDERS):
+        raise ValueError(
+            f"--dms-config-dir {folder}: neither {' nor '.join(DKIM_FOLDERS)} is there "
+            "(DMS's config folder, /tmp/docker-mailserver in the container)"
+        )
+    bundle: Path | None = args.mta_sts_ca_bundle
+    if bundle is not None and not bundle.is_file():
+        raise ValueError(f"--mta-sts-ca-bundle {bundle}: no such file")
+
+
 def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
     """The settings' ``dns:`` with the command line's flags on top (validated again)."""
     data: dict[str, Any] = base.model_dump()
@@ -103,6 +93,8 @@ def dns_settings(base: DnsSettings, args: argparse.Namespace) -> DnsSettings:
         "lifetime": args.timeout,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
+    if args.mta_sts_ca_bundle is not None:
+        data["mta_sts"] = {**data["mta_sts"], "ca_bundle": args.mta_sts_ca_bundle}
     if args.timeout is not None:
         data["timeout"] = min(data["timeout"], args.timeout)
     return DnsSettings.model_validate(data)

@@ -7,31 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "dkim",
-        help="DKIM: print the TXT records to publish, or force a held rotation",
-        description=(
-            "`records` prints, for every DKIM key in DMS's config folder, the TXT record to "
-            "publish (zone-file lines, or JSON). Only public keys are read. `switch DOMAIN` "
-            "lets the running agent switch signing to the declared selector without waiting "
-            "for DNS to serve the new record."
-        ),
-    )
-    actions = p.add_subparsers(dest="dkim_action", metavar="ACTION", required=True)
-    records = actions.add_parser("records", help="print the TXT records to publish")
-    add_settings_options(records)
-    records.add_argument("--output", choices=["zone", "json"], default="zone")
-    records.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains")
-    records.set_defaults(func=_records)
-    switch = actions.add_parser("switch", help="switch signing now, without waiting for DNS")
-    add_settings_options(switch)
-    switch.add_argument("domain", metavar="DOMAIN")
-    switch.add_argument("--force", action="store_true", required=True, help="yes, really")
-    switch.set_defaults(func=_switch)
+EXIT_NO_KEYS = 1
 
 
 def _config(args: argparse.Namespace) -> tuple[Path, str, Path] | None:
@@ -49,7 +27,7 @@ def _config(args: argparse.Namespace) -> tuple[Path, str, Path] | None:
     return config_dir, backend, state
 
 
-def _records(args: argparse.Namespace) -> int:
+def records(args: argparse.Namespace) -> int:
     found = _config(args)
     if found is None:
         return EXIT_INVALID_SETTINGS
@@ -69,10 +47,18 @@ def _records(args: argparse.Namespace) -> int:
     else:
         for key in keys.values():
             print(key.zone_line())
-    return 0 if keys else 1
+    if not keys:
+        which = f" for {', '.join(sorted(wanted))}" if wanted else ""
+        print(
+            f"no {backend} DKIM key{which} in {config_dir} (the agent makes keys for the "
+            "domains whose state declares `dkim:`)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_KEYS
+    return 0
 
 
-def _switch(args: argparse.Namespace) -> int:
+def switch(args: argparse.Namespace) -> int:
     found = _config(args)
     if found is None:
         return EXIT_INVALID_SETTINGS

@@ -8,38 +8,36 @@ import json
 import sys
 from typing import Any
 
-from agent.commands.common import add_settings_options
 from agent.commands.state import (
     EXIT_ERROR,
-    add_source_option,
     make_engine,
     settings_and_desired,
 )
+from agent.reconcile.dkimwork import DONE_BY
 from agent.reconcile.plan import Plan
 
+KEPT_SHOWN = 20
+
 EXIT_CHANGES = 2
+EXIT_HELD = 3  # refused deletions, blocked ops, held DKIM steps: work a person must look at
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="show the ops a reconcile would run (nothing is changed)",
-        description=(
-            "Observe DMS, compare with the declared state and print the plan. With "
-            "--detailed-exitcode: 0 no changes, 1 error, 2 changes (as terraform does)."
-        ),
-    )
-    add_settings_options(p)
-    add_source_option(p)
-    p.add_argument("--output", "-o", choices=["table", "json"], default="table")
-    p.add_argument("--detailed-exitcode", action="store_true")
-    p.set_defaults(func=_plan)
+def exit_code(p: Plan, detailed: bool) -> int:
+    """The README's "Exit codes" table for `plan` (``detailed``) and `apply`: held-back work
+    outranks changes, an error outranks both."""
+    if p.fatal:
+        return EXIT_ERROR
+    if p.held:
+        return EXIT_HELD
+    if detailed and (p.changes or p.dkim_changes):
+        return EXIT_CHANGES
+    return 0
 
 
-def _plan(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     loaded = settings_and_desired(args)
-    if isinstance(loaded, int):
-        return loaded
+    if isinstance(loaded, int):  # with --detailed-exitcode, 2 means changes: errors are 1
+        return EXIT_ERROR if args.detailed_exitcode else loaded
     settings, desired = loaded
     report = asyncio.run(make_engine(settings).plan_only(desired))
     if report.error is not None or report.plan is None:
@@ -49,11 +47,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(json.dumps(report.plan.describe(), indent=2))
     else:
         print(render_plan(report.plan))
-    if report.plan.fatal:
-        return EXIT_ERROR
-    if args.detailed_exitcode and report.plan.changes:
-        return EXIT_CHANGES
-    return 0
+    return exit_code(report.plan, args.detailed_exitcode)
 
 
 def _note(op: dict[str, Any]) -> str:
@@ -62,6 +56,8 @@ def _note(op: dict[str, Any]) -> str:
         parts.append(f"password: {op['password']}")
     if op.get("deleteMailData"):
         parts.append("deletes mail")
+    if op.get("via") == "files":
+        parts.append("written to DMS's file by the agent")
     return ", ".join(p for p in parts if p)
 
 
@@ -77,7 +73,8 @@ def render_plan(p: Plan) -> str:
         for r in rows
     ]
     if len(rows) == 1:
-        lines = ["No changes: DMS matches the declared state."]
+        settled = not (p.held or p.dkim or p.pending or p.deferred)
+        lines = ["No changes: DMS matches the declared state." if settled else "No ops to run."]
     if p.fatal:
         lines.append(f"REFUSED: {p.fatal}")
     if p.refused:
@@ -87,8 +84,15 @@ def render_plan(p: Plan) -> str:
     lines += [f"Drift: {a}: password changed outside dms-agent" for a in p.drift]
     lines += [f"Waiting for retry: {op.key}" for op in p.deferred]
     lines += [f"Warning: {w}" for w in p.warnings]
+    lines += [f"DKIM: {w.domain}: {w.step} {w.selector!r}: {w.reason} ({DONE_BY})" for w in p.dkim]
     if p.adopt:
         lines.append(f"Adopt: {len(p.adopt)} existing accounts (passwords untouched)")
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(p.summary().items())) or "nothing"
-    lines.append(f"Plan: {summary}; {len(p.refused)} refused, {len(p.pending)} pending.")
+    if p.kept:
+        shown = ", ".join(p.kept[:KEPT_SHOWN]) + (" …" if len(p.kept) > KEPT_SHOWN else "")
+        lines.append(f"Kept, undeclared: {len(p.kept)} accounts DMS holds ({shown})")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(p.summary().items())) or "no ops"
+    lines.append(
+        f"Plan: {summary}; {len(p.refused)} refused, {len(p.blocked)} blocked, "
+        f"{len(p.pending)} pending, {len(p.dkim)} DKIM steps, {len(p.kept)} kept undeclared."
+    )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,32 +15,26 @@ from agent.checks.probe import (
 )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "probe-script",
-        help="print the mailserver's livenessProbe (fails only on a fresh 'unhealthy')",
-        description=(
-            "Print the POSIX sh script the mailserver container runs as its livenessProbe. It "
-            "reads the verdict file the agent writes (checks.verdictFile, on a volume both "
-            "containers mount) and fails only when that file says 'unhealthy' and is fresh; "
-            "a missing or stale file (agent absent) passes."
-        ),
-    )
-    p.add_argument(
-        "--exec",
-        action="store_true",
-        help="print a JSON exec.command embedding the script instead of the script",
-    )
-    p.add_argument("--file", type=Path, default=DEFAULT_VERDICT_FILE, help="the verdict file")
-    p.add_argument(
-        "--max-age", type=int, default=DEFAULT_MAX_AGE, help="seconds a verdict stays fresh"
-    )
-    p.set_defaults(func=_run)
+def script_for(verdict_file: Path, max_age: int) -> str:
+    """The script with ``verdict_file`` and ``max_age`` as its defaults (its arguments still
+    override them, as the exec form passes them)."""
+    file_default = "${1:-" + shlex.quote(str(verdict_file)) + "}"
+    replacements = [
+        (f"${{1:-{DEFAULT_VERDICT_FILE}}}", file_default),
+        (f"${{2:-{DEFAULT_MAX_AGE}}}", f"${{2:-{max_age}}}"),
+        (f"max_age={DEFAULT_MAX_AGE} ;;", f"max_age={max_age} ;;"),
+    ]
+    text = PROBE_SCRIPT
+    for old, new in replacements:
+        if old not in text:  # the script changed shape: refuse rather than print a wrong one
+            raise RuntimeError(f"probe script has no {old!r} to set")
+        text = text.replace(old, new)
+    return text
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.exec:
         sys.stdout.write(exec_command_json(args.file, args.max_age) + "\n")
     else:
-        sys.stdout.write(PROBE_SCRIPT)
+        sys.stdout.write(script_for(args.file, args.max_age))
     return 0

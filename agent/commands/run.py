@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
+from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
+from agent.errors import CannotStart
 
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run the agent: watch sources, reconcile, check, serve health and metrics",
-        description=(
-            "Run until SIGTERM/SIGINT. SIGHUP or a change of the settings file reloads the "
-            "settings; an invalid new file is rejected and the running settings stay."
-        ),
-    )
-    add_settings_options(p)
-    p.set_defaults(func=_run)
+EXIT_CANNOT_START = 69  # sysexits' EX_UNAVAILABLE: what the agent needs to serve is taken
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
     from agent.app import run_agent
 
-    asyncio.run(run_agent(settings, args.config))
+    try:
+        asyncio.run(run_agent(settings, args.config))
+    except CannotStart as exc:
+        print(
+            f"dms-agent: {exc} (another agent running? choose server.port in the settings "
+            "or DMS_AGENT_SERVER__PORT)",
+            file=sys.stderr,
+        )
+        return EXIT_CANNOT_START
     return 0

@@ -9,22 +9,6 @@ from typing import Any
 from agent.mailstate.schema import passwords_json_schema, state_json_schema
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "schema",
-        help="print the JSON schema of the state and passwords documents",
-        description=(
-            "Print JSON schema (draft 2020-12) for editors and CI linters. 'state' and "
-            "'passwords' print that document's schema alone (e.g. for yaml-language-server); "
-            'without an argument both are printed as {"state": ..., "passwords": ...}. '
-            "The schema covers the structure; `dms-agent validate` also checks what a schema "
-            "cannot (address syntax, duplicates in any case, alias loops, merges)."
-        ),
-    )
-    p.add_argument("document", nargs="?", choices=["state", "passwords"])
-    p.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     out: dict[str, Any]
     if args.document == "state":

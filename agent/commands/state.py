@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.app import build_executor
 from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 from agent.errors import InvalidDocument
-from agent.executor import build_executor
 from agent.mailstate.load import desired_from_documents
 from agent.mailstate.model import Desired
 from agent.reconcile.reconciler import Engine
@@ -16,16 +16,6 @@ from agent.settings import Settings
 from agent.sources.document import SourceDocument, read_path
 
 EXIT_ERROR = 1
-
-
-def add_source_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--source",
-        action="append",
-        type=Path,
-        metavar="PATH",
-        help="a state folder or file to use instead of the settings' path sources (repeatable)",
-    )
 
 
 def read_desired(settings: Settings, override: list[Path] | None) -> Desired | None:
@@ -67,11 +57,27 @@ def make_engine(settings: Settings) -> Engine:
     return Engine(settings, build_executor(settings))
 
 
+def config_dir_missing(settings: Settings) -> bool:
+    """True (after saying so) when ``dms.configDir`` is set but is no folder: a one-shot
+    command never creates it, so a mistyped path is an error, not a new empty DMS."""
+    folder = settings.dms.config_dir
+    if folder is None or folder.is_dir():
+        return False
+    print(
+        f"error: dms.configDir {folder}: no such folder (check the path; "
+        "plan, apply and import never create it)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def settings_and_desired(args: argparse.Namespace) -> tuple[Settings, Desired] | int:
     """The settings and the declared state a one-shot command works on, or its exit code."""
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
+    if config_dir_missing(settings):
+        return EXIT_ERROR
     desired = read_desired(settings, args.source)
     if desired is None:
         return EXIT_ERROR

@@ -7,32 +7,19 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agent.commands.common import EXIT_INVALID_SETTINGS, add_settings_options, settings_from_args
-from agent.commands.state import EXIT_ERROR, make_engine
+from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
+from agent.commands.state import EXIT_ERROR, config_dir_missing, make_engine
 from agent.dms.takeover import passwords_document, state_document
-from agent.reconcile.ledger import atomic_write
+from agent.fsio import write_file
 from agent.reconcile.reconciler import ReconcileError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "import",
-        help="write a state document and a passwords document (existing hashes) from DMS",
-        description=(
-            "Take over a DMS with hand-made accounts: the documents describe what DMS has now, "
-            "so applying them changes nothing (accounts are adopted, passwords untouched)."
-        ),
-    )
-    add_settings_options(p)
-    p.add_argument("--output-dir", "-o", type=Path, required=True, metavar="DIR")
-    p.add_argument("--force", action="store_true", help="overwrite existing documents")
-    p.set_defaults(func=_import)
-
-
-def _import(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings is None:
         return EXIT_INVALID_SETTINGS
+    if config_dir_missing(settings):
+        return EXIT_ERROR
     out: Path = args.output_dir
     targets = (out / "mailserver.yaml", out / "passwords.yaml")
     if not args.force and any(t.exists() for t in targets):
@@ -45,9 +32,13 @@ def _import(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if actual.hashes is None:
         print("warning: no config folder: the passwords document has no hashes", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(targets[0], state_document(actual), mode=0o644)
-    atomic_write(targets[1], passwords_document(actual), mode=0o600)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_file(targets[0], state_document(actual), mode=0o644)
+        write_file(targets[1], passwords_document(actual), mode=0o600)
+    except OSError as exc:
+        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     n = len(actual.state.accounts)
     print(f"imported {n} accounts, {len(actual.state.aliases)} aliases into {out}")
     return 0

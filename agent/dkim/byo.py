@@ -1,8 +1,10 @@
 """Bring your own DKIM keys: private keys from a mounted Secret, written into DMS's layout.
 
-Files in the folder are named ``<selector>._domainkey.<domain>.pem``. Each is validated (PEM
-parses, RSA >= 1024 bits or Ed25519, matches the declared key type) before anything is written;
-a bad file is a located error and writes nothing. Keys already on disk are never overwritten.
+Files in the folder are named ``<selector>._domainkey.<domain>.pem``. Each is validated (the
+name is a DNS selector plus a domain, so it cannot point outside ``keys/``; the domain declares
+``dkim:`` in the mail state unless undeclared domains are allowed; PEM parses, RSA >= 1024 bits
+or Ed25519, matches the declared key type) before anything is written; a bad file is a located
+error and writes nothing. Keys already on disk are never overwritten.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from agent.dkim.keys import Backend
-from agent.dkim.signing import write_atomic
 from agent.errors import LocatedError
+from agent.fsio import write_file
 from agent.mailstate.model import DkimSpec
+from agent.mailstate.syntax import SELECTOR_RE, check_domain
 
 SUFFIX = ".pem"
 SEPARATOR = "._domainkey."
@@ -45,7 +48,7 @@ class ByoKey:
 
 
 def load_byo_keys(
-    folder: Path, specs: dict[str, DkimSpec]
+    folder: Path, specs: dict[str, DkimSpec], allow_undeclared: bool = False
 ) -> tuple[list[ByoKey], list[LocatedError]]:
     keys: list[ByoKey] = []
     errors: list[LocatedError] = []
@@ -54,7 +57,7 @@ def load_byo_keys(
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
-        key, error = _load_one(path, specs)
+        key, error = _load_one(path, specs, allow_undeclared)
         if error:
             errors.append(error)
         elif key:
@@ -76,7 +79,9 @@ def generate_key(domain: str, spec: DkimSpec) -> ByoKey:
     return key
 
 
-def _load_one(path: Path, specs: dict[str, DkimSpec]) -> tuple[ByoKey | None, LocatedError | None]:
+def _load_one(
+    path: Path, specs: dict[str, DkimSpec], allow_undeclared: bool
+) -> tuple[ByoKey | None, LocatedError | None]:
     def fail(field: str, message: str) -> tuple[None, LocatedError]:
         return None, LocatedError(str(path), None, field, message)
 
@@ -84,7 +89,17 @@ def _load_one(path: Path, specs: dict[str, DkimSpec]) -> tuple[ByoKey | None, Lo
     if not name.endswith(SUFFIX) or SEPARATOR not in name:
         return fail("name", f"expected <selector>{SEPARATOR}<domain>{SUFFIX}")
     selector, _, domain = name[: -len(SUFFIX)].partition(SEPARATOR)
-    domain = domain.lower()
+    domain, selector = domain.lower(), selector.lower()
+    if problem := check_domain(domain):
+        return fail("name", problem)
+    if not SELECTOR_RE.fullmatch(selector):
+        return fail("name", f"selector {selector!r} must be DNS labels (a-z, 0-9, -)")
+    if domain not in specs and not allow_undeclared:
+        return fail(
+            "name",
+            f"{domain} does not declare dkim: in the mail state "
+            "(dkim.byoAllowUndeclared: true imports it anyway)",
+        )
     try:
         key = load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
@@ -138,8 +153,8 @@ def install_byo_key(config_dir: Path, backend: Backend, key: ByoKey) -> bool:
         owner = "_rspamd"
     if private.exists():
         return False
-    write_atomic(private, key.private_pem.decode(), mode=0o600)
-    write_atomic(public, public_text, mode=0o644)
+    write_file(private, key.private_pem, mode=0o600, make_parents=True)
+    write_file(public, public_text, mode=0o644, make_parents=True)
     _chown_if_known(owner, private, public)
     return True
 

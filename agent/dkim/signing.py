@@ -9,27 +9,11 @@ Files are replaced atomically (temp file, fsync, rename), as DMS's own ``sed -i`
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from agent.dkim.keys import Backend, PublicKey
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from agent.fsio import write_file
 
 
 def write_signing(
@@ -55,11 +39,13 @@ def _write_opendkim(
         for d, sel in sorted(live_keys)
     ]
     sign_lines = [f"*@{d} {sel}._domainkey.{d}" for d, sel in sorted(signing.items())]
-    write_atomic(folder / "KeyTable", "".join(f"{line}\n" for line in key_lines))
-    write_atomic(folder / "SigningTable", "".join(f"{line}\n" for line in sign_lines))
+    write_file(folder / "KeyTable", "".join(f"{line}\n" for line in key_lines), make_parents=True)
+    write_file(
+        folder / "SigningTable", "".join(f"{line}\n" for line in sign_lines), make_parents=True
+    )
     hosts = folder / "TrustedHosts"
     if not hosts.exists():
-        write_atomic(hosts, "127.0.0.1\nlocalhost\n")
+        write_file(hosts, "127.0.0.1\nlocalhost\n", make_parents=True)
 
 
 def _write_rspamd(
@@ -85,7 +71,7 @@ def _write_rspamd(
         "check_pubkey = true;\n"
         "domain {\n" + "".join(blocks) + "}\n"
     )
-    write_atomic(config_dir / "rspamd" / "override.d" / "dkim_signing.conf", text)
+    write_file(config_dir / "rspamd" / "override.d" / "dkim_signing.conf", text, make_parents=True)
 
 
 _RSPAMD_BLOCK = re.compile(r"^\s*([A-Za-z0-9.-]+)\s*\{[^}]*?selector\s*=\s*\"([^\"]+)\"", re.M)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from agent.dkim.rotation import DomainState
-from agent.dkim.signing import write_atomic
+from agent.fsio import write_file
 
 VERSION = 1
 
@@ -24,4 +24,6 @@ def load_state(path: Path) -> dict[str, DomainState]:
 
 def save_state(path: Path, state: dict[str, DomainState]) -> None:
     body = {"version": VERSION, "domains": {d: s.as_dict() for d, s in sorted(state.items())}}
-    write_atomic(path, json.dumps(body, indent=2, sort_keys=True) + "\n", mode=0o644)
+    write_file(
+        path, json.dumps(body, indent=2, sort_keys=True) + "\n", mode=0o644, make_parents=True
+    )

@@ -12,6 +12,7 @@ Example::
       domains: [example.net]            # checked in addition to the mail state's domains
       sendOnlyDomains: [notify.example.com]
       interval: 3600
+      deadline: 15                      # one run; unfinished checks are `error`
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class MtaStsSettings(Section):
     that loopback address (and ``port`` replaces 443), while TLS still verifies the real name.
     """
 
+    # seconds the policy fetch may take
     timeout: float = Field(10.0, gt=0)
     ca_bundle: Path | None = None  # PEM file of trusted CAs; default: the system's store
     port: int = Field(443, gt=0, lt=65536)
@@ -65,9 +67,12 @@ class MtaStsSettings(Section):
 class DnsSettings(Section):
     """``dns:`` — DNS checks of every mail domain (see the module docstring for an example)."""
 
+    # run the DNS checks every interval seconds
     enabled: bool = False
     mx_host: str | None = None  # expected MX exchange (FQDN); null: only presence is checked
+    # the MX host's IPv4 addresses (A records and PTR expected)
     ipv4: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    # the MX host's IPv6 addresses (AAAA records and PTR expected)
     ipv6: list[ipaddress.IPv6Address] = Field(default_factory=list)
     # where outgoing mail comes from (PTR and SPF); empty: the ipv4 and ipv6 lists
     egress: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = Field(default_factory=list)
@@ -75,6 +80,9 @@ class DnsSettings(Section):
     nameservers: list[str] = Field(default_factory=list)
     timeout: float = Field(2.0, gt=0)  # one query attempt
     lifetime: float = Field(5.0, gt=0)  # one lookup, retries included
+    # One whole run. Checks not done by then are `error`; a run whose first lookups all time
+    # out stops at once (the nameserver is not answering) rather than waiting them all out.
+    deadline: float = Field(15.0, gt=0)
     interval: float = Field(3600.0, gt=0)  # seconds between scheduled runs
     # Domains checked at once. More is faster against a slow nameserver, but answers then
     # arrive together and one loop iteration does more work: bench/dns_checks.py measured the
@@ -84,6 +92,7 @@ class DnsSettings(Section):
     send_only_domains: list[str] = Field(default_factory=list)  # no MX / null MX expected
     # DKIM selectors checked when neither the state nor DMS's key folder names one
     default_dkim_selectors: list[str] = Field(default_factory=lambda: ["mail"])
+    # a DKIM RSA key shorter than this fails
     min_dkim_bits: int = Field(2048, ge=512)
     smtp_port: int = Field(25, gt=0, lt=65536)  # where the TLSA check reads the certificate
     mta_sts: MtaStsSettings = MtaStsSettings()

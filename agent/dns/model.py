@@ -29,22 +29,31 @@ CHECKS = ("mx", "mx-address", "ptr", "spf", "dkim", "dmarc", "mta-sts", "tls-rpt
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One observation. ``fix`` is one line for a person; empty when nothing is to be done."""
+    """One observation. ``fix`` is one line for a person; empty when nothing is to be done.
+
+    When the fix is a change of DNS records, ``publish`` and ``withdraw`` hold it as zone-file
+    lines with absolute names (``name. TYPE value``): what the fix text says, for a tool.
+    """
 
     status: Status
     message: str
     found: str = ""
     expected: str = ""
     fix: str = ""
+    publish: tuple[str, ...] = ()
+    withdraw: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, str]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "status": self.status.value,
             "message": self.message,
             "found": self.found,
             "expected": self.expected,
             "fix": self.fix,
         }
+        if self.publish or self.withdraw:
+            out["publish"], out["withdraw"] = list(self.publish), list(self.withdraw)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,8 @@ class CheckResult:
             "found": head.found,
             "expected": head.expected,
             "fix": head.fix,
+            "publish": list(head.publish),
+            "withdraw": list(head.withdraw),
             "findings": [f.as_dict() for f in self.findings],
         }
 

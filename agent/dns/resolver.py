@@ -91,7 +91,12 @@ def classify(exc: Exception) -> str:
 
 
 class Lookup:
-    """One run's lookups: shared answers, errors counted through ``on_error(kind)``."""
+    """One run's lookups: shared answers, errors counted through ``on_error(kind)``.
+
+    ``watch`` sets ``dead`` when not one answer came back within one attempt's timeout of
+    the first query: the nameserver is not answering, and the run stops instead of waiting
+    out every remaining lookup's lifetime.
+    """
 
     def __init__(
         self,
@@ -105,6 +110,32 @@ class Lookup:
         # a few at a time); the nameserver is not the bottleneck.
         self._slots = asyncio.Semaphore(in_flight)
         self._pending: dict[tuple[str, str], asyncio.Future[Answer]] = {}
+        self.dead = asyncio.Event()
+        self._asked = asyncio.Event()
+        self._heard = asyncio.Event()  # any answer, even SERVFAIL: someone is there
+
+    def close(self) -> None:
+        """Cancel lookups still in flight (the run stopped early). With the nameserver found
+        silent, each of them counts as the timeout it was heading for."""
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+                if self.dead.is_set() and self._on_error is not None:
+                    self._on_error("timeout")
+
+    async def watch(self, attempt: float) -> None:
+        await self._asked.wait()
+        try:
+            async with asyncio.timeout(attempt):
+                await self._heard.wait()
+        except TimeoutError:
+            self.dead.set()
+
+    def _note(self, kind: str | None) -> None:
+        """``kind`` None: an answer. SERVFAIL and REFUSED are answers too; a timeout or a
+        socket error ("other") is silence."""
+        if kind in (None, "servfail", "refused"):
+            self._heard.set()
 
     async def query(self, name: str, rdtype: str) -> Answer:
         key = (name.lower().rstrip("."), rdtype)
@@ -127,18 +158,23 @@ class Lookup:
     async def _ask(self, name: str, rdtype: str) -> Answer:
         try:
             async with self._slots:
+                self._asked.set()
                 answer = await self._resolver.resolve(
                     absolute(name), rdtype, search=False, raise_on_no_answer=False
                 )
         except dns.resolver.NXDOMAIN:
+            self._note(None)
             return Answer((), nxdomain=True)
         except dns.resolver.NoAnswer:
+            self._note(None)
             return Answer(())
         except (dns.exception.DNSException, OSError) as exc:
             kind = classify(exc)
+            self._note(kind)
             if self._on_error is not None:
                 self._on_error(kind)
             raise LookupFailed(kind, name, rdtype, type(exc).__name__) from None
+        self._note(None)
         if answer.rrset is None:
             return Answer(())
         return Answer(tuple(answer.rrset))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,3 +109,119 @@ def probe_for(addresses: Sequence[str]) -> str:
     if not addresses or any(ipaddress.ip_address(a).version == 4 for a in addresses):
         return PROBE_V4
     return PROBE_V6
+
+
+# ---------------------------------------------------------------- faults a person can fix
+
+_ALL = re.compile(r"^[+?~-]?all$", re.IGNORECASE)
+_TARGET = re.compile(r"^[+?~-]?(include|a|mx|exists):([^/\s]+)", re.IGNORECASE)
+_BARE = re.compile(r"^[+?~-]?(a|mx)(/\S*)?$", re.IGNORECASE)
+_REDIRECT = re.compile(r"^redirect=(\S+)$", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class Faults:
+    """What a walk of an SPF record and its includes found: ``records`` (owner -> record),
+    ``loop`` (the names of an include loop, first repeated at the end, and the term that
+    closes it), ``void`` ((owner, term) pairs whose lookup finds nothing)."""
+
+    records: dict[str, str]
+    loop: list[str]
+    loop_term: tuple[str, str]
+    void: list[tuple[str, str]]
+
+
+async def faults(lookup: Lookup, domain: str) -> Faults:
+    found = Faults({}, [], ("", ""), [])
+    await _walk(lookup, domain.lower(), [], found)
+    return found
+
+
+async def _walk(lookup: Lookup, owner: str, path: list[str], found: Faults) -> None:
+    if found.loop or len(path) > 10:
+        return
+    records = [t for t in await lookup.txt(owner) if t.lower().startswith("v=spf1")]
+    if len(records) != 1:
+        return
+    found.records[owner] = records[0]
+    for term in records[0].split()[1:]:
+        target, kind = _target(term, owner)
+        if target is None or "%" in target:
+            continue  # a macro: known only for one message
+        if kind in ("include", "redirect"):
+            if target in (*path, owner):
+                found.loop, found.loop_term = [*path, owner, target], (owner, term)
+                return
+            spf = [t for t in await lookup.txt(target) if t.lower().startswith("v=spf1")]
+            if not spf:
+                found.void.append((owner, term))
+                continue
+            await _walk(lookup, target, [*path, owner], found)
+            if found.loop:
+                return
+        elif await _finds_nothing(lookup, target, kind):
+            found.void.append((owner, term))
+
+
+def _target(term: str, owner: str) -> tuple[str | None, str]:
+    if m := _TARGET.match(term):
+        return m.group(2).lower().rstrip("."), m.group(1).lower()
+    if m := _REDIRECT.match(term):
+        return m.group(1).lower().rstrip("."), "redirect"
+    if m := _BARE.match(term):
+        return owner, m.group(1).lower()
+    return None, ""
+
+
+async def _finds_nothing(lookup: Lookup, name: str, kind: str) -> bool:
+    if kind == "mx":
+        return not (await lookup.query(name, "MX")).records
+    v4, v6 = await lookup.addresses(name)
+    return not v4 + v6
+
+
+def merge(records: Sequence[str]) -> str:
+    """One record from several: every term once, in order, and one all term (the first
+    record's, else -all)."""
+    terms: list[str] = []
+    final = ""
+    for record in records:
+        for term in record.split()[1:]:
+            if _ALL.match(term):
+                final = final or term
+            elif term.lower() not in (t.lower() for t in terms):
+                terms.append(term)
+    return " ".join(["v=spf1", *terms, final or "-all"])
+
+
+def with_term(record: str, term: str) -> str:
+    """``record`` with ``term`` inserted before its all term (or a redirect), else at the end."""
+    words = record.split()
+    for i, word in enumerate(words):
+        if _ALL.match(word) or _REDIRECT.match(word):
+            return " ".join([*words[:i], term, *words[i:]])
+    return " ".join([*words, term])
+
+
+_IP = re.compile(r"^\+?ip[46]:\S+$", re.IGNORECASE)
+
+
+def flatten(found: Faults, domain: str) -> str | None:
+    """``domain``'s record with each include whose record is only ip4:/ip6: terms (and an all
+    term) replaced by those terms; None when no include can be flattened so."""
+    record = found.records.get(domain)
+    if record is None:
+        return None
+    out: list[str] = []
+    changed = False
+    for term in record.split():
+        target, kind = _target(term, domain)
+        inner = found.records.get(target or "", "").split()[1:] if kind == "include" else []
+        nets = [t for t in inner if _IP.match(t)]
+        plain = not term.startswith(("-", "~", "?"))  # a "+include" (the default) only
+        if plain and inner and len(nets) == len(inner) - 1 and _ALL.match(inner[-1]):
+            out.extend(n for n in nets if n.lower() not in (o.lower() for o in out))
+            changed = True
+        elif term.lower() not in (o.lower() for o in out):
+            out.append(term)
+    return " ".join(out) if changed else None

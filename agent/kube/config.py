@@ -17,6 +17,8 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeSettings(Section):
+    """``kube:`` — how the agent reaches the Kubernetes API, and how it watches."""
+
     # Use the API for Events even when no source or executor needs it.
     enabled: bool = False
     # A kubeconfig file; default: $KUBECONFIG, else the in-cluster service account.
@@ -24,25 +26,31 @@ class KubeSettings(Section):
     context: str | None = None  # kubeconfig context; default: current-context
     # In-cluster: token, ca.crt and namespace, as the kubelet projects them (the token rotates).
     service_account_dir: Path = SERVICE_ACCOUNT_DIR
+    # seconds one API request may take
     request_timeout: float = Field(30.0, gt=0)
     # A watch with neither an event nor a bookmark for this long is restarted (the apiserver
     # sends bookmarks about once a minute).
     stall_timeout: float = Field(150.0, gt=0)
     # Server-side end of each watch request (timeoutSeconds), below aiohttp's ~5 min trouble.
     watch_timeout: int = Field(240, ge=1)
+    # seconds before a failed watch or list is retried, doubling...
     backoff_initial: float = Field(0.5, gt=0)
+    # ...up to this
     backoff_max: float = Field(30.0, gt=0)
     # Kubernetes Events on the watched objects (else on this pod).
     events: bool = True
     events_burst: int = Field(10, ge=1)  # sent at once before the rate limit starts
     events_per_minute: float = Field(2.0, gt=0)  # refill of the burst
     events_aggregate_window: float = Field(600.0, gt=0)  # repeats patch count, not new Events
-    # Mounted sources (kind: path): ``watchfiles`` (the default: a well-kept library; its
-    # change thread wakes every ``mountedStepMs`` — latency vs idle CPU, measured 10 ms: ~25 ms,
-    # ~0.25% CPU per mount; 25 ms: ~33 ms; 50 ms: ~85 ms, ~0.08%) or ``inotify`` (Linux only,
-    # on the event loop, no idle cost at all), and the slow re-read that backs either watch up.
-    mounted_watcher: Literal["inotify", "watchfiles"] = "watchfiles"
+    # Mounted sources (kind: path): ``inotify`` (the default: on the event loop, no idle cost,
+    # ~3 ms latency; where Linux inotify is unavailable it falls back to watchfiles) or
+    # ``watchfiles`` (its change thread wakes every ``mountedStepMs`` — latency vs idle CPU,
+    # measured 10 ms: ~25 ms, ~0.25% CPU per mount; 25 ms: ~33 ms; 50 ms: ~85 ms, ~0.08%),
+    # and the slow re-read that backs either watch up. Why: docs/design-notes.md.
+    mounted_watcher: Literal["inotify", "watchfiles"] = "inotify"
+    # watchfiles' wake-up period (ms): see mountedWatcher
     mounted_step_ms: int = Field(25, ge=1, le=1000)
+    # seconds between full re-reads of a mounted source
     mounted_resync: float = Field(60.0, gt=0)
     # Exec: added to a command's own deadline before the stream is given up as lost.
     exec_margin: float = Field(10.0, ge=0)

@@ -25,6 +25,7 @@ from agent.lb.payload import (
     check_proof,
     funkypenguin_requests,
     rejection,
+    unconfirmed,
     v2_request,
 )
 from agent.lb.sequence import SequenceSource
@@ -35,10 +36,31 @@ MAX_RESPONSE = 64 * 1024  # the hook's output; more is not a result line
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    ok: bool
-    result: str  # a metric label value: ok, rejected, http_error, ...
+    ok: bool  # delivered: no retry until the next change or heartbeat
+    result: str  # a metric label value: ok, unconfirmed, rejected, http_error, ...
     detail: str  # for /status and logs: never a secret
     sequence: int | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.ok and self.result != "unconfirmed"
+
+
+def combined(
+    outcomes: list[tuple[str | None, Outcome]], action: Action, seq: int | None
+) -> Outcome:
+    """One outcome for a delivery of several requests (funkypenguin: one per port). Every
+    request was sent whatever the others did; the first failure names its port."""
+    failed = [(port, o) for port, o in outcomes if not o.ok]
+    if failed:
+        port, first = failed[0]
+        where = f"port {port}: " if port else ""
+        more = f" (and {len(failed) - 1} more port(s))" if len(failed) > 1 else ""
+        return Outcome(False, first.result, f"{where}{first.detail}{more}", seq)
+    if any(not o.confirmed for _, o in outcomes):
+        detail = f"{action} delivered, unconfirmed: the receiver answered 2xx with an empty body"
+        return Outcome(True, "unconfirmed", detail, seq)
+    return Outcome(True, "ok", f"{action} accepted", seq)
 
 
 class SecretError(Exception):
@@ -78,6 +100,9 @@ class TargetClient:
         except SecretError as exc:
             metrics.REQUESTS.labels(self.target.format, "secret_error").inc()
             return Outcome(False, "secret_error", str(exc))
+        if self.target.require_tls and not self.target.url.startswith("https:"):
+            metrics.REQUESTS.labels(self.target.format, "tls_required").inc()
+            return Outcome(False, "tls_required", "requireTLS: true, but the URL is http://")
         tls: ssl.SSLContext | bool = True
         if self.target.url.startswith("https:"):
             try:
@@ -85,15 +110,11 @@ class TargetClient:
             except (OSError, ssl.SSLError) as exc:
                 metrics.REQUESTS.labels(self.target.format, "tls_error").inc()
                 return Outcome(False, "tls_error", f"CA bundle unusable: {exc}")
-        for request in requests:  # funkypenguin: one per port; all must succeed
-            outcome = await self._send(request, tls, sequence)
-            if not outcome.ok:
-                return outcome
+        # funkypenguin: one request per port, each sent whatever became of the others.
+        outcomes = [(r.port, await self._send(r, tls, sequence)) for r in requests]
         if self.target.format == "funkypenguin":
-            outcome = await self._withdraw_dropped(reg, action, tls)
-            if not outcome.ok:
-                return outcome
-        return Outcome(True, "ok", f"{action} accepted", sequence)
+            outcomes.append((None, await self._withdraw_dropped(reg, action, tls)))
+        return combined(outcomes, action, sequence)
 
     async def _withdraw_dropped(
         self, reg: Registration, action: Action, tls: ssl.SSLContext | bool
@@ -115,7 +136,7 @@ class TargetClient:
                 return Outcome(False, "secret_error", str(exc))
             outcome = await self._send(requests[0], tls, None)
             if not outcome.ok:
-                return outcome
+                return outcome  # kept in the list below: withdrawn on the next attempt
             log.info("lb target %s: withdrew dropped port %s", label, port.frontend)
         kept = [
             {"frontend": p.frontend, "address": reg.address, "port": p.model_dump()}
@@ -134,7 +155,7 @@ class TargetClient:
                 raise SecretError("the token must be ASCII") from None
             if any(c in token for c in "\r\n"):
                 raise SecretError("the token must be one line")
-            return funkypenguin_requests(reg, action, token), None
+            return funkypenguin_requests(reg, action, token, self.target.funkypenguin), None
         sequence = await self.sequences.next()
         return [v2_request(reg, action, sequence, time.time(), secret)], sequence
 
@@ -171,7 +192,10 @@ class TargetClient:
             if reason is not None:
                 return Outcome(False, "rejected", f"receiver refused: {reason}", seq)
             return Outcome(False, "http_error", f"HTTP {status}: {_first_line(text)}", seq)
-        problem = check_proof(text, request.expect, self.target.expect_response)
+        pattern = self.target.expect_response
+        if unconfirmed(text, pattern) and not self.target.require_confirmation:
+            return Outcome(True, "unconfirmed", f"HTTP {status}, empty body", seq)
+        problem = check_proof(text, request.expect, pattern)
         if problem is not None:
             return Outcome(False, "bad_response", f"HTTP {status} but {problem}", seq)
         return Outcome(True, "ok", f"HTTP {status}", seq)

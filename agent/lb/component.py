@@ -44,6 +44,15 @@ def check_passed(results: Mapping[str, Any], name: str) -> bool:
     return getattr(result, "ok", None) is True
 
 
+_WARNED: set[tuple[str, str]] = set()  # once per process, not again at each settings reload
+
+
+def _warn_once(label: str, warning: str) -> None:
+    if (label, warning) not in _WARNED:
+        _WARNED.add((label, warning))
+        log.warning("lb target %s: %s (use https://; requireTLS: true refuses)", label, warning)
+
+
 class LbComponent:
     name = "lb"
 
@@ -58,6 +67,11 @@ class LbComponent:
         self.states = {
             t.label: TargetState(t.format, endpoint(t.url)) for t in self.settings.targets
         }
+        for t in self.settings.targets:
+            if t.token_in_clear and not t.require_tls:
+                warning = "the funkypenguin token goes in clear text to an http:// URL"
+                self.states[t.label].warning = warning
+                _warn_once(t.label, warning)
         self._report()
 
     async def run(self) -> None:
@@ -165,6 +179,9 @@ class LbComponent:
             state, message = State.DEGRADED, f"delivery failing to {', '.join(failing)}"
         elif self.phase == "registering" and delivered:
             state, message = State.OK, f"registered {self.address} with every target"
+            unconfirmed = sorted(k for k, st in self.states.items() if st.confirmed is False)
+            if unconfirmed:
+                message += f" (unconfirmed by {', '.join(unconfirmed)}: see expectResponse)"
         else:
             state, message = State.STARTING, self.phase
         self.ctx.status.component(self.name).set(

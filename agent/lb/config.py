@@ -9,13 +9,15 @@ address and the mail ports. Example::
       ports:
         - {name: smtp, frontend: 25, backend: 25, proxyProtocol: true}
         - {name: submissions, frontend: 465}
-      address: {source: env, env: HOST_IP}     # downward API status.hostIP
+      address: {source: env, env: HOST_IP}     # downward API status.hostIP; or
+                                               # {source: fixed, value: 192.0.2.10}
       targets:
         - url: https://haproxy.example.net:9000/hooks/dms-lb
-          format: v2                            # or funkypenguin
+          format: v2                            # or funkypenguin (the original receiver)
           secretFile: /var/run/secrets/lb/hmac  # read at each use: a rotated Secret just works
           caFile: /var/run/secrets/lb/ca.crt    # optional; TLS is always verified unless
                                                 # tlsVerify: false
+          expectResponse: "is valid"            # optional: what a confirmed answer contains
       waitForCheck: smtp            # register only once the SMTP check has passed
       heartbeatInterval: 300
       deleteOnShutdown: true
@@ -24,6 +26,7 @@ address and the mail ports. Example::
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -40,9 +43,11 @@ class LbPort(Section):
     ``backend`` port (default: the same number), optionally with a PROXY protocol v1 header
     so the mailserver sees the client's real address."""
 
+    # the port's name in the registration
     name: str = Field(pattern=NAME_PATTERN)
     frontend: int = Field(ge=1, le=65535)
     backend: int | None = Field(None, ge=1, le=65535)
+    # the backend expects the PROXY protocol on this port
     proxy_protocol: bool = False
 
     @property
@@ -61,6 +66,7 @@ class LbAddress(Section):
     - ``fixed``: ``value``.
     """
 
+    # env: a variable (HOST_IP); node: the Node's address from the API; fixed: value
     source: Literal["env", "node", "fixed"] = "env"
     env: str = "HOST_IP"
     value: str | None = None
@@ -82,23 +88,71 @@ class LbAddress(Section):
         return self
 
 
+class FunkypenguinStyle(Section):
+    """How ``funkypenguin`` requests spell their values. The defaults are the original
+    phone-home container's: ``send-proxy`` is the HAProxy keyword itself or empty, and each
+    port is registered under its own name (``docker-mailserver-smtp``, ...).
+
+    - ``sendProxy``: ``keyword`` ("send-proxy" / "") or ``boolean`` ("true" / "false").
+    - ``names``: ``perPort`` (``namePrefix`` + the port's name) or ``shared`` (``lb.name``
+      for every port).
+    """
+
+    send_proxy: Literal["keyword", "boolean"] = "keyword"
+    names: Literal["perPort", "shared"] = "perPort"
+    name_prefix: str = Field("docker-mailserver-", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
+
+
 class LbTarget(Section):
     """One webhook receiver.
 
     ``secretFile`` holds the HMAC key (``v2``) or the token (``funkypenguin``); it is read at
-    every request. The response must prove the hook ran: by default the receiver example's
-    result line (for v2 it echoes the sequence number sent); ``expectResponse`` (a regular
-    expression searched in the body) replaces that check for other receivers.
+    every request. What the answer proves:
+
+    - a result line of the receiver example (for v2 it echoes the sequence number sent):
+      delivered and confirmed;
+    - ``expectResponse`` set (a regular expression searched in the body): it must match;
+    - 2xx with an empty body (adnanh/webhook answers so *before* running a hook without
+      ``include-command-output-in-response``, as the original receiver is set up): delivered,
+      unconfirmed — unless ``requireConfirmation``, which makes it a failure;
+    - 2xx with any other body: a failure (not the hook's answer).
+
+    ``funkypenguin`` sends its token itself: to an ``http://`` URL that is in clear text, which
+    is warned about (log, /status); ``requireTLS: true`` refuses to send to any ``http://`` URL.
     """
 
+    # the receiver's webhook URL
     url: str
     name: str | None = Field(None, pattern=NAME_PATTERN)  # metric label; default host:port
+    # v2 (signed) or funkypenguin (the original receiver's form)
     format: Literal["v2", "funkypenguin"] = "v2"
     secret_file: Path
+    # PEM file of CAs trusted for an https:// url
     ca_file: Path | None = None
+    # verify the receiver's certificate
     tls_verify: bool = True
+    # seconds one delivery may take
     timeout: float = Field(10.0, gt=0)
     expect_response: str | None = None
+    # refuse to send to an http:// URL (a token or signature would travel in clear text)
+    require_tls: bool = Field(False, alias="requireTLS")
+    require_confirmation: bool = False
+    funkypenguin: FunkypenguinStyle = FunkypenguinStyle()
+
+    @property
+    def token_in_clear(self) -> bool:
+        """The token itself would cross the network unencrypted (v2 sends only an HMAC)."""
+        return self.format == "funkypenguin" and self.url.startswith("http:")
+
+    @field_validator("expect_response")
+    @classmethod
+    def _regex(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
     @field_validator("url")
     @classmethod
@@ -120,23 +174,29 @@ class LbTarget(Section):
 class LbRetry(Section):
     """Exponential backoff with jitter between failed deliveries."""
 
+    # seconds before a failed delivery is retried, doubling...
     initial: float = Field(1.0, gt=0)
+    # ...up to this
     maximum: float = Field(60.0, gt=0)
 
 
 class LbSettings(Section):
     """``lb:`` — see the module docstring for an example."""
 
+    # register with the targets below
     enabled: bool = False
+    # the service name the receiver routes for
     name: str = Field("mailserver", pattern=NAME_PATTERN)
     pod: str | None = None  # the sender's name; default $POD_NAME, else the host name
     node: str | None = None  # reported to the receiver; default $NODE_NAME
     ports: list[LbPort] = Field(default_factory=list)
     address: LbAddress = LbAddress()
     targets: list[LbTarget] = Field(default_factory=list)
+    # seconds between re-registrations when nothing changed
     heartbeat_interval: float = Field(300.0, gt=0)
     heartbeat_jitter: float = Field(0.1, ge=0, lt=1)  # fraction of the interval, +/-
     wait_for_check: str | None = None  # e.g. "smtp": first registration after it passes
+    # withdraw the registration when the agent stops for good
     delete_on_shutdown: bool = False
     shutdown_grace: float = Field(10.0, gt=0)  # the delete never outlives this
     retry: LbRetry = LbRetry()

@@ -9,8 +9,9 @@ from agent.metrics import REGISTRY
 
 REQUESTS = Counter(
     "dms_agent_lb_requests_total",
-    "Webhook requests by payload format and result (ok, rejected, http_error, bad_response, "
-    "timeout, connection_error, tls_error, secret_error).",
+    "Webhook requests by payload format and result (ok, unconfirmed, rejected, http_error, "
+    "bad_response, timeout, connection_error, tls_error, secret_error). unconfirmed: 2xx with "
+    "an empty body, the original receiver's answer before its hook runs.",
     ["format", "result"],
     registry=REGISTRY,
 )
@@ -23,13 +24,20 @@ DURATION = Histogram(
 )
 LAST_SUCCESS = Gauge(
     "dms_agent_lb_last_success_timestamp_seconds",
-    "Unix time of the last delivery the receiver proved it applied, by target.",
+    "Unix time of the last delivery the receiver accepted (confirmed or not), by target.",
     ["target"],
     registry=REGISTRY,
 )
 CONSECUTIVE_FAILURES = Gauge(
     "dms_agent_lb_consecutive_failures",
     "Failed deliveries since the last success, by target.",
+    ["target"],
+    registry=REGISTRY,
+)
+CONFIRMED = Gauge(
+    "dms_agent_lb_delivery_confirmed",
+    "1 when the receiver's answer to the last delivery proved its hook ran, 0 when it was "
+    "delivered unconfirmed (2xx, empty body), by target.",
     ["target"],
     registry=REGISTRY,
 )

@@ -7,8 +7,10 @@
   ``X-Hub-Signature-256: sha256=<hex>`` (adnanh/webhook's ``payload-hmac-sha256`` rule).
 
 The receiver example (examples/poor-mans-lb) prints one JSON result line; ``check_proof``
-accepts a response only when that line matches what was sent, so webhook's bare 200 for a
-hook that never ran is not mistaken for success.
+confirms a delivery only when that line matches what was sent. A 2xx with an empty body (the
+original receiver's only answer) is a delivery nobody confirmed; a 2xx with anything else that
+is not a result line (webhook's ``response-message`` for a hook that may never have run) is
+not mistaken for success.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.lb.config import LbPort
+from agent.lb.config import FunkypenguinStyle, LbPort
 
 Action = Literal["add", "delete"]
 V2_API = "dms-agent.lb/v2"
@@ -46,6 +48,7 @@ class Request:
     body: bytes
     headers: dict[str, str]
     expect: dict[str, Any]
+    port: str | None = None  # funkypenguin: the one port this request registers
 
 
 def v2_document(reg: Registration, action: Action, sequence: int, now: float) -> dict[str, Any]:
@@ -81,22 +84,36 @@ def v2_request(reg: Registration, action: Action, sequence: int, now: float, key
     return Request(body, headers, {"sequence": sequence, "name": reg.name})
 
 
-def funkypenguin_requests(reg: Registration, action: Action, token: str) -> list[Request]:
+def port_name(reg: Registration, port: LbPort, style: FunkypenguinStyle) -> str:
+    """The ``name`` a funkypenguin request carries for ``port``."""
+    return f"{style.name_prefix}{port.name}" if style.names == "perPort" else reg.name
+
+
+def send_proxy_value(enabled: bool, style: FunkypenguinStyle) -> str:
+    if style.send_proxy == "keyword":  # the original: the HAProxy keyword, or nothing
+        return "send-proxy" if enabled else ""
+    return "true" if enabled else "false"
+
+
+def funkypenguin_requests(
+    reg: Registration, action: Action, token: str, style: FunkypenguinStyle
+) -> list[Request]:
     """One request per port; values are strings, as the original shell sender wrote them."""
     out = []
     for port in reg.ports:
+        name = port_name(reg, port, style)
         doc = {
             "dst-ip": reg.address,
             "frontend-port": str(port.frontend),
             "backend-port": str(port.backend_port),
             "action": action,
-            "name": reg.name,
-            "send-proxy": "true" if port.proxy_protocol else "false",
+            "name": name,
+            "send-proxy": send_proxy_value(port.proxy_protocol, style),
         }
         body = json.dumps(doc, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Funkypenguin-Token": token}
-        expect = {"name": reg.name, "frontend-port": port.frontend, "action": action}
-        out.append(Request(body, headers, expect))
+        expect = {"name": name, "frontend-port": port.frontend, "action": action}
+        out.append(Request(body, headers, expect, port.name))
     return out
 
 
@@ -114,6 +131,12 @@ def proof_line(text: str) -> dict[str, Any] | None:
         if isinstance(doc, dict) and "result" in doc:
             return doc
     return None
+
+
+def unconfirmed(text: str, pattern: str | None) -> bool:
+    """A 2xx with nothing in it: adnanh/webhook's answer before a hook without
+    ``include-command-output-in-response`` runs. Delivered; whether it applied is unknown."""
+    return pattern is None and not text.strip()
 
 
 def check_proof(text: str, expect: dict[str, Any], pattern: str | None) -> str | None:

@@ -31,12 +31,15 @@ class TargetState:
     last_result: str | None = None
     last_detail: str = ""
     last_action: str | None = None
-    last_success_at: float | None = None
+    last_success_at: float | None = None  # delivered, confirmed or not
     last_sequence: int | None = None
     consecutive_failures: int = 0
+    warning: str | None = None
+    confirmed: bool | None = None  # did the last delivery's answer prove the hook ran?
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **({"warning": self.warning} if self.warning else {}),
             "format": self.format,
             "endpoint": self.endpoint,
             "lastResult": self.last_result,
@@ -45,6 +48,7 @@ class TargetState:
             "lastSuccessAt": self.last_success_at,
             "lastSequence": self.last_sequence,
             "consecutiveFailures": self.consecutive_failures,
+            "confirmed": self.confirmed,
         }
 
 
@@ -132,7 +136,9 @@ class TargetSender:
                 log.info("lb target %s: %s delivered again", self.label, action)
             st.consecutive_failures = 0
             st.last_success_at = time.time()
+            st.confirmed = outcome.confirmed
             metrics.LAST_SUCCESS.labels(self.label).set(st.last_success_at)
+            metrics.CONFIRMED.labels(self.label).set(1 if outcome.confirmed else 0)
         else:
             st.consecutive_failures += 1
             log.warning(

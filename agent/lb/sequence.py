@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from agent.fsio import write_file
 
 log = logging.getLogger("dms_agent.lb")
 
@@ -86,9 +87,7 @@ class SequenceSource:
 
     def _store(self, doc: dict[str, Any]) -> None:
         assert self.path is not None
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(doc), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_file(self.path, json.dumps(doc))
         except OSError as exc:  # the clock floor still protects; say so, keep going
             log.warning("lb state file %s not written: %s", self.path, exc)

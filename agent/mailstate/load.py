@@ -34,6 +34,7 @@ from agent.mailstate.fragment import Collector, Fragment, Origin, where
 from agent.mailstate.model import Account, Desired, Domain, MailState, PasswordIntent, Policy
 from agent.mailstate.native import parse_native
 from agent.mailstate.parse import parse_passwords, parse_state
+from agent.mailstate.withhold import withhold
 from agent.sources.document import SourceDocument
 from agent.yamlloc import load_yaml
 
@@ -78,11 +79,27 @@ def desired_from_documents(docs: Sequence[SourceDocument]) -> Desired:
 
 def _parse_document(doc: SourceDocument) -> tuple[Fragment | None, bool]:
     """The fragment (None: ignored) and whether the document holds passwords."""
-    if doc.name in NATIVE_FILES:
-        return parse_native(doc.name, doc.text, doc.origin), doc.name == NATIVE_FILES[0]
     lower = doc.name.lower()
-    if not lower.endswith((".yaml", ".yml")):
+    native = doc.name in NATIVE_FILES
+    if not native and not lower.endswith((".yaml", ".yml")):
         return None, False
+    if doc.problem is not None:
+        raise InvalidDocument([LocatedError(doc.origin, doc.problem_line, "", doc.problem)])
+    may_hold_passwords = doc.name == NATIVE_FILES[0] or "password" in lower or doc.secret
+    try:
+        frag, holds_passwords = _parse_text(doc, native, lower)
+    except InvalidDocument as exc:
+        if may_hold_passwords:
+            raise InvalidDocument(withhold(exc.errors)) from None
+        raise
+    if frag is not None and (holds_passwords or may_hold_passwords):
+        frag.warnings = withhold(frag.warnings)
+    return frag, holds_passwords
+
+
+def _parse_text(doc: SourceDocument, native: bool, lower: str) -> tuple[Fragment | None, bool]:
+    if native:
+        return parse_native(doc.name, doc.text, doc.origin), doc.name == NATIVE_FILES[0]
     located = load_yaml(doc.text, doc.origin)
     value = located.value
     state_like = (

@@ -17,12 +17,17 @@ import re
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = rf"(?=.{{1,253}}$)(?:{_LABEL}\.)+(?=[a-z0-9-]*[a-z])(?:{_LABEL})"
 _ATOM = r"[a-z0-9_+='-]+"
+# DMS's `setup` passes the address as a bare argument: one starting with '-' reads as options
+# (`email del -y@x` parses -y), so such an account could be created but never removed.
+_NO_DASH = "(?!-)"
 
-ADDRESS_RE = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@{_DOMAIN}")
+ADDRESS_RE = re.compile(rf"(?=[^@]{{1,64}}@){_NO_DASH}{_ATOM}(?:\.{_ATOM})*@{_DOMAIN}")
 _DOMAIN_RE = re.compile(_DOMAIN)
-_LOCAL_RE = re.compile(rf"(?=.{{1,64}}$){_ATOM}(?:\.{_ATOM})*")
+_LOCAL_RE = re.compile(rf"(?=.{{1,64}}$){_NO_DASH}{_ATOM}(?:\.{_ATOM})*")
 _LABEL_ONLY_RE = re.compile(rf"{_LABEL}$")
 QUOTA_RE = re.compile(r"([0-9]+(B|k|M|G|T)|0)")
+_UNIT = {"B": 1, "k": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MAX_QUOTA_BYTES = (1 << 63) - 1  # Dovecot keeps a quota limit as a signed 64-bit byte count
 SELECTOR_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 HASH_RE = re.compile(r"\{([A-Z0-9][A-Z0-9._-]*)\}([^\s|:]+)")
 
@@ -65,6 +70,11 @@ def check_local(local: str) -> str | None:
         return f"local part {local!r}: longer than 64 characters"
     if local.startswith(".") or local.endswith(".") or ".." in local:
         return f"local part {local!r}: a dot may not start, end or repeat"
+    if local.startswith("-"):
+        return (
+            f"local part {local!r}: may not start with '-' (DMS's setup would read it as an "
+            "option, so the account or alias could never be deleted)"
+        )
     return f"local part {local!r}: only letters, digits and . _ + = ' - are allowed"
 
 
@@ -92,9 +102,14 @@ def check_quota(value: object) -> tuple[str | None, str | None]:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None, "quota must be a string like 2G or 500M, or 0"
     text = str(value)
-    if QUOTA_RE.fullmatch(text):
-        return text, None
-    return None, f"quota {text!r} must match ^([0-9]+(B|k|M|G|T)|0)$ (e.g. 500M, 2G, 0)"
+    if not QUOTA_RE.fullmatch(text):
+        return None, f"quota {text!r} must match ^([0-9]+(B|k|M|G|T)|0)$ (e.g. 500M, 2G, 0)"
+    if text != "0" and (len(text) > 20 or int(text[:-1]) * _UNIT[text[-1]] > MAX_QUOTA_BYTES):
+        return None, (
+            f"quota {text[:24]!r}{'…' if len(text) > 24 else ''} is larger than Dovecot can "
+            f"hold (at most {MAX_QUOTA_BYTES >> 40}T)"
+        )
+    return text, None
 
 
 def check_password(value: str) -> str | None:

@@ -11,7 +11,10 @@ Layout on disk:
   last entries only means the next reconcile adopts or re-checks those accounts.
 ``compact()`` folds the journal into a new snapshot (at the end of every reconcile).
 
-The digest key comes from a Secret or a settings file and is never stored beside the ledger.
+The digest key comes from a Secret or a settings file and is never stored beside the ledger,
+and is refused when others may read it (as ssh refuses private keys). Both files are checked
+field by field on load: a wrong type is a LedgerError naming the file (and journal line) and the
+field, never a traceback; the reconciler fails closed on it and says so once per cause.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import hashlib
 import hmac
 import json
 import logging
-import os
+import secrets
+import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.fsio import append_file, truncate_file, write_file
 from agent.mailstate.model import PasswordIntent
 
 log = logging.getLogger("dms_agent.ledger")
@@ -59,14 +64,20 @@ class LedgerEntry:
         }
 
     @staticmethod
-    def from_json(raw: Mapping[str, Any]) -> LedgerEntry:
+    def from_json(raw: Any, where: str) -> LedgerEntry:
+        """An entry checked field by field; ``where`` names it in the LedgerError."""
+        if not isinstance(raw, dict):
+            raise LedgerError(f"{where}: must be an object")
+        for name in ("digest", "hash"):
+            if raw.get(name) is not None and not isinstance(raw[name], str):
+                raise LedgerError(f"{where}.{name}: must be a string or null")
         origin = raw.get("origin", "created")
-        return LedgerEntry(
-            digest=_opt_str(raw.get("digest")),
-            hash=_opt_str(raw.get("hash")),
-            origin="adopted" if origin == "adopted" else "created",
-            since=float(raw.get("since", 0.0)),
-        )
+        if origin not in ("created", "adopted"):
+            raise LedgerError(f"{where}.origin: must be created or adopted")
+        since = raw.get("since", 0.0)
+        if isinstance(since, bool) or not isinstance(since, int | float):
+            raise LedgerError(f"{where}.since: must be a number")
+        return LedgerEntry(raw.get("digest"), raw.get("hash"), origin, float(since))
 
 
 @dataclass(slots=True)
@@ -84,27 +95,90 @@ class LedgerData:
             "aliases": {a: sorted(r) for a, r in sorted(self.aliases.items())},
         }
 
+    def json_chunks(self) -> Iterator[str]:
+        """``as_json()`` as JSON text, one entry per line, made as it is written (the whole
+        ledger of 100,000 accounts as one dict and one string took ~80 MB at the peak)."""
+        yield '{"accounts": {'
+        sep = "\n "
+        for address, entry in sorted(self.accounts.items()):
+            yield f"{sep}{json.dumps(address)}: {json.dumps(entry.as_json(), sort_keys=True)}"
+            sep = ",\n "
+        yield '\n},\n"aliases": {'
+        sep = "\n "
+        for alias, recipients in sorted(self.aliases.items()):
+            yield f"{sep}{json.dumps(alias)}: {json.dumps(sorted(recipients))}"
+            sep = ",\n "
+        yield f'\n}},\n"apiVersion": {json.dumps(LEDGER_API)},\n"version": {LEDGER_VERSION}}}\n'
+
+
+def _journal_line(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, separators=(",", ":")) + "\n"
+
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _field_str(rec: Mapping[str, Any], name: str, where: str) -> str:
+    value = rec.get(name)
+    if not isinstance(value, str):
+        raise LedgerError(f"{where}: {name}: must be a string")
+    return value
+
+
+def _str_list(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LedgerError(f"{where}: must be a list of strings")
+    return frozenset(value)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LedgerError(f"{where}: must be an object")
+    return value
+
+
 # --- keyed digests -------------------------------------------------------------------------
 
 
-def load_key(key_file: Path | None, ledger_path: Path) -> bytes:
-    """Read the digest key; refuse a missing, empty or misplaced one."""
+def load_key(key_file: Path | None, ledger_path: Path, create: bool = False) -> bytes:
+    """Read the digest key; refuse a missing, empty, misplaced or readable-by-others one.
+
+    ``create``: make a random key (0600) when there is none — for the local demo only: a key
+    lost in production would make every password look changed once.
+    """
     if key_file is None:
         raise LedgerError("reconcile.ledgerKeyFile is not set: the password digest key is needed")
     if key_file.resolve().parent == ledger_path.resolve().parent:
         raise LedgerError(f"{key_file}: the digest key must not live beside the ledger")
+    if create and not key_file.exists():
+        write_file(key_file, secrets.token_hex(32) + "\n", mode=0o600, make_parents=True)
+        log.info("%s: no digest key; created a new random one (createLedgerKey)", key_file)
     try:
+        _check_key_mode(key_file)
         key = key_file.read_bytes().strip()
     except OSError as exc:
         raise LedgerError(f"{key_file}: {exc.strerror or exc}") from None
     if not key:
         raise LedgerError(f"{key_file}: the digest key is empty")
     return key
+
+
+def _check_key_mode(key_file: Path) -> None:
+    """As ssh does: others must not read the key. In a kubelet Secret volume (files reached
+    through ``..data``) the pod spec's ``defaultMode`` decides, and only containers that mount
+    the volume see it; writable by others is refused everywhere."""
+    mode = stat.S_IMODE(key_file.stat().st_mode)
+    if mode & 0o022:
+        raise LedgerError(f"{key_file}: mode {mode:04o} lets others change the digest key")
+    kubelet_volume = (key_file.parent / "..data").is_symlink()
+    if mode & 0o044 and not kubelet_volume:
+        raise LedgerError(
+            f"{key_file}: mode {mode:04o} lets others read the digest key; "
+            f"make it private: chmod 600 {key_file}"
+        )
 
 
 def intent_digest(key: bytes, intent: PasswordIntent) -> str:
@@ -127,14 +201,15 @@ class Ledger:
         self.journal_path = path.with_name(path.name + ".journal")
         self.data = LedgerData()
         self._journal_lines = 0
+        self._torn_at: int | None = None  # where a torn last journal line starts
 
     # loading ------------------------------------------------------------------------------
     def load(self) -> LedgerData:
         self.data = LedgerData()
         if self.path.exists():
             try:
-                raw = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
+                raw = json.loads(self.path.read_bytes().decode("utf-8"))
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
                 raise LedgerError(f"{self.path}: unreadable ledger: {exc}") from None
             self.data = migrate(raw, str(self.path))
             migrated = raw.get("version") != LEDGER_VERSION
@@ -146,31 +221,49 @@ class Ledger:
 
     def _replay(self) -> int:
         try:
-            text = self.journal_path.read_text(encoding="utf-8")
+            raw = self.journal_path.read_bytes()
         except FileNotFoundError:
             return 0
+        except OSError as exc:
+            raise LedgerError(f"{self.journal_path}: {exc.strerror or exc}") from None
+        lines = raw.split(b"\n")
+        torn = lines[-1] != b""  # no newline at the end: a crash mid-append
+        self._torn_at = len(raw) - len(lines[-1]) if torn else None
+        if not torn:
+            lines.pop()
         count = 0
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(lines, 1):
+            where = f"{self.journal_path}:{n}"
             try:
-                self._apply_line(json.loads(line))
-                count += 1
-            except (ValueError, KeyError, TypeError, AttributeError):
-                # a torn line from a crash mid-append: what it said is re-learned next reconcile
-                log.warning("%s:%d: ignoring an unreadable journal line", self.journal_path, n)
+                rec = json.loads(line.decode("utf-8"))
+            except ValueError:
+                if n == len(lines) and torn:
+                    # torn by a crash mid-append: what it said is re-learned next reconcile
+                    log.warning("%s: ignoring a torn last journal line", where)
+                    continue
+                raise LedgerError(f"{where}: not a journal record (JSON in UTF-8)") from None
+            self._apply_line(rec, where)
+            count += 1
         return count
 
-    def _apply_line(self, rec: dict[str, Any]) -> None:
-        kind = rec["t"]
+    def _apply_line(self, rec: Any, where: str) -> None:
+        if not isinstance(rec, dict):
+            raise LedgerError(f"{where}: must be an object")
+        kind = rec.get("t")
         if kind == "account":
-            self.data.accounts[rec["address"]] = LedgerEntry.from_json(rec["entry"])
+            address = _field_str(rec, "address", where)
+            self.data.accounts[address] = LedgerEntry.from_json(rec.get("entry"), f"{where}: entry")
         elif kind == "forget":
-            self.data.accounts.pop(rec["address"], None)
+            self.data.accounts.pop(_field_str(rec, "address", where), None)
         elif kind == "alias":
-            recipients = frozenset(rec["recipients"])
+            alias = _field_str(rec, "alias", where)
+            recipients = _str_list(rec.get("recipients"), f"{where}: recipients")
             if recipients:
-                self.data.aliases[rec["alias"]] = recipients
+                self.data.aliases[alias] = recipients
             else:
-                self.data.aliases.pop(rec["alias"], None)
+                self.data.aliases.pop(alias, None)
+        else:
+            raise LedgerError(f"{where}: t: must be account, forget or alias")
 
     # recording ----------------------------------------------------------------------------
     def set_account(self, address: str, entry: LedgerEntry) -> None:
@@ -194,29 +287,35 @@ class Ledger:
             self.set_account(address, replace(entry, hash=hash_))
 
     def set_accounts(self, entries: Mapping[str, LedgerEntry]) -> None:
-        """Many entries with one write and one fsync (e.g. adopting a whole imported DMS)."""
+        """Many entries with one fsync (e.g. adopting a whole imported DMS), streamed: 100,000
+        records never sit in memory as one text."""
         self.data.accounts.update(entries)
-        recs = [{"t": "account", "address": a, "entry": e.as_json()} for a, e in entries.items()]
-        self._append(*recs)
+        recs = ({"t": "account", "address": a, "entry": e.as_json()} for a, e in entries.items())
+        self._append_lines(_journal_line(rec) for rec in recs)
+        self._journal_lines += len(entries)
 
     def _append(self, *recs: dict[str, Any]) -> None:
-        if not recs:
-            return
-        text = "".join(json.dumps(rec, separators=(",", ":")) + "\n" for rec in recs)
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if recs:
+            self._append_lines(_journal_line(rec) for rec in recs)
+            self._journal_lines += len(recs)
+
+    def _append_lines(self, text: Iterable[str]) -> None:
         try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._journal_lines += len(recs)
+            if self._torn_at is not None:  # never glue a record onto a torn line: cut it
+                truncate_file(self.journal_path, self._torn_at)
+                self._torn_at = None
+            append_file(self.journal_path, text, mode=0o600)
+        except OSError as exc:
+            raise LedgerError(f"{self.journal_path}: not written: {exc.strerror or exc}") from None
 
     def compact(self) -> None:
         """Write the snapshot atomically, then drop the journal it now contains."""
         if self._journal_lines == 0:
             return  # nothing new: an idle pass writes nothing
-        text = json.dumps(self.data.as_json(), indent=1, sort_keys=True) + "\n"
-        atomic_write(self.path, text, mode=0o600)
+        try:
+            write_file(self.path, self.data.json_chunks(), mode=0o600)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: not written: {exc.strerror or exc}") from None
         with contextlib.suppress(FileNotFoundError):
             self.journal_path.unlink()
         self._journal_lines = 0
@@ -224,29 +323,6 @@ class Ledger:
 
 def new_entry(digest: str | None, hash_: str | None, origin: Origin) -> LedgerEntry:
     return LedgerEntry(digest=digest, hash=hash_, origin=origin, since=time.time())
-
-
-def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
-    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.dms-agent.tmp")
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)  # umask may have cut the requested bits
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -263,18 +339,23 @@ def migrate(raw: Any, where: str) -> LedgerData:
         raise LedgerError(f"{where}: the ledger is not a JSON object")
     version = raw.get("version")
     if version == 1:
-        digests = raw.get("passwordDigests") or {}
-        managed = raw.get("managed") or []
+        digests = _object(raw.get("passwordDigests"), f"{where}: passwordDigests")
+        managed = _str_list(raw.get("managed") or [], f"{where}: managed")
         accounts = {
-            str(a).lower(): LedgerEntry(_opt_str(digests.get(a)), None, "created", 0.0)
-            for a in managed
+            a.lower(): LedgerEntry(_opt_str(digests.get(a)), None, "created", 0.0) for a in managed
         }
         log.info("%s: ledger version 1 migrated to version %d", where, LEDGER_VERSION)
         return LedgerData(accounts=accounts)
     if version == LEDGER_VERSION:
-        accounts = {a: LedgerEntry.from_json(e) for a, e in (raw.get("accounts") or {}).items()}
-        aliases = {a: frozenset(r) for a, r in (raw.get("aliases") or {}).items() if r}
-        return LedgerData(accounts=accounts, aliases=aliases)
+        accounts = {
+            a: LedgerEntry.from_json(e, f"{where}: accounts.{a}")
+            for a, e in _object(raw.get("accounts"), f"{where}: accounts").items()
+        }
+        aliases = {
+            a: _str_list(r, f"{where}: aliases.{a}")
+            for a, r in _object(raw.get("aliases"), f"{where}: aliases").items()
+        }
+        return LedgerData(accounts=accounts, aliases={a: r for a, r in aliases.items() if r})
     if isinstance(version, int) and version > LEDGER_VERSION:
         raise LedgerError(
             f"{where}: ledger version {version} was written by a newer dms-agent "

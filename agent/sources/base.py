@@ -22,7 +22,7 @@ def digest(documents: tuple[SourceDocument, ...] | None) -> str:
         return "absent"
     h = hashlib.sha256()
     for doc in documents:
-        for part in (doc.origin, doc.name, doc.text, "1" if doc.secret else "0"):
+        for part in (doc.origin, doc.name, doc.text, "1" if doc.secret else "0", doc.problem or ""):
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\0")
     return h.hexdigest()

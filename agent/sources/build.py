@@ -54,7 +54,7 @@ def build(ctx: AgentContext) -> list[Component]:
             assert spec.path is not None  # the settings model guarantees it
             mounted = MountedSource(
                 spec.path, spec.secret, ctx.hub, ctx.status, kube.mounted_resync,
-                kube.mounted_step_ms, kube.mounted_watcher,
+                kube.mounted_step_ms, kube.mounted_watcher, spec.max_document_bytes,
             )  # fmt: skip
             components.append(mounted)
             keys.append(mounted.key)

@@ -3,10 +3,11 @@
 The loop follows the API's documented contract for efficient change detection:
 list (collection resourceVersion) -> watch from it with bookmarks -> on a clean end
 (``timeoutSeconds``), resume from the last version seen (event or bookmark) -> on 410
-Expired/Gone, list again -> on connection errors, payload errors or timeouts, resume from the
-last version after a backoff. A watch with neither an event nor a bookmark for
-``kube.stallTimeout`` is restarted (and says so in /status and a metric): watches are known to
-stop silently. resourceVersion is never compared or computed with, as the API asks.
+Expired/Gone, list again -> on an API error Status, list again after a backoff -> on
+connection errors, payload errors or timeouts, resume from the last version after a backoff.
+A watch with neither an event nor a bookmark for ``kube.stallTimeout`` is restarted (and says
+so in /status and a metric): watches are known to stop silently. resourceVersion is never
+compared or computed with, as the API asks.
 
 A deleted object (or a selector matching nothing) makes the source *absent*: reported, never
 an empty state.
@@ -30,7 +31,7 @@ from agent.kube.client import KubeApiError, KubeClient
 from agent.kube.config import KubeSettings
 from agent.settings import SourceSettings
 from agent.sources.base import Publisher
-from agent.sources.document import SourceDocument
+from agent.sources.document import SourceDocument, decode_document
 from agent.sources.metrics import EVENTS_RECEIVED, LAST_BOOKMARK, WATCH_RESTARTS
 from agent.status import ComponentStatus, State, StatusRegistry
 
@@ -64,13 +65,14 @@ def documents_of(kind: str, obj: dict[str, Any]) -> tuple[SourceDocument, ...]:
         if secret or key in binary:
             raw = data.get(key) if secret else binary[key]
             try:
-                text = base64.b64decode(raw or "", validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                log.warning("%s[%s]: not UTF-8 text; read as empty", where, key)
-                text = ""
+                raw_bytes = base64.b64decode(raw or "", validate=True)
+            except binascii.Error:
+                problem = "not valid base64 (as the API server stores it)"
+                docs.append(SourceDocument(f"{where}[{key}]", key, "", secret, problem))
+                continue
+            docs.append(decode_document(f"{where}[{key}]", key, raw_bytes, secret))
         else:
-            text = data[key]
-        docs.append(SourceDocument(f"{where}[{key}]", key, text, secret))
+            docs.append(SourceDocument(f"{where}[{key}]", key, data[key], secret))
     return tuple(docs)
 
 
@@ -153,9 +155,16 @@ class KubeSource:
             )
             return "stalled"
         except KubeApiError as exc:
-            log.warning("%s: API error: %s", self.key, exc)
+            refused = exc.status in (401, 403)  # who asks, not which version: resume later
+            # Any other error Status (an answer or an in-stream ERROR event) may come again for
+            # the same version: a real API server without a watch cache answers 500
+            # "PrevKv=nil" to every watch from a version whose next change lost its previous
+            # value to compaction. So list again, as client-go's reflector does.
+            log.warning("%s: API error: %s%s", self.key, exc, "" if refused else "; listing again")
             self.entry.set(State.DEGRADED, f"API error: {exc}")
-            return "unauthorized" if exc.status in (401, 403) else "error"
+            if not refused:
+                self.rv = None
+            return "unauthorized" if refused else "error"
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)

@@ -57,6 +57,7 @@ class Merge:
         self.last_input: str | None = None  # the last input considered (valid or not)
         self.in_force: str | None = None  # the input of the published state
         self.generation = 0
+        self.rejected = False  # the last input considered was rejected: say when one is accepted
 
     @property
     def loader(self) -> Loader:
@@ -89,10 +90,18 @@ class Merge:
         if key in (self.last_input, self.in_force):
             self.last_input = key
             MERGES.labels("unchanged").inc()
+            if key == self.in_force and self.rejected:  # the bad edit was undone
+                self._accepted(len(docs), "the state in force again")
             if key == self.in_force:
                 self.entry.set(State.OK, "published", generation=self.generation, absent=[])
             return False
         self.last_input = key
+        unreadable = [
+            LocatedError(d.origin, d.problem_line, "", d.problem) for d in docs if d.problem
+        ]
+        if unreadable:
+            self._rejected(unreadable, docs)
+            return False
         try:
             desired = await asyncio.to_thread(self.loader, docs)
         except InvalidDocument as exc:
@@ -114,6 +123,7 @@ class Merge:
         GENERATION.set(self.generation)
         PUBLISHED_AT.set(time.time())
         self.hub.desired.set(desired)
+        self._accepted(len(docs), f"generation {self.generation}")
         self.entry.set(
             State.OK,
             "published",
@@ -125,7 +135,16 @@ class Merge:
         )
         return True
 
+    def _accepted(self, documents: int, what: str) -> None:
+        if self.rejected:
+            log.info("desired state accepted after the rejected version: %d document(s), %s",
+                     documents, what)  # fmt: skip
+        else:
+            log.info("desired state accepted: %d document(s), %s", documents, what)
+        self.rejected = False
+
     def _rejected(self, errors: list[LocatedError], docs: Sequence[SourceDocument]) -> None:
+        self.rejected = True
         MERGES.labels("invalid").inc()
         secret_origins = {d.origin for d in docs if d.secret}
         shown = [_safe(e, secret_origins) for e in errors]

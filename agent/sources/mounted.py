@@ -23,7 +23,7 @@ from pathlib import Path
 
 from agent.hub import Hub
 from agent.sources.base import Publisher
-from agent.sources.document import SourceDocument, read_path
+from agent.sources.document import MAX_DOCUMENT_BYTES, SourceDocument, read_document, read_path
 from agent.sources.inotify import OVERFLOW, FolderWatch, InotifyUnavailable
 from agent.sources.metrics import EVENTS_RECEIVED
 from agent.status import State, StatusRegistry
@@ -33,11 +33,13 @@ log = logging.getLogger("dms_agent.sources.mounted")
 DATA = "..data"
 
 
-def read_mount(path: Path, secret: bool) -> tuple[SourceDocument, ...] | None:
+def read_mount(
+    path: Path, secret: bool, limit: int = MAX_DOCUMENT_BYTES
+) -> tuple[SourceDocument, ...] | None:
     """A consistent snapshot: from a kubelet mount, all files of one ``..data`` generation."""
     data = path / DATA
     if not data.is_symlink():
-        return read_path(path, secret)
+        return read_path(path, secret, limit)
     for _ in range(5):  # a swap during the read: read again
         try:
             generation = os.readlink(data)
@@ -46,14 +48,13 @@ def read_mount(path: Path, secret: bool) -> tuple[SourceDocument, ...] | None:
             for entry in sorted(path.iterdir()):
                 if entry.name.startswith("."):
                     continue
-                target = folder / entry.name
-                text = target.read_text(encoding="utf-8")
-                docs.append(SourceDocument(str(entry), entry.name, text, secret))
+                doc = read_document(folder / entry.name, entry.name, str(entry), secret, limit)
+                docs.append(doc)
             if os.readlink(data) == generation:
                 return tuple(docs)
         except FileNotFoundError:
             continue
-    return read_path(path, secret)
+    return read_path(path, secret, limit)
 
 
 def _is_dir(path: Path) -> bool:
@@ -71,20 +72,22 @@ class MountedSource:
         resync: float = 60.0,
         step_ms: int = 25,
         watcher: str = "inotify",
+        limit: int = MAX_DOCUMENT_BYTES,
     ) -> None:
         self.path = path
         self.secret = secret
-        self.key = f"path/{path}"
+        self.key = f"path:{path}"
         self.name = f"source {self.key}"
         self.resync = resync
         self.step_ms = step_ms
         self.watcher = watcher
+        self.limit = limit
         self.publisher = Publisher(self.key, hub)
         self.entry = status.component(self.name)
         self.reads = 0
 
     async def refresh(self, why: str) -> bool:
-        documents = await asyncio.to_thread(read_mount, self.path, self.secret)
+        documents = await asyncio.to_thread(read_mount, self.path, self.secret, self.limit)
         self.reads += 1
         changed = self.publisher.publish(documents)
         if documents is None:

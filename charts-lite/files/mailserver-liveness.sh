@@ -7,10 +7,12 @@ case $max_age in ''|*[!0-9]*) max_age=60 ;; esac
 [ -r "$file" ] || exit 0
 IFS=' ' read -r verdict stamp rest < "$file" || [ -n "$stamp" ] || exit 0
 [ "$verdict" = unhealthy ] || exit 0
-case $stamp in ''|*[!0-9]*) exit 0 ;; esac
+# unparsable (empty, signed, not digits, leading zero, absurdly large): stale, so pass
+case $stamp in ''|*[!0-9]*|0*|?????????????*) exit 0 ;; esac
 now=$(date +%s 2>/dev/null) || exit 0
-case $now in ''|*[!0-9]*) exit 0 ;; esac
-age=$((now - stamp))
+case $now in ''|*[!0-9]*|0*|?????????????*) exit 0 ;; esac
+age=$( (echo $((now - stamp))) 2>/dev/null ) || exit 0
+case $age in ''|*[!0-9-]*) exit 0 ;; esac
 # stale (agent gone or stuck) or from the future (clock trouble): pass
 if [ "$age" -lt -5 ] || [ "$age" -gt "$max_age" ]; then exit 0; fi
 echo "dms-agent verdict: unhealthy, written ${age}s ago"

@@ -90,9 +90,10 @@ def get_address(value: Any) -> str:
 
 
 def get_bool(value: Any) -> bool:
+    """JSON true, "true"/"yes"/"1"/"on", or the original sender's "send-proxy" (its "no" is "")."""
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in ("true", "yes", "1", "on")
+    return str(value).strip().lower() in ("true", "yes", "1", "on", "send-proxy")
 
 
 def get_action(value: Any) -> str:

@@ -46,7 +46,7 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("twospf.test", "spf", F, "2 SPF records"),
         ("spf11.test", "spf", F, "Too many DNS lookups"),
         ("spfvoid.test", "spf", F, "Void lookup limit"),
-        ("spfloop.test", "spf", F, "SPF is broken"),
+        ("spfloop.test", "spf", F, "SPF include loop: spfloop.test → loop.spfloop.test → spf"),
         ("spfmiss.test", "spf", F, "SPF gives fail for the egress address 192.0.2.25"),
         ("dkimbad.test", "dkim", F, "not the key DMS signs with"),
         ("dkim1024.test", "dkim", W, "only 1024 bits"),
@@ -57,7 +57,10 @@ def test_dkim_info_is_published_for_the_dkim_capability(
         ("nodmarc.test", "dmarc", F, "no DMARC record"),
         ("twodmarc.test", "dmarc", F, "2 DMARC records"),
         ("stsbad.test", "mta-sts", F, "does not cover mail.hosting.test"),
-        ("nomx.test", "mta-sts", F, "certificate of mta-sts.nomx.test rejected"),
+        ("tlsrptbad.test", "tls-rpt", F, "TLS-RPT at _smtp._tls.tlsrptbad.test needs rua="),
+        ("nomx.test", "mta-sts", P, "MTA-STS does not apply: the domain has no MX"),
+        ("nullmx.test", "mta-sts", P, "MTA-STS does not apply: null MX"),
+        ("twospf.test", "mta-sts", F, "certificate of mta-sts.twospf.test rejected"),
     ],
 )
 def test_each_mistake_is_found(
@@ -199,3 +202,41 @@ async def test_policy_host_is_resolved_through_our_nameserver(dns_world: World) 
     assert reports["good.test"].results["mta-sts"].status == P
     res = reports["stsbad.test"].results["mta-sts"]  # its zone has no mta-sts host
     assert res.status == F and "has no address" in res.headline.message
+
+
+async def test_run_deadline_turns_unfinished_checks_into_errors(dns_world: World) -> None:
+    settings = dns_world.settings(deadline=0.001)  # nothing can finish in a millisecond
+    plan = runner.plan_from(settings, None, ["good.test", "twospf.test"])
+    reports = await runner.run(settings, plan, dns_world.config_dir)
+    assert list(reports["good.test"].results) == [
+        "mx",
+        "spf",
+        "dkim",
+        "dmarc",
+        "mta-sts",
+        "tls-rpt",
+    ]
+    unfinished = [r for rep in reports.values() for r in rep.results.values()]
+    assert unfinished and {r.status for r in unfinished} == {E}
+    assert "dns.deadline, 0.001 s" in unfinished[0].headline.message
+    assert list(reports[world.MX].results) == ["mx-address", "ptr", "tlsa"]
+
+
+async def test_the_agents_off_loop_run_gives_the_same_reports(
+    dns_world: World, reports: dict[str, DomainReport]
+) -> None:
+    settings = dns_world.settings()
+    plan = runner.plan_from(settings, None, ["good.test", "twospf.test"])
+    off = await runner.run_off_loop(settings, plan, dns_world.config_dir)
+    for name in ("good.test", "twospf.test", world.MX):
+        assert {c: r.status for c, r in off[name].results.items()} == {
+            c: r.status for c, r in reports[name].results.items()
+        }
+
+
+def test_a_rejected_policy_certificate_gets_certificate_advice(
+    reports: dict[str, DomainReport],
+) -> None:
+    head = reports["twospf.test"].results["mta-sts"].headline
+    assert "certificate of mta-sts.twospf.test rejected" in head.message
+    assert head.fix.startswith("serve mta-sts.twospf.test with a certificate valid for that name")

@@ -111,3 +111,47 @@ def test_domains_from_dms_native_files(dns_world: World, tmp_path: Path) -> None
     out = check_dns(dns_world, "--state", str(tmp_path), "--output", "json")
     data = json.loads(out.stdout)
     assert data["domains"]["nullmx.test"]["checks"]["mx"]["status"] == "fail"
+
+
+def test_dead_nameserver_stops_the_run_early_with_exit_three(dns_world: World) -> None:
+    """23 domains, default timeouts, a nameserver that never answers: one error per check,
+    and the run over well before 23 domains' worth of lookup lifetimes (bounded at 10 s)."""
+    names = [f"d{i:02}.test" for i in range(23)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never read: every query times out
+        port = silent.getsockname()[1]
+        argv = [sys.executable, "-m", "agent", "check-dns", "--nameserver", f"127.0.0.1:{port}"]
+        argv += ["--mx-host", world.MX, "--ipv4", world.V4, "--output", "json", *names]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DMS_AGENT_")}
+        out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=10, env=env)
+    assert out.returncode == 3, out.stdout + out.stderr
+    domains = json.loads(out.stdout)["domains"]
+    assert set(domains) == {*names, world.MX}
+    checks = [c for d in domains.values() for c in d["checks"].values()]
+    assert len(checks) == 23 * 6 + 3  # every check of every domain, once; MX host: 3
+    assert {c["status"] for c in checks} == {"error"}
+    silent_ones = [c for c in checks if c["message"].startswith("nameserver not answering")]
+    assert len(silent_ones) > len(checks) // 2  # the rest never waited out their lifetimes
+
+
+def test_dms_config_dir_without_key_folders_is_an_error(dns_world: World, tmp_path: Path) -> None:
+    """Else a DKIM mismatch would silently become "no key to compare" (a warning)."""
+    out = check_dns(dns_world, "--dms-config-dir", str(tmp_path), "dkimbad.test")
+    assert out.returncode == 2
+    assert "neither opendkim/keys nor rspamd/dkim" in out.stderr
+    good = check_dns(dns_world, "--output", "json", "dkimbad.test")  # the world's real folder
+    assert json.loads(good.stdout)["domains"]["dkimbad.test"]["checks"]["dkim"]["status"] == "fail"
+
+
+def test_mta_sts_ca_bundle_flag(dns_world: World, tmp_path: Path) -> None:
+    argv = ["--output", "json", "--egress", world.V4, "--mta-sts-ca-bundle"]
+    missing = check_dns(dns_world, *argv, str(tmp_path / "none.pem"), "good.test")
+    assert missing.returncode == 2 and "none.pem: no such file" in missing.stderr
+    settings = tmp_path / "agent.yaml"  # the policy server's port and address: tests only
+    settings.write_text(
+        f"dns:\n  mtaSts:\n    port: {dns_world.https_port}\n    connectTo: 127.0.0.1\n"
+    )
+    out = check_dns(dns_world, "-c", str(settings), *argv, str(dns_world.ca.ca_pem), "good.test")
+    sts = json.loads(out.stdout)["domains"]["good.test"]["checks"]["mta-sts"]
+    assert sts["status"] == "pass", sts
+    assert out.returncode == 0, out.stdout

@@ -132,10 +132,12 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
         '_dmarc TXT "v=DMARC1; p=reject"\n',
         "twospf.test": base_records("twospf.test") + '@ TXT "v=spf1 mx -all"\n',
         "spf11.test": base_records(
-            "spf11.test",
-            '"v=spf1 ip4:192.0.2.25 '
-            + " ".join(f"include:i{i}.spf11.test" for i in range(11))
-            + ' -all"',
+            "spf11.test",  # over 255 bytes: several character-strings, as zones must
+            split_txt(
+                "v=spf1 ip4:192.0.2.25 "
+                + " ".join(f"include:i{i}.spf11.test" for i in range(11))
+                + " -all"
+            ),
         )
         + "".join(f'i{i} TXT "v=spf1 ip4:198.51.100.{i} -all"\n' for i in range(11)),
         "spfvoid.test": base_records(
@@ -163,6 +165,9 @@ def zones(keys: Keys, smtp_cert_der: bytes) -> dict[str, str | None]:
         ),
         "twodmarc.test": base_records("twodmarc.test") + '_dmarc TXT "v=DMARC1; p=none"\n',
         "stsbad.test": base_records("stsbad.test"),
+        "tlsrptbad.test": base_records("tlsrptbad.test").replace(
+            "rua=mailto:tls@tlsrptbad.test", "rua=ftp://reports.tlsrptbad.test"
+        ),
     }
     return z
 

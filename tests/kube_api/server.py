@@ -1,7 +1,9 @@
 """A Kubernetes API server for tests: exactly the parts of core/v1 that dms-agent uses.
 
-No kube-apiserver can run on the test machines, and the fakes on PyPI miss watch bookmarks and
-410 handling, so this aiohttp server follows the documented API for that subset:
+A real kube-apiserver runs in the tests too (tests/kube_real), but without a kubelet it cannot
+exec, and it cannot stall or drop a stream on cue; for that this aiohttp server follows the
+documented API for the subset dms-agent uses (tests/test_kube_real_wire_parity.py compares its
+answers with the real server's):
 
 - "Kubernetes API Concepts" (kubernetes.io/docs/reference/using-api/api-concepts/): resource
   versions (opaque strings; list returns the collection's version; watch from a version sends the
@@ -28,7 +30,8 @@ The command of an exec runs as a local process (the pod's ``Container`` gives it
 so tests can run the DMS ``setup`` double "inside the container".
 
 Fault injection for chaos tests: ``restart()``, ``drop_streams()``, ``stall_streams()``,
-``force_410(n)``, ``store.compact()``, ``rotate_token()``, ``forbid_exec``, ``exec_fault``.
+``force_410(n)``, ``poison_versions()``, ``store.compact()``, ``rotate_token()``,
+``forbid_exec``, ``exec_fault``.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class KubeApiServer:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query)
     _streams: list[Stream] = field(default_factory=list)
     _force_410: int = 0
+    _poisoned_upto: int = 0  # watches from a version up to this one get an ERROR 500
     _runner: web.AppRunner | None = None
     _procs: set[asyncio.subprocess.Process] = field(default_factory=set)
     _opened: asyncio.Event | None = None
@@ -144,6 +148,9 @@ class KubeApiServer:
         for proc in list(self._procs):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        for proc in list(self._procs):  # reaped here, or their transports outlive the loop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5.0)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -178,6 +185,12 @@ class KubeApiServer:
     def force_410(self, count: int = 1) -> None:
         """The next ``count`` watch requests get an ERROR 410 Expired, whatever their version."""
         self._force_410 = count
+
+    def poison_versions(self) -> None:
+        """Every watch from a version up to now gets an in-stream ERROR 500, as a real API
+        server without a watch cache answers when etcd compacted away the previous value of
+        the next change ("etcd event received with PrevKv=nil"): resuming never works there."""
+        self._poisoned_upto = self.store.rv
 
     def rotate_token(self, keep_old: bool = False) -> str:
         """A new valid token; the old one stops working unless ``keep_old`` (a grace period).
@@ -312,6 +325,9 @@ class KubeApiServer:
         if self._force_410 > 0:
             self._force_410 -= 1
             return status(410, "Expired", f"too old resource version: {rv_param} (forced)")
+        if rv_param.isdigit() and 0 < int(rv_param) <= self._poisoned_upto:
+            message = f"Internal error occurred: etcd event received with PrevKv=nil ({rv_param})"
+            return status(500, "InternalError", message)
         if rv_param in ("", "0"):
             items, rv = self.store.list(plural, ns, matches)
             return [WatchEvent(rv, "ADDED", plural, o) for o in items]

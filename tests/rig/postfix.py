@@ -122,19 +122,24 @@ def start_postfix(
     days: int = 30,
     binary: str = "postfix",
     tls: bool = True,
+    extra_main_cf: str = "",
 ) -> tuple[Postfix, Path]:
     """Start one Postfix; (server, its folder to remove after ``stop()``). Usable outside
-    pytest (bench/). ``tls=False``: no STARTTLS, as DMS runs while SSL_TYPE is unset."""
+    pytest (bench/). ``tls=False``: no STARTTLS, as DMS runs while SSL_TYPE is unset.
+    ``extra_main_cf`` is appended to main.cf ({dir} names the folder); a parameter set twice
+    takes its last value, as postconf reads it."""
     workdir = Path(tempfile.mkdtemp(prefix="postfix-", dir="/tmp"))
     workdir.chmod(0o755)  # the postfix user must reach its queue and data folders
     etc = workdir / "etc"
-    for sub in ("etc", "queue", "data"):
+    for sub in ("etc", "queue", "data", "log"):
         (workdir / sub).mkdir()
     shutil.chown(workdir / "data", "postfix")
+    shutil.chown(workdir / "log", "postfix")  # for a maillog_file there (postlogd)
     cert, key = test_ca.issue(["localhost", "127.0.0.1"], days=days, expired=expired)
     smtp, submission = free_port(), free_port()
     level = "may" if tls else "none"
-    (etc / "main.cf").write_text(_MAIN_CF.format(dir=workdir, cert=cert, key=key, tls_level=level))
+    main_cf = _MAIN_CF.format(dir=workdir, cert=cert, key=key, tls_level=level)
+    (etc / "main.cf").write_text(main_cf + extra_main_cf.replace("{dir}", str(workdir)))
     (etc / "master.cf").write_text(_MASTER_CF.format(smtp=smtp, submission=submission))
     daemon = Daemon("postfix", [binary, "-c", str(etc), "start-fg"], workdir)
     server = Postfix("127.0.0.1", smtp, submission, cert, etc, daemon, binary)
