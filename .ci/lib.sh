@@ -6,10 +6,10 @@
 step() {
   local name="$1" started rc=0 ms
   shift
-  started=$(date +%s%N)
+  started=${EPOCHREALTIME/./}  # microseconds; bash's own clock (no `date` on PATH needed)
   echo "== $name"
   "$@" || rc=$?
-  ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  ms=$(( (${EPOCHREALTIME/./} - started) / 1000 ))
   printf '== %s: %s in %d.%d s\n' "$name" "$([ "$rc" = 0 ] && echo done || echo "FAILED ($rc)")" \
     $((ms / 1000)) $((ms % 1000 / 100))
   return "$rc"
@@ -28,12 +28,12 @@ APT_LOCK_WAIT="${APT_LOCK_WAIT:-300}"
 # finish instead of failing at once. dpkg's frontend lock has a timeout option; the package
 # lists' lock (apt-get update) has none, so a lock error is retried until the same deadline.
 apt_get() {
-  local deadline=$(( $(date +%s) + APT_LOCK_WAIT )) err rc
+  local deadline=$(( EPOCHSECONDS + APT_LOCK_WAIT )) err rc
   err="$(mktemp)"
   while :; do
     rc=0
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$APT_LOCK_WAIT" "$@" 2>"$err" || rc=$?
-    if [ "$rc" = 0 ] || ! grep -qi 'lock' "$err" || [ "$(date +%s)" -ge "$deadline" ]; then
+    if [ "$rc" = 0 ] || ! grep -qi 'lock' "$err" || [ "$EPOCHSECONDS" -ge "$deadline" ]; then
       cat "$err" >&2
       rm -f "$err"
       return "$rc"

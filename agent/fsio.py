@@ -18,15 +18,18 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 _TEMP_ATTEMPTS = 16
+_CHUNK = 1 << 16  # streamed data is written in pieces of about this size
+Data = str | bytes | Iterable[str]  # an iterable is streamed: never all of it in memory
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_file(
     path: Path,
-    data: str | bytes,
+    data: Data,
     mode: int | None = None,
     *,
     make_parents: bool = False,
@@ -35,7 +38,6 @@ def write_file(
 
     ``mode`` None keeps the mode of the file being replaced (0644 for a new one).
     """
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -46,7 +48,7 @@ def write_file(
         try:
             try:
                 os.fchmod(fd, final_mode)  # on the descriptor: the umask cannot cut it
-                _write_all(fd, payload)
+                _write_data(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -60,13 +62,12 @@ def write_file(
         os.close(dir_fd)
 
 
-def append_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
+def append_file(path: Path, data: Data, mode: int = 0o600) -> None:
     """Append ``data`` and fsync; a symlink at ``path`` is refused, never followed."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = _open_nofollow(path, flags, mode)
     try:
-        _write_all(fd, payload)
+        _write_data(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -116,6 +117,23 @@ def _create_temp(name: str, dir_fd: int) -> tuple[str, int]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no free temp name beside {name}")
+
+
+def _write_data(fd: int, data: Data) -> None:
+    if isinstance(data, bytes):
+        _write_all(fd, data)
+    elif isinstance(data, str):
+        _write_all(fd, data.encode("utf-8"))
+    else:
+        pending: list[str] = []
+        size = 0
+        for piece in data:
+            pending.append(piece)
+            size += len(piece)
+            if size >= _CHUNK:
+                _write_all(fd, "".join(pending).encode("utf-8"))
+                pending, size = [], 0
+        _write_all(fd, "".join(pending).encode("utf-8"))
 
 
 def _write_all(fd: int, payload: bytes) -> None:

@@ -5,6 +5,7 @@
 - ``/healthz``: the mailserver verdict: 200 healthy or unknown, 503 unhealthy.
 - ``/status``: JSON of every component (never a secret, but addresses, DKIM records and LB
   endpoints): ``private`` — loopback clients only, or a bearer token (server.statusTokenFile).
+- ``/``: the same registry as a page for people (agent/web/), ``private`` like ``/status``.
 - ``/metrics``: Prometheus exposition of ``agent.metrics.REGISTRY``.
 
 The probes and Prometheus reach the first four and the last from anywhere; connections are
@@ -27,6 +28,7 @@ from agent.http_guard import ConnectionGuard, GuardedSite, limit_accept_error_lo
 from agent.metrics import REGISTRY
 from agent.settings import ServerSettings
 from agent.status import StatusRegistry, Verdict
+from agent.web.handler import page_handler
 
 
 class PrivateAccess:
@@ -146,7 +148,9 @@ def make_app(
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/status", private(status))
+    # the page shows what /status shows: the same guard for both
+    for path, handler in (("/status", status), ("/", page_handler(registry))):
+        app.router.add_get(path, private(handler))
     app.router.add_get("/metrics", metrics_handler())
     return app
 

@@ -6,6 +6,7 @@ Every value stored must be JSON-safe and free of secrets: ``/status`` prints it 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,8 @@ class Verdict(StrEnum):
 
 
 _VERDICT_VALUE = {Verdict.UNKNOWN: -1, Verdict.HEALTHY: 1, Verdict.UNHEALTHY: 0}
+
+HISTORY_LENGTH = 48  # results kept per check: enough for a glance at the last hours, bounded
 
 
 @dataclass(slots=True)
@@ -76,6 +79,8 @@ class StatusRegistry:
         self.health = HealthVerdict()
         self.settings_loaded = False
         self.started_at = time.time()
+        # per check, its last results as (unix time, passed): the status page draws them
+        self.check_history: dict[str, deque[tuple[float, bool]]] = {}
 
     def component(self, name: str) -> ComponentStatus:
         """Get or create the status entry for ``name``."""
@@ -89,6 +94,20 @@ class StatusRegistry:
     ) -> None:
         self.health = HealthVerdict(verdict, list(reasons), dict(checks or {}), time.time())
         HEALTH_VERDICT.set(_VERDICT_VALUE[verdict])
+        self._remember(self.health.checks)
+
+    def _remember(self, checks: dict[str, Any]) -> None:
+        """Append each check's newest result once: the verdict is republished whenever any
+        check reports, so a result is new only when its ``lastChecked`` moved."""
+        for name in set(self.check_history) - set(checks):
+            del self.check_history[name]  # a check that left the settings
+        for name, summary in checks.items():
+            checked, ok = summary.get("lastChecked"), summary.get("lastOk")
+            if checked is None or ok is None:
+                continue
+            history = self.check_history.setdefault(name, deque(maxlen=HISTORY_LENGTH))
+            if not history or history[-1][0] != checked:
+                history.append((checked, bool(ok)))
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -99,6 +118,7 @@ class StatusRegistry:
                 "reasons": self.health.reasons,
                 "checks": self.health.checks,
                 "updatedAt": self.health.updated_at,
+                "history": {n: [list(r) for r in h] for n, h in self.check_history.items()},
             },
             "components": {n: c.as_dict() for n, c in sorted(self._components.items())},
         }

@@ -26,14 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.dms import files
 from agent.executor import LocalExecutor, Result
+from agent.fsio import write_file
 from agent.mailstate.load import desired_from_documents
 from agent.mailstate.model import Desired
 from agent.reconcile.ledger import (
     LEDGER_NAME,
     LedgerData,
     LedgerEntry,
-    atomic_write,
     intent_digests,
 )
 from agent.reconcile.reconciler import Engine
@@ -92,7 +93,7 @@ def write_dms_files(dms: DmsDouble, desired: Desired, key_file: Path) -> None:
     dms.write("postfix-accounts.cf", "".join(f"{a}|{FAKE_HASH}\n" for a in st.accounts))
     quotas = "".join(f"{a}:{acc.quota}\n" for a, acc in st.accounts.items() if acc.quota)
     dms.write("dovecot-quotas.cf", quotas)
-    send = "".join(f"{a}\t\tREJECT\n" for a, acc in st.accounts.items() if "send" in acc.restrict)
+    send = "".join(files.access_line(a) for a, acc in st.accounts.items() if "send" in acc.restrict)
     dms.write("postfix-send-access.cf", send)
     dms.write("postfix-virtual.cf", "".join(f"{a} {','.join(r)}\n" for a, r in st.aliases.items()))
     digests = intent_digests(key_file.read_bytes().strip(), st.passwords)
@@ -100,7 +101,7 @@ def write_dms_files(dms: DmsDouble, desired: Desired, key_file: Path) -> None:
         accounts={a: LedgerEntry(digests.get(a), FAKE_HASH, "created", 0.0) for a in st.accounts},
         aliases={a: frozenset(r) for a, r in st.aliases.items()},
     )
-    atomic_write(dms.config_dir / LEDGER_NAME, json.dumps(ledger.as_json()), mode=0o600)
+    write_file(dms.config_dir / LEDGER_NAME, json.dumps(ledger.as_json()), mode=0o600)
 
 
 def settings_for(dms: DmsDouble, key_file: Path) -> Settings:
@@ -128,6 +129,7 @@ async def bench_10k(root: Path, n: int, runs: int) -> None:
     key_file = root / "keys" / "ledger.key"
     key_file.parent.mkdir(parents=True)
     key_file.write_text("bench-ledger-key\n")
+    key_file.chmod(0o600)
     dms = DmsDouble(root / "dms10k", delay=1)
     desired = desired_from_documents(documents(n))
     write_dms_files(dms, desired, key_file)
@@ -173,6 +175,7 @@ async def bench_first_sync(root: Path, n: int) -> None:
     key_file = root / "keys2" / "ledger.key"
     key_file.parent.mkdir(parents=True)
     key_file.write_text("bench-ledger-key\n")
+    key_file.chmod(0o600)
     dms = DmsDouble(root / "dms-first", delay=1)
     desired = desired_from_documents(documents(n))
     ex = CountingExecutor()

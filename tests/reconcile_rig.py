@@ -96,6 +96,23 @@ class DmsRig:
             }
         )
 
+    def unmounted_settings(self, **reconcile: Any) -> Settings:
+        """DMS read and written only through `setup` (dms.configDir: null); the ledger in a
+        folder of its own."""
+        settings = self.settings(**reconcile)
+        dms = settings.dms.model_copy(
+            update={
+                "config_dir": None,
+                "mail_dir": None,
+                "container_mail_dir": str(self.mail_dir),
+                "container_config_dir": str(self.config_dir),
+            }
+        )
+        ledger = self.root / "ledger"
+        ledger.mkdir(exist_ok=True)
+        rec = settings.reconcile.model_copy(update={"ledger_path": ledger / "ledger.json"})
+        return settings.model_copy(update={"dms": dms, "reconcile": rec})
+
 
 def fault_script(rig: DmsRig, name: str, body: str) -> Path:
     """A `setup` that runs ``body`` (sh) first, then the double (``$@`` untouched)."""

@@ -99,4 +99,4 @@ def test_test_command_says_why_it_cannot_install_without_apt(tmp_path: Path) -> 
     )  # fmt: skip
     assert proc.returncode == 1
     assert "cannot install them (no apt-get, or not root)" in proc.stderr
-    assert "postfix" in proc.stderr and proc.stdout == ""
+    assert "postfix" in proc.stderr and "FAILED" in proc.stdout  # stopped at that step

@@ -15,8 +15,8 @@ from tests.rig.proc import free_port
 
 def test_the_embedded_demo_starts_quietly(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "state", tmp_path / "examples" / "state")
-    for name in ("local.yaml", "ledger.key"):
-        shutil.copy(ROOT / "examples" / name, tmp_path / "examples" / name)
+    # the ledger key is made on the first run (createLedgerKey), as for a new user
+    shutil.copy(ROOT / "examples" / "local.yaml", tmp_path / "examples" / "local.yaml")
     port = free_port()
     agent = start_agent(
         tmp_path, "--config", "examples/local.yaml", env={"DMS_AGENT_SERVER__PORT": str(port)}

@@ -30,10 +30,10 @@ CRD_KINDS = {"Certificate", "ServiceMonitor", "PrometheusRule"}
 
 
 def test_helm_lint_strict_defaults_and_everything_on(helm: str) -> None:
-    for sets in ([], render.COMBINATIONS["full"]):
+    for sets in ([], render.COMBINATIONS["full"], render.COMBINATIONS["knobs"]):
         argv = [helm, "lint", "--strict", str(render.CHART)]
         for item in sets:
-            argv += ["--set", item]
+            argv += [item] if item.startswith("--") else ["--set", item]
         proc = render.run(argv)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "0 chart(s) failed" in proc.stdout

@@ -150,8 +150,9 @@ def test_prepare_script_gives_the_agent_the_config_folder_and_makes_a_key(
     config = copy / "docker-data" / "dms" / "config"
     assert (config.stat().st_uid, config.stat().st_gid) == (AGENT_UID, AGENT_UID)
     # compose bind-mounts the key file itself (the private folder is not crossed): uid 10001
-    # reads it when others may read the file
-    assert (copy / "secrets" / "ledger.key").stat().st_mode & 0o004
+    # owns it and nobody else may read it (the agent refuses a key others can read)
+    key_stat = (copy / "secrets" / "ledger.key").stat()
+    assert (key_stat.st_uid, key_stat.st_mode & 0o777) == (AGENT_UID, 0o600)
     # uid 10001 writes the config folder: its lock, its ledger folder, DMS's files
     probe = (
         "import pathlib, sys; c = pathlib.Path(sys.argv[1]);"
@@ -183,7 +184,7 @@ def test_agent_runs_with_the_example_settings(example_copy: Path) -> None:
     config = example_copy / "docker-data" / "dms" / "config"
     key = example_copy.parent / "ledger.key"  # compose mounts the file itself, not its folder
     shutil.copy(example_copy / "secrets" / "ledger.key", key)
-    key.chmod(0o644)
+    key.chmod(0o600)  # as prepare.sh leaves it (owned by the agent's user, who runs it here)
     doc = yaml.safe_load((example_copy / "agent.yaml").read_text())
     port = free_port()
     doc["server"] = {"host": "127.0.0.1", "port": port}

@@ -1,8 +1,9 @@
-"""The dms-facts checklist: every line of the DMS facts list about `setup` commands and the
-files they write, asserted against the DMS v15.1.0 double (tests/dms_double/setup).
+"""The DMS facts checklist: every fact about DMS v15.1.0's `setup` commands, the files they
+write and their quirks, asserted against the double (tests/dms_double/setup).
 
-Each test names the fact it checks. Facts that cannot be exercised here are listed at the end as
-explicit skips with the reason.
+Each fact has an identifier in tests/dms_double/fact_ids.txt; the FACTS map at the end names the
+tests that check it, NOT_HERE the reason a fact cannot be exercised here (shown as a skip), and
+test_every_fact_has_an_entry_and_every_entry_a_fact fails when a listed fact has neither.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dms_double.fixtures import DOUBLE, DmsDouble, doveadm_verify, python
+from tests.dms_double.fixtures import DOUBLE, DmsDouble, doveadm_hash, doveadm_verify, python
 from tests.rig.proc import require_binary
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -190,20 +191,31 @@ def test_password_on_stdin_mismatch_or_empty_exits_1(
     assert dms.accounts() == {}
 
 
-def test_password_argument_words_are_joined_and_hashed_by_real_doveadm(dms: DmsDouble) -> None:
+def test_email_add_takes_only_the_next_argument_as_password(dms: DmsDouble) -> None:
+    """DMS: `PASSWD="${2}"`: further words are ignored; the hash comes from real doveadm."""
     assert dms.run("email", "add", "alice@example.com", "two", "words").returncode == 0
-    assert doveadm_verify(dms.accounts()["alice@example.com"], "two words")
+    hashed = dms.accounts()["alice@example.com"]
+    assert doveadm_verify(hashed, "two")
+    assert not doveadm_verify(hashed, "two words")
+    assert dms.run("email", "update", "alice@example.com", "new", "words").returncode == 0
+    assert doveadm_verify(dms.accounts()["alice@example.com"], "new")
 
 
-def test_password_reaches_doveadm_as_an_argument(dms: DmsDouble, tmp_path: Path) -> None:
-    """As in the container: stdin keeps the password off `setup`'s argv, not off doveadm's."""
+def doveadm_spy(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose `doveadm` records its argv in the returned file, then runs the
+    real one."""
     real = require_binary("doveadm", "dovecot-core")
     spy = tmp_path / "spy"
     spy.mkdir()
     record = tmp_path / "doveadm-argv"
     (spy / "doveadm").write_text(f'#!/bin/sh\necho "$@" >>{record}\nexec {real} "$@"\n')
     (spy / "doveadm").chmod(0o755)
-    env = {**os.environ, "PATH": f"{spy}{os.pathsep}{os.environ['PATH']}"}
+    return {**os.environ, "PATH": f"{spy}{os.pathsep}{os.environ['PATH']}"}, record
+
+
+def test_password_reaches_doveadm_as_an_argument(dms: DmsDouble, tmp_path: Path) -> None:
+    """As in the container: stdin keeps the password off `setup`'s argv, not off doveadm's."""
+    env, record = doveadm_spy(tmp_path)
     argv = [*dms.setup_argv, "email", "add", "alice@example.com"]
     done = subprocess.run(argv, input="s3cret\ns3cret\n", env=env, text=True, capture_output=True)
     assert done.returncode == 0, done.stderr
@@ -236,12 +248,23 @@ def test_email_update_replaces_the_hash_through_a_new_inode(dms: DmsDouble) -> N
     assert doveadm_verify(dms.accounts()["alice@example.com"], "new")
 
 
-def test_key_lookup_ignores_case_but_sed_does_not(dms: DmsDouble) -> None:
-    """`email update ALICE@…` finds alice (grep -i), then sed changes nothing: exit 1."""
+def test_email_update_lowers_upper_case_with_a_warning(dms: DmsDouble) -> None:
+    """v15.1.0 lowers the address for `email update` as for `email add`."""
     add(dms, "alice@example.com", "old")
-    done = dms.run("email", "update", "ALICE@example.com", "new")
+    done = dms.run("email", "update", "ALICE@Example.com", "new")
+    assert done.returncode == 0, done.stderr
+    assert WARNING in done.stderr
+    assert doveadm_verify(dms.accounts()["alice@example.com"], "new")
+
+
+def test_key_lookup_ignores_case_but_sed_does_not(dms: DmsDouble) -> None:
+    """An account written with upper case in the file: `email update` lowers the address, finds
+    the line (grep -i), then sed (case-sensitive) changes nothing: exit 1."""
+    hashed = doveadm_hash("Alice@example.com", "old")
+    dms.write("postfix-accounts.cf", f"Alice@example.com|{hashed}\n")
+    done = dms.run("email", "update", "Alice@example.com", "new")
     assert done.returncode == 1 and "No difference" in plain(done.stderr)
-    assert doveadm_verify(dms.accounts()["alice@example.com"], "old")
+    assert doveadm_verify(dms.accounts()["Alice@example.com"], "old")
 
 
 # -- email del ----------------------------------------------------------------------------------
@@ -504,15 +527,47 @@ def test_quota_del_needs_the_account_and_exits_0_without_quota(dms: DmsDouble) -
 
 def test_email_restrict_add_list_del(dms: DmsDouble) -> None:
     assert dms.run("email", "restrict", "add", "send", "a@example.com").returncode == 0
-    assert dms.read("postfix-send-access.cf") == "a@example.com\t\tREJECT\n"
+    assert dms.read("postfix-send-access.cf") == "a@example.com \t\t REJECT\n"
     again = dms.run("email", "restrict", "add", "send", "a@example.com")
     assert again.returncode == 1
     listed = dms.run("email", "restrict", "list", "send")
-    assert listed.stdout == "a@example.com\t\tREJECT\n"
+    assert listed.stdout == "a@example.com \t\t REJECT\n"
     assert "Everyone" in dms.run("email", "restrict", "list", "receive").stdout
     assert dms.run("email", "restrict", "del", "send", "a@example.com").returncode == 0
     assert dms.read("postfix-send-access.cf") == ""
     assert dms.run("email", "restrict", "del", "receive", "a@example.com").returncode == 1
+
+
+def test_restrict_add_refuses_an_address_found_anywhere_case_sensitively(dms: DmsDouble) -> None:
+    """DMS: `grep -q -F "$USER"` over the whole file (dms-facts quirks)."""
+    assert dms.run("email", "restrict", "add", "send", "ab@example.com").returncode == 0
+    for address in ("b@example.com", "b@example", "example.com"):
+        refused = dms.run("email", "restrict", "add", "send", address)
+        assert refused.returncode == 1, address
+        assert f"User '{address}' already denied to send mails" in plain(refused.stderr)
+        assert plain(refused.stderr).rstrip().endswith("Aborting")
+    # a fixed string: a dot is a dot; and case-sensitive
+    for address in ("b@example-com", "B@example.com"):
+        assert dms.run("email", "restrict", "add", "send", address).returncode == 0, address
+    assert dms.read("postfix-send-access.cf") == (
+        "ab@example.com \t\t REJECT\nb@example-com \t\t REJECT\nB@example.com \t\t REJECT\n"
+    )
+
+
+def test_restrict_del_removes_every_line_starting_with_the_address(dms: DmsDouble) -> None:
+    """DMS: `sed -i "/^$(_escape "$USER").*/d"`; exit 0 when nothing matched."""
+    dms.write(
+        "postfix-receive-access.cf",
+        "b@example.com \t\t REJECT\nb@example.com.au \t\t REJECT\n"
+        "ab@example.com \t\t REJECT\nb@exampleXcom \t\t REJECT\n",
+    )
+    assert dms.run("email", "restrict", "del", "receive", "b@example.com").returncode == 0
+    assert dms.read("postfix-receive-access.cf") == (
+        "ab@example.com \t\t REJECT\nb@exampleXcom \t\t REJECT\n"
+    )
+    assert dms.run("email", "restrict", "del", "receive", "nobody@example.com").returncode == 0
+    assert dms.run("email", "restrict", "add", "RECEIVE", "c@example.com").returncode == 0
+    assert "c@example.com \t\t REJECT\n" in dms.read("postfix-receive-access.cf")
 
 
 # -- DKIM: OpenDKIM -----------------------------------------------------------------------------
@@ -743,154 +798,279 @@ def test_call_log_records_argv_and_stdin_size_not_content(dms: DmsDouble) -> Non
     assert "hunter2" not in (dms.state_dir / "calls.jsonl").read_text()
 
 
-# -- the map: each dms-facts line about `setup` and its files -> the tests that check it --------
+# -- quirks that can break convergence ----------------------------------------------------------
 
-FACTS = {
-    "grammar: email add/update/del [-y]/list, restrict, alias add/del/list, quota set/del": [
+
+def test_email_del_reads_a_leading_dash_address_as_options(dms: DmsDouble) -> None:
+    """getopts parses a leading `-` before the addresses: such an account cannot be deleted
+    by naming it (the agent refuses such local parts before calling DMS)."""
+    dms.seed("-y@example.com", "bob@example.com")
+    dms.create_maildir("-y@example.com")
+    for argv in (["-y@example.com"], ["-y", "-y@example.com"]):
+        done = dms.run("email", "del", *argv, stdin="n\n")
+        assert done.returncode == 1, argv
+        assert "is unknown" in plain(done.stderr)
+    assert sorted(dms.accounts()) == ["-y@example.com", "bob@example.com"]
+
+
+def test_rspamd_restarts_rspamd_on_every_call(rspamd: DmsDouble) -> None:
+    """Each `config dkim` with Rspamd restarts Rspamd (v15.1.0: supervisorctl restart)."""
+    for domain in ("a.example", "b.example"):
+        done = rspamd.run("config", "dkim", "keytype", "ed25519", "domain", domain)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith("rspamd: stopped\nrspamd: started\n")
+
+
+def test_dkim_never_replaces_an_existing_private_key(make_dms) -> None:  # type: ignore[no-untyped-def]
+    """A new key size for an existing selector changes nothing (OpenDKIM) or is refused
+    without -f (Rspamd): a new size or type needs a new selector."""
+    require_binary("opendkim-genkey", "opendkim-tools")
+    dms = make_dms()
+    assert dms.run("config", "dkim", "keysize", "1024", "domain", "example.com").returncode == 0
+    private = dms.file("opendkim/keys/example.com/mail.private")
+    key = private.read_bytes()
+    again = dms.run("config", "dkim", "keysize", "2048", "domain", "example.com")
+    assert again.returncode == 0 and private.read_bytes() == key
+    rspamd = make_dms(rspamd=True)
+    args = ["config", "dkim", "keytype", "rsa", "keysize", "1024", "domain", "example.com"]
+    assert rspamd.run(*args).returncode == 0
+    rsa = rspamd.file("rspamd/dkim/rsa-1024-mail-example.com.private.txt")
+    key = rsa.read_bytes()
+    refused = rspamd.run(*args)
+    assert refused.returncode == 1 and rsa.read_bytes() == key
+
+
+def test_email_update_passes_the_password_to_doveadm_as_an_argument(
+    dms: DmsDouble, tmp_path: Path
+) -> None:
+    add(dms, "alice@example.com", "old")
+    env, record = doveadm_spy(tmp_path)
+    argv = [*dms.setup_argv, "email", "update", "alice@example.com"]
+    done = subprocess.run(argv, input="n3w\nn3w\n", env=env, text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert record.read_text().split()[-2:] == ["-p", "n3w"]
+
+
+# -- the map: each fact identifier (tests/dms_double/fact_ids.txt) -> the tests that check it ----
+
+FACT_IDS = Path(__file__).with_name("dms_double") / "fact_ids.txt"
+
+FACTS: dict[str, list[str]] = {
+    "grammar.email-add-update": [
         "test_missing_arguments_print_usage_on_stdout_and_exit_1",
-        "test_help_prints_usage_and_exits_0",
+        "test_email_add_takes_only_the_next_argument_as_password",
     ],
-    "grammar: config dkim (OpenDKIM pairs; Rspamd keytype/keysize/selector/domain/-f)": [
-        "test_opendkim_defaults_domains_files_and_skip_existing",
-        "test_rspamd_existing_key_needs_force",
-    ],
-    "unknown command: 2": ["test_unknown_command_exits_2"],
-    "missing arguments: usage on stdout, exit 1": [
-        "test_missing_arguments_print_usage_on_stdout_and_exit_1"
-    ],
-    "errors: 1; a failing sed can leak its own code (4)": [
-        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias"
-    ],
-    "ANSI colour codes when not a terminal; INFO/DEBUG stdout, warnings/errors stderr": [
-        "test_log_lines_carry_ansi_info_on_stdout_warnings_and_errors_on_stderr"
-    ],
-    "email add: existing account -> 1": ["test_email_add_existing_account_exits_1"],
-    "email add: already an alias -> 1, by unescaped PREFIX match": [
-        "test_email_add_refuses_an_alias_by_unescaped_prefix_match"
-    ],
-    "email add: upper case lowered with a warning": [
-        "test_email_add_lowers_upper_case_with_a_warning"
-    ],
-    "password on stdin: two lines; mismatch/empty -> 1; whitespace stripped": [
-        "test_password_on_stdin_two_lines_whitespace_stripped",
-        "test_password_on_stdin_mismatch_or_empty_exits_1",
-    ],
-    "the password still reaches `doveadm pw -p` as an argument": [
-        "test_password_reaches_doveadm_as_an_argument"
-    ],
-    "email update: missing account -> 1": ["test_email_update_missing_account_exits_1"],
-    "email del: [y/N] prompt, end of input keeps the mail": [
+    "grammar.email-del": [
         "test_email_del_without_y_asks_and_end_of_input_keeps_the_mail",
-        "test_email_del_without_y_answer_y_deletes_the_mail",
+        "test_email_del_several_addresses_stops_at_first_failure",
     ],
-    "email del -y: missing maildir -> 1, account NOT deleted": [
-        "test_email_del_y_with_missing_maildir_exits_1_and_keeps_the_account"
+    "grammar.email-list": ["test_email_list_format_with_quotas_and_aliases"],
+    "grammar.email-restrict": [
+        "test_email_restrict_add_list_del",
+        "test_restrict_del_removes_every_line_starting_with_the_address",
     ],
-    "email del: removed from every alias (emptied lines dropped) and its quota line": [
-        "test_email_del_removes_from_aliases_and_quota"
-    ],
-    "email del: missing account -> 1, except missing/empty accounts file (0)": [
-        "test_email_del_missing_account_exits_1_but_0_without_accounts_file"
-    ],
-    "email del: several addresses in order, stops at the first failure": [
-        "test_email_del_several_addresses_stops_at_first_failure"
-    ],
-    "email list: format, aliases line, blank line; missing/empty -> 1": [
-        "test_email_list_format_with_quotas_and_aliases",
-        "test_email_list_without_quotas_lists_only_addresses",
-        "test_email_list_missing_or_empty_file_exits_1",
-    ],
-    "email list: v15.1.0 final-newline bug": ["test_email_list_v15_bug_without_final_newline"],
-    "alias add: appends ,recipient; duplicate -> 1; alias = account -> 1; not validated": [
+    "grammar.alias": [
         "test_alias_add_appends_and_refuses_duplicates",
-        "test_alias_add_refuses_an_account_and_validates_nothing",
+        "test_alias_list_format_and_missing_file",
     ],
-    "alias del: 0 even if nothing deleted; line goes with its last recipient": [
-        "test_alias_del_always_exits_0_and_drops_emptied_lines"
-    ],
-    "alias list: `* alias recipients` + blank line; missing/empty -> 1": [
-        "test_alias_list_format_and_missing_file"
-    ],
-    "quota set: account must exist; value regex; replaces": [
-        "test_quota_set_value_must_match_the_dms_pattern",
+    "grammar.quota": [
         "test_quota_set_needs_the_account_and_replaces",
+        "test_quota_del_needs_the_account_and_exits_0_without_quota",
     ],
-    "quota del: account must exist; 0 without a quota": [
-        "test_quota_del_needs_the_account_and_exits_0_without_quota"
-    ],
-    "OpenDKIM: defaults 2048/mail; default domains; skips existing keys": [
-        "test_opendkim_defaults_domains_files_and_skip_existing"
-    ],
-    "OpenDKIM: no domains -> warning, 0; unknown option -> 1": [
-        "test_opendkim_no_domains_warns_and_exits_0",
+    "grammar.config-dkim-opendkim": [
+        "test_opendkim_defaults_domains_files_and_skip_existing",
         "test_opendkim_unknown_option_exits_1",
     ],
-    "OpenDKIM: keysize abc -> genkey fails, exit 0, KeyTable line to a missing key": [
-        "test_opendkim_keysize_abc_fails_silently_with_a_keytable_line"
-    ],
-    "Rspamd when ENABLE_RSPAMD=1 and ENABLE_OPENDKIM!=1": [
-        "test_rspamd_files_dns_record_on_stdout_and_signing_conf",
-        "test_rspamd_and_opendkim_both_on_uses_opendkim",
-    ],
-    "Rspamd: one domain per call; existing key without -f -> 1; ed25519 keysize -> 1": [
-        "test_rspamd_one_domain_per_call",
+    "grammar.config-dkim-rspamd": [
         "test_rspamd_existing_key_needs_force",
         "test_rspamd_keysize_with_ed25519_exits_1",
     ],
-    "Rspamd: DNS record on stdout; files; owner _rspamd; dkim_signing.conf when absent": [
-        "test_rspamd_files_dns_record_on_stdout_and_signing_conf"
+    "grammar.other-commands": ["test_commands_the_double_does_not_implement_exit_99"],
+    "exit.unknown-command-2": ["test_unknown_command_exits_2"],
+    "exit.missing-arguments-usage-1": ["test_missing_arguments_print_usage_on_stdout_and_exit_1"],
+    "exit.errors-1-sed-leaks-its-code": [
+        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias"
     ],
-    "files: accounts `email|{SHA512-CRYPT}…`, virtual, quotas, access files": [
-        "test_file_formats",
-        "test_email_restrict_add_list_del",
+    "exit.ansi-colours-always": [
+        "test_log_lines_carry_ansi_info_on_stdout_warnings_and_errors_on_stderr"
     ],
-    "Dovecot accepts {BLF-CRYPT} / {ARGON2ID} pre-hashed passwords": [
+    "exit.streams-v15-info-stdout-errors-stderr": [
+        "test_log_lines_carry_ansi_info_on_stdout_warnings_and_errors_on_stderr"
+    ],
+    "email-add.existing-account-1": ["test_email_add_existing_account_exits_1"],
+    "email-add.alias-prefix-match-1": ["test_email_add_refuses_an_alias_by_unescaped_prefix_match"],
+    "email-add.upper-case-lowered": ["test_email_add_lowers_upper_case_with_a_warning"],
+    "password.stdin-two-lines": ["test_password_on_stdin_two_lines_whitespace_stripped"],
+    "password.stdin-mismatch-or-empty-1": ["test_password_on_stdin_mismatch_or_empty_exits_1"],
+    "password.stdin-whitespace-stripped": ["test_password_on_stdin_two_lines_whitespace_stripped"],
+    "password.doveadm-argument-in-container": ["test_password_reaches_doveadm_as_an_argument"],
+    "email-update.missing-account-1": ["test_email_update_missing_account_exits_1"],
+    "email-update.upper-case-lowered": [
+        "test_email_update_lowers_upper_case_with_a_warning",
+        "test_key_lookup_ignores_case_but_sed_does_not",
+    ],
+    "email-del.asks-without-y-eof-keeps-mail": [
+        "test_email_del_without_y_asks_and_end_of_input_keeps_the_mail",
+        "test_email_del_without_y_answer_y_deletes_the_mail",
+    ],
+    "email-del.y-deletes-maildir": ["test_email_del_removes_from_aliases_and_quota"],
+    "email-del.y-missing-maildir-1-account-kept": [
+        "test_email_del_y_with_missing_maildir_exits_1_and_keeps_the_account"
+    ],
+    "email-del.removes-aliases-and-quota": ["test_email_del_removes_from_aliases_and_quota"],
+    "email-del.missing-account-1-except-no-file": [
+        "test_email_del_missing_account_exits_1_but_0_without_accounts_file"
+    ],
+    "email-del.several-stop-at-first-failure": [
+        "test_email_del_several_addresses_stops_at_first_failure"
+    ],
+    "email-list.format": [
+        "test_email_list_format_with_quotas_and_aliases",
+        "test_email_list_without_quotas_lists_only_addresses",
+    ],
+    "email-list.missing-or-empty-1": ["test_email_list_missing_or_empty_file_exits_1"],
+    "email-list.v15-final-newline-bug": ["test_email_list_v15_bug_without_final_newline"],
+    "alias-add.appends-recipient": ["test_alias_add_appends_and_refuses_duplicates"],
+    "alias-add.duplicate-1": ["test_alias_add_appends_and_refuses_duplicates"],
+    "alias-add.alias-equal-account-1": ["test_alias_add_refuses_an_account_and_validates_nothing"],
+    "alias-add.not-validated": ["test_alias_add_refuses_an_account_and_validates_nothing"],
+    "alias-del.exit-0-line-goes-with-last": [
+        "test_alias_del_always_exits_0_and_drops_emptied_lines"
+    ],
+    "alias-list.format-missing-or-empty-1": ["test_alias_list_format_and_missing_file"],
+    "quota-set.account-must-exist": ["test_quota_set_needs_the_account_and_replaces"],
+    "quota-set.value-pattern": ["test_quota_set_value_must_match_the_dms_pattern"],
+    "quota-set.replaces": ["test_quota_set_needs_the_account_and_replaces"],
+    "quota-del.account-must-exist-0-without-quota": [
+        "test_quota_del_needs_the_account_and_exits_0_without_quota"
+    ],
+    "opendkim.pairs-defaults-2048-mail": ["test_opendkim_defaults_domains_files_and_skip_existing"],
+    "opendkim.default-domains": ["test_opendkim_defaults_domains_files_and_skip_existing"],
+    "opendkim.skips-existing-keys": ["test_opendkim_defaults_domains_files_and_skip_existing"],
+    "opendkim.no-domains-warns-0": ["test_opendkim_no_domains_warns_and_exits_0"],
+    "opendkim.unknown-option-1": ["test_opendkim_unknown_option_exits_1"],
+    "opendkim.nothing-validated-keysize-abc": [
+        "test_opendkim_keysize_abc_fails_silently_with_a_keytable_line"
+    ],
+    "rspamd.when-enabled": [
+        "test_rspamd_files_dns_record_on_stdout_and_signing_conf",
+        "test_rspamd_and_opendkim_both_on_uses_opendkim",
+    ],
+    "rspamd.one-domain-per-call": ["test_rspamd_one_domain_per_call"],
+    "rspamd.existing-key-without-force-1": ["test_rspamd_existing_key_needs_force"],
+    "rspamd.keysize-with-ed25519-1": ["test_rspamd_keysize_with_ed25519_exits_1"],
+    "rspamd.dns-record-on-stdout": ["test_rspamd_files_dns_record_on_stdout_and_signing_conf"],
+    "files.accounts-format": ["test_file_formats"],
+    "files.other-hash-schemes": [
         "test_pre_hashed_passwords_of_other_schemes_pass_doveadm",
         "test_pre_hashed_argon2id_passes_doveadm",
     ],
-    "OpenDKIM files: KeyTable, SigningTable, TrustedHosts, keys 0600 + .txt": [
-        "test_opendkim_defaults_domains_files_and_skip_existing"
+    "files.virtual-format-keys": [
+        "test_file_formats",
+        "test_alias_add_refuses_an_account_and_validates_nothing",
     ],
-    "locks: only email del (`<config>/<script>.lock`, 5 s retry, stale after 1 min)": [
+    "files.quotas-format": ["test_file_formats"],
+    "files.access-format": ["test_email_restrict_add_list_del"],
+    "files.opendkim-tables-and-keys": ["test_opendkim_defaults_domains_files_and_skip_existing"],
+    "files.rspamd-keys-owner-signing-conf": [
+        "test_rspamd_files_dns_record_on_stdout_and_signing_conf"
+    ],
+    "lock.only-email-del": [
         "test_email_del_takes_a_lock_retried_and_stale_after_a_minute",
         "test_add_update_alias_quota_take_no_lock",
     ],
-    "sed -i: new inode; read-only folder fails; failed alias add says 'already an alias'": [
+    "lock.no-lock-sed-new-inode": [
         "test_new_entries_append_in_place_edits_make_a_new_inode",
         "test_email_update_replaces_the_hash_through_a_new_inode",
-        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias",
     ],
-    "parallel unlocked calls lose writes": ["test_parallel_unlocked_writes_lose_an_account"],
-    "validation: an address only needs an @": ["test_addresses_only_need_an_at_sign"],
+    "lock.read-only-folder-fails-alias-add-misleads": [
+        "test_a_failing_sed_leaks_its_code_and_alias_add_then_says_already_an_alias"
+    ],
+    "lock.parallel-calls-lose-writes": ["test_parallel_unlocked_writes_lose_an_account"],
+    "validation.address-only-needs-at": ["test_addresses_only_need_an_at_sign"],
+    "quirk.restrict-add-substring-match": [
+        "test_restrict_add_refuses_an_address_found_anywhere_case_sensitively"
+    ],
+    "quirk.restrict-add-line-format": [
+        "test_email_restrict_add_list_del",
+        "test_restrict_add_refuses_an_address_found_anywhere_case_sensitively",
+    ],
+    "quirk.restrict-del-prefix-match": [
+        "test_restrict_del_removes_every_line_starting_with_the_address"
+    ],
+    "quirk.restrict-del-exit-0-nothing-matched": [
+        "test_restrict_del_removes_every_line_starting_with_the_address"
+    ],
+    "quirk.email-del-getopts-leading-dash": [
+        "test_email_del_reads_a_leading_dash_address_as_options"
+    ],
+    "quirk.config-dkim-never-replaces-a-key": ["test_dkim_never_replaces_an_existing_private_key"],
+    "quirk.rspamd-restart-per-call": ["test_rspamd_restarts_rspamd_on_every_call"],
+    "quirk.doveadm-password-in-argv": [
+        "test_password_reaches_doveadm_as_an_argument",
+        "test_email_update_passes_the_password_to_doveadm_as_an_argument",
+    ],
 }
+
+# -- facts that cannot be exercised by the double, each with the reason -------------------------
+
+NOT_HERE = {
+    "exit.streams-master-all-stderr": "the double is v15.1.0 only",
+    "email-del.master-n-option": "the double is v15.1.0 only (no `-n`)",
+    "email-list.cost-per-account": (
+        "speed is never asserted in tests; bench/dms_double.py prints the double's padded medians"
+    ),
+    "cost.medians": (
+        "speed is never asserted in tests; bench/dms_double.py prints the double's padded medians"
+    ),
+    "files.masters-and-sasl": "not used by dms-agent; the double exits 99 for their commands",
+    "live.change-detector-polls": (
+        "needs a running DMS container (Postfix/Dovecot reload); not part of `setup`"
+    ),
+    "live.opendkim-and-access-files-not-watched": (
+        "needs a running DMS container; the agent's DKIM component handles the OpenDKIM copy"
+    ),
+    "kube.subpath-static-configmaps": "a deployment fact: covered by the manifests and chart",
+    "kube.health-checks": "a deployment fact: covered by the manifests and chart",
+    "kube.sidecar-execs-into-mailserver": (
+        "a deployment fact: covered by the Kubernetes exec tests (test API server)"
+    ),
+    "quirk.restrict-add-edits-main-cf-reloads-postfix": (
+        "edits /etc/postfix/main.cf outside the config volume and reloads Postfix: the double "
+        "has neither"
+    ),
+    "quirk.container-start-marker-and-dms-settings": (
+        "the DMS image's own files, not `setup`: the agent's readiness check and settings "
+        "reader are tested in tests/test_reconcile_dmsinfo.py"
+    ),
+}
+
+
+def fact_ids() -> list[str]:
+    lines = FACT_IDS.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def test_every_fact_has_an_entry_and_every_entry_a_fact() -> None:
+    ids = fact_ids()
+    assert len(ids) == len(set(ids)), "a fact identifier is listed twice"
+    covered = set(FACTS) | set(NOT_HERE)
+    assert not set(FACTS) & set(NOT_HERE), "a fact is both tested and excused"
+    assert sorted(set(ids) - covered) == [], "facts with no test and no reason"
+    assert sorted(covered - set(ids)) == [], "entries for facts that are not listed"
 
 
 def test_every_fact_maps_to_tests_that_exist() -> None:
     names = {name for name in globals() if name.startswith("test_")}
+    assert all(FACTS.values()), "a fact with an empty list of tests"
     missing = {t for tests in FACTS.values() for t in tests if t not in names}
     assert not missing
 
 
-# -- facts that cannot be exercised here --------------------------------------------------------
-
-NOT_HERE = {
-    "measured race losses (90 parallel calls lost 1-4 of 30 accounts per round)": (
-        "a statistical measurement on real DMS; the mechanism is shown deterministically by "
-        "test_parallel_unlocked_writes_lose_an_account"
-    ),
-    "cost of the real commands (medians)": (
-        "speed is never asserted in tests; bench/dms_double.py prints the double's padded medians"
-    ),
-    "change detector (check-for-changes.sh) polling, reloads, what is not watched": (
-        "needs a running DMS container (Postfix/Dovecot reload); not part of `setup`"
-    ),
-    "master differs (-n, all logs on stderr)": "the double is v15.1.0 only",
-    "dovecot-master, relay, fail2ban, debug commands; dovecot-masters.cf, "
-    "postfix-sasl-password.cf": "not used by dms-agent; the double exits 99 for them",
-    "Kubernetes notes (subPath mounts, health checks, exec into the container)": (
-        "deployment facts, covered by the kube test API server and the manifests"
-    ),
-}
+def test_commands_the_double_does_not_implement_exit_99(dms: DmsDouble) -> None:
+    for command in ("dovecot-master", "relay", "fail2ban", "debug"):
+        done = dms.run(command, "list")
+        assert done.returncode == 99 and "does not implement" in done.stderr, command
 
 
 @pytest.mark.parametrize("fact", sorted(NOT_HERE))

@@ -200,20 +200,7 @@ async def test_two_agents_on_one_folder_never_overlap(dms_rig: DmsRig) -> None:
 
 
 async def test_observe_through_setup_list_when_not_mounted(dms_rig: DmsRig) -> None:
-    settings = dms_rig.settings(prune=True, deleteMailData=True)
-    dms = settings.dms.model_copy(
-        update={
-            "config_dir": None,
-            "mail_dir": None,
-            "container_mail_dir": str(dms_rig.mail_dir),
-            "container_config_dir": str(dms_rig.config_dir),
-        }
-    )
-    rec = settings.reconcile.model_copy(
-        update={"ledger_path": dms_rig.root / "ledger" / "ledger.json"}
-    )
-    (dms_rig.root / "ledger").mkdir()
-    eng = engine(dms_rig, settings.model_copy(update={"dms": dms, "reconcile": rec}))
+    eng = engine(dms_rig, dms_rig.unmounted_settings(prune=True, deleteMailData=True))
     d = state(3)
     d.state.accounts["u0@x.org"] = Account("u0@x.org", "1G", frozenset({"receive"}))
     d.state.aliases["post@x.org"] = ("u1@x.org",)

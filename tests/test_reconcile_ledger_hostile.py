@@ -12,7 +12,14 @@ import pytest
 
 from agent.events import EventType
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
-from agent.reconcile.ledger import LEDGER_API, LEDGER_VERSION, Ledger, LedgerError, load_key
+from agent.reconcile.ledger import (
+    LEDGER_API,
+    LEDGER_VERSION,
+    Ledger,
+    LedgerEntry,
+    LedgerError,
+    load_key,
+)
 from agent.reconcile.reconciler import Engine
 from agent.settings import Settings
 
@@ -169,3 +176,14 @@ async def test_a_ledger_failure_is_an_error_log_and_one_event_per_cause(
     assert "unreadable ledger" in events.sent[0][1] and "since" in events.sent[1][1]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2 and "the ledger is unusable" in errors[0].getMessage()
+
+
+def test_the_streamed_snapshot_is_the_ledgers_json(tmp_path: Path) -> None:
+    """compact() streams the snapshot (100,000 accounts as one dict and string cost ~80 MB)."""
+    led = Ledger(tmp_path / "ledger.json")
+    led.load()
+    led.set_accounts({f'u{i}"@x.org': LedgerEntry(f"d{i}", None, "adopted", i) for i in range(3)})
+    led.set_alias("p@x.org", frozenset({"u0@x.org", "u1@x.org"}))
+    led.compact()
+    assert json.loads(led.path.read_text()) == led.data.as_json()
+    assert Ledger(tmp_path / "ledger.json").load() == led.data

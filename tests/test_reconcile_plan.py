@@ -106,6 +106,17 @@ def test_prune_only_managed_unless_named_field() -> None:
     assert {op.target for op in p.ops if op.kind == "account_del"} == {"m@x.org", "u@x.org"}
 
 
+def test_undeclared_accounts_left_alone_are_reported_as_kept() -> None:
+    d = desired({"a@x.org": Account("a@x.org")}, {"a@x.org": "pw-a"})
+    a = actual(["a@x.org", "m@x.org", "u@x.org"])
+    ledger = LedgerData(accounts={"m@x.org": LedgerEntry(None, None)})
+    assert run(d, a, ledger).kept == ["m@x.org", "u@x.org"]  # prune off: both stay
+    pruned = run(d, a, ledger, prune=True)
+    assert pruned.kept == ["u@x.org"]  # not managed by the agent: kept
+    assert pruned.describe()["kept"] == ["u@x.org"]
+    assert pruned.describe()["counts"]["kept"] == 1
+
+
 def test_document_policy_only_tightens() -> None:
     d = desired({"k@x.org": Account("k@x.org")}, {}, policy=Policy(prune=False))
     a = actual(["k@x.org", "m@x.org"])

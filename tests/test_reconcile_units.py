@@ -144,7 +144,7 @@ def test_file_applier_writes_dms_formats_and_dovecot_accepts_the_hash(tmp_path: 
     assert doveadm_verify(hash_, "correct horse")
     assert not doveadm_verify(hash_, "wrong")
     assert (cfg / files.QUOTAS_FILE).read_text() == "a@x.org:2G\n"
-    assert (cfg / files.RECEIVE_ACCESS_FILE).read_text() == "a@x.org\t\tREJECT\n"
+    assert (cfg / files.RECEIVE_ACCESS_FILE).read_text() == "a@x.org \t\t REJECT\n"  # as DMS
     assert (cfg / files.VIRTUAL_FILE).read_text() == "p@x.org a@x.org,b@x.org\n"
     with pytest.raises(FileApplyError, match="already"):
         fa.apply(Op("account_add", "a@x.org", password=plain("x")))

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from agent.commands.plan import render_plan
+from agent.commands.plan import exit_code, render_plan
 from agent.commands.state import (
     EXIT_ERROR,
     make_engine,
@@ -30,4 +30,6 @@ def run(args: argparse.Namespace) -> int:
     if report.error is not None:
         print(f"error: {report.error}", file=sys.stderr)
     print(f"Apply: {report.outcome} in {report.duration:.2f}s")
-    return 0 if report.outcome in ("noop", "applied") else EXIT_ERROR
+    if report.outcome not in ("noop", "applied") or report.plan is None:
+        return EXIT_ERROR
+    return exit_code(report.plan, detailed=False)

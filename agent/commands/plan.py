@@ -13,9 +13,25 @@ from agent.commands.state import (
     make_engine,
     settings_and_desired,
 )
+from agent.reconcile.dkimwork import DONE_BY
 from agent.reconcile.plan import Plan
 
+KEPT_SHOWN = 20
+
 EXIT_CHANGES = 2
+EXIT_HELD = 3  # refused deletions, blocked ops, held DKIM steps: work a person must look at
+
+
+def exit_code(p: Plan, detailed: bool) -> int:
+    """The README's "Exit codes" table for `plan` (``detailed``) and `apply`: held-back work
+    outranks changes, an error outranks both."""
+    if p.fatal:
+        return EXIT_ERROR
+    if p.held:
+        return EXIT_HELD
+    if detailed and (p.changes or p.dkim_changes):
+        return EXIT_CHANGES
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.plan.describe(), indent=2))
     else:
         print(render_plan(report.plan))
-    if report.plan.fatal:
-        return EXIT_ERROR
-    if args.detailed_exitcode and report.plan.changes:
-        return EXIT_CHANGES
-    return 0
+    return exit_code(report.plan, args.detailed_exitcode)
 
 
 def _note(op: dict[str, Any]) -> str:
@@ -44,6 +56,8 @@ def _note(op: dict[str, Any]) -> str:
         parts.append(f"password: {op['password']}")
     if op.get("deleteMailData"):
         parts.append("deletes mail")
+    if op.get("via") == "files":
+        parts.append("written to DMS's file by the agent")
     return ", ".join(p for p in parts if p)
 
 
@@ -59,7 +73,8 @@ def render_plan(p: Plan) -> str:
         for r in rows
     ]
     if len(rows) == 1:
-        lines = ["No changes: DMS matches the declared state."]
+        settled = not (p.held or p.dkim or p.pending or p.deferred)
+        lines = ["No changes: DMS matches the declared state." if settled else "No ops to run."]
     if p.fatal:
         lines.append(f"REFUSED: {p.fatal}")
     if p.refused:
@@ -69,8 +84,15 @@ def render_plan(p: Plan) -> str:
     lines += [f"Drift: {a}: password changed outside dms-agent" for a in p.drift]
     lines += [f"Waiting for retry: {op.key}" for op in p.deferred]
     lines += [f"Warning: {w}" for w in p.warnings]
+    lines += [f"DKIM: {w.domain}: {w.step} {w.selector!r}: {w.reason} ({DONE_BY})" for w in p.dkim]
     if p.adopt:
         lines.append(f"Adopt: {len(p.adopt)} existing accounts (passwords untouched)")
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(p.summary().items())) or "nothing"
-    lines.append(f"Plan: {summary}; {len(p.refused)} refused, {len(p.pending)} pending.")
+    if p.kept:
+        shown = ", ".join(p.kept[:KEPT_SHOWN]) + (" …" if len(p.kept) > KEPT_SHOWN else "")
+        lines.append(f"Kept, undeclared: {len(p.kept)} accounts DMS holds ({shown})")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(p.summary().items())) or "no ops"
+    lines.append(
+        f"Plan: {summary}; {len(p.refused)} refused, {len(p.blocked)} blocked, "
+        f"{len(p.pending)} pending, {len(p.dkim)} DKIM steps, {len(p.kept)} kept undeclared."
+    )
     return "\n".join(lines)

@@ -168,7 +168,10 @@ class DkimManager:
                 wanted[domain] = spec
         if not wanted:
             return
-        if self.ctx.settings.dms.executor.kind == "file":
+        if self.ctx.settings.dms.executor.kind == "file" or p.backend == "rspamd":
+            # Rspamd: DMS's `config dkim` takes one domain per call and restarts Rspamd on each;
+            # the agent makes the whole batch and writes it at once, so DMS's change detector
+            # (it watches rspamd/**) restarts Rspamd once (docs/dms-compat.md)
             await self._generate_here(p.backend, wanted)
             return
         executor = self.ctx.executor
@@ -187,13 +190,20 @@ class DkimManager:
                 self.ctx.events.emit("ApplyFailed", msg, "Warning")
 
     async def _generate_here(self, backend: Backend, wanted: dict[str, DkimSpec]) -> None:
-        """No DMS (``file`` executor): make the keys ourselves, in DMS's layout and modes."""
-        assert self.config_dir is not None
-        for domain, spec in sorted(wanted.items()):
-            key = await asyncio.to_thread(generate_key, domain, spec)
-            await asyncio.to_thread(install_byo_key, self.config_dir, backend, key)
+        """Make the keys ourselves, in DMS's layout and modes: all of them first (the slow
+        part), then write them one right after the other."""
+        config_dir = self.config_dir
+        assert config_dir is not None
+        keys = [await asyncio.to_thread(generate_key, d, s) for d, s in sorted(wanted.items())]
+
+        def install_all() -> None:
+            for key in keys:
+                install_byo_key(config_dir, backend, key)
+
+        await asyncio.to_thread(install_all)
+        for key in keys:
             m.ACTIONS.labels("generate", "ok").inc()
-            log.info("generated DKIM key %s._domainkey.%s", spec.selector, domain)
+            log.info("generated DKIM key %s._domainkey.%s", key.selector, key.domain)
 
     async def _check_publication(self, p: DkimPass) -> None:
         # the DNS checks' nameservers unless DKIM names its own

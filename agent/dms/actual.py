@@ -17,6 +17,15 @@ class DmsInfo:
     provisioner: str = "FILE"
     quotas_enabled: bool = True
     dkim_backend: DkimBackend = "opendkim"
+    source: str = "DMS's defaults"  # where these settings were read (shown in /status)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "settingsSource": self.source,
+            "provisioner": self.provisioner,
+            "quotas": self.quotas_enabled,
+            "dkimBackend": self.dkim_backend,
+        }
 
     @property
     def ldap(self) -> bool:
@@ -33,3 +42,10 @@ class Actual:
     dkim: dict[str, frozenset[str]] | None = None  # domain -> selectors with a key
     info: DmsInfo = field(default_factory=DmsInfo)
     source: Literal["files", "commands"] = "files"
+    # the access files' lines as DMS's `restrict` commands match them (raw, in file order;
+    # None: not read), keyed "send"/"receive": their substring and prefix matches are
+    # simulated on these before a `restrict` command runs
+    access_lines: dict[str, tuple[str, ...]] | None = None
+    # addresses (lower-cased) that DMS's files spell with upper case letters: DMS finds them
+    # case-insensitively but its sed edits match case-sensitively, so they cannot be edited
+    cased: frozenset[str] = frozenset()

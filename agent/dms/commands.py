@@ -46,9 +46,12 @@ def command_for(
         verb = "add" if op.kind == "account_add" else "update"
         return Command([*s, "email", verb, op.target], password_answers(op.password.secret.value))
     if op.kind == "account_del":
+        # DMS parses options with getopts before the addresses: `--` ends them, so an address
+        # whose local part starts with `-` is not read as options
+        target = ["--", op.target] if op.target.startswith("-") else [op.target]
         if op.delete_mail_data and not keep_mail:
-            return Command([*s, "email", "del", "-y", op.target], "")
-        return Command([*s, "email", "del", op.target], "n\n")
+            return Command([*s, "email", "del", "-y", *target], "")
+        return Command([*s, "email", "del", *target], "n\n")
     if op.kind == "quota_set":
         return Command([*s, "quota", "set", op.target, op.value])
     if op.kind == "quota_del":

@@ -129,10 +129,15 @@ class FileApplier:
 
     # --- quotas ---------------------------------------------------------------------------
     def _quota_set(self, op: Op) -> FileResult:
+        """As DMS: an existing quota line is replaced where it stands, a new one appended."""
         self._require_account(op.target)
-        quotas = [q for q in self._load(files.QUOTAS_FILE, files.parse_quotas)]
-        quotas = [q for q in quotas if q.address.lower() != op.target]
-        quotas.append(files.QuotaLine(op.target, op.value))
+        quotas = self._load(files.QUOTAS_FILE, files.parse_quotas)
+        for i, q in enumerate(quotas):
+            if q.address.lower() == op.target:
+                quotas[i] = replace(q, quota=op.value)
+                break
+        else:
+            quotas.append(files.QuotaLine(op.target, op.value))
         self._save(files.QUOTAS_FILE, files.write_quotas(quotas))
         return FileResult()
 
@@ -153,20 +158,30 @@ class FileApplier:
         return files.SEND_ACCESS_FILE if op.value == "send" else files.RECEIVE_ACCESS_FILE
 
     def _restrict_add(self, op: Op) -> FileResult:
+        """Append the one line as DMS's `restrict add` writes it; nothing else changes."""
         name = self._access_file(op)
-        entries = self._load(name, files.parse_access)
-        if not any(e.address.lower() == op.target for e in entries):
-            entries.append(files.AccessLine(op.target, "REJECT"))
-            self._save(name, files.write_access(entries))
+        text = self._text(name)
+        if not any(files.access_address(ln) == op.target for ln in text.splitlines()):
+            if text and not text.endswith("\n"):
+                text += "\n"  # DMS's `echo >>` would glue the line onto the last one
+            self._save(name, text + files.access_line(op.target))
         return FileResult()
 
     def _restrict_del(self, op: Op) -> FileResult:
+        """Remove exactly the target's lines (any case); every other line stays byte for byte."""
         name = self._access_file(op)
-        entries = self._load(name, files.parse_access)
-        kept = [e for e in entries if e.address.lower() != op.target]
-        if len(kept) != len(entries):
-            self._save(name, files.write_access(kept))
+        text = self._text(name)
+        lines = text.splitlines(keepends=True)
+        kept = [ln for ln in lines if files.access_address(ln) != op.target]
+        if len(kept) != len(lines):
+            self._save(name, "".join(kept))
         return FileResult()
+
+    def _text(self, name: str) -> str:
+        try:
+            return self._path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
 
     # --- aliases --------------------------------------------------------------------------
     def _alias_add(self, op: Op) -> FileResult:

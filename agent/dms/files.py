@@ -1,11 +1,12 @@
 """DMS's native config files: pure parsers and writers, no I/O.
 
-Formats (DMS v15.1.0, as dms-facts lists them):
+Formats (as DMS v15.1.0 writes them, see docs/dms-compat.md):
 
 - ``postfix-accounts.cf``: ``email|{SCHEME}hash[|extra]``
 - ``postfix-virtual.cf``: ``alias recipient[,recipient...]``; keys ``u@d``, ``u`` or ``@d``
 - ``dovecot-quotas.cf``: ``email:quota``
-- ``postfix-send-access.cf`` / ``postfix-receive-access.cf``: ``email<TAB><TAB>REJECT``
+- ``postfix-send-access.cf`` / ``postfix-receive-access.cf``: ``email <TAB><TAB> REJECT`` (DMS's
+  ``restrict add`` writes a space, two tabs and a space; Postfix reads any whitespace)
 
 Parsing is tolerant of what people and DMS leave behind: comments (``#`` as the first
 non-blank character), blank lines, trailing whitespace, CRLF, a missing final newline. In the
@@ -214,7 +215,19 @@ def parse_access(text: str, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine
 
 
 def write_access(entries: Iterable[AccessLine]) -> str:
-    return _join(f"{e.address}\t\t{e.action}" for e in entries)
+    return "".join(access_line(e.address, e.action) for e in entries)
+
+
+def access_line(address: str, action: str = "REJECT") -> str:
+    """One access line exactly as DMS's `restrict add` writes it: address, space, two tabs,
+    space, action."""
+    return f"{address} \t\t {action}\n"
+
+
+def access_address(line: str) -> str:
+    """The lower-cased address an access-file line is for ("" for a comment or blank line)."""
+    fields = line.split()
+    return fields[0].lower() if fields and not fields[0].startswith("#") else ""
 
 
 def _join(lines: Iterable[str]) -> str:

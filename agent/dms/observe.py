@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -181,7 +181,25 @@ def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = No
         hashes[addr] = line.hash
     aliases = {a.alias.lower(): tuple(r.lower() for r in a.recipients) for a in virtual_p.entries}
     state = MailState(accounts=accounts, aliases=aliases)
-    return Actual(state, hashes, read_dkim(config_dir, info.dkim_backend), info, "files")
+    spelled = [line.address for line in accounts_p.entries]
+    spelled += [q.address for q in quotas_p.entries]
+    for a in virtual_p.entries:
+        spelled += [a.alias, *a.recipients]
+    access = {
+        "send": _raw_lines(config_dir / files.SEND_ACCESS_FILE),
+        "receive": _raw_lines(config_dir / files.RECEIVE_ACCESS_FILE),
+    }
+    dkim = read_dkim(config_dir, info.dkim_backend)
+    return Actual(state, hashes, dkim, info, "files", access, upper_cased(spelled))
+
+
+def upper_cased(spellings: list[str]) -> frozenset[str]:
+    """The lower-cased form of every spelling that holds upper case letters."""
+    return frozenset(s.lower() for s in spellings if s != s.lower())
+
+
+def _raw_lines(path: Path) -> tuple[str, ...]:
+    return tuple(_read(path).splitlines())
 
 
 def read_dkim(config_dir: Path, backend: DkimBackend) -> dict[str, frozenset[str]]:
@@ -258,12 +276,28 @@ def parse_alias_list(text: str) -> dict[str, tuple[str, ...]]:
     return aliases
 
 
-def parse_restrict_list(text: str) -> set[str]:
-    out = set()
+def restrict_list_lines(text: str) -> tuple[str, ...]:
+    """The access-file lines `restrict list` prints (DMS greps the REJECT lines), as they are."""
+    lines = []
     for raw in ANSI.sub("", text).splitlines():
         fields = raw.split()
         if fields and "@" in fields[0] and not fields[0].startswith("["):
-            out.add(fields[0].lower())
+            lines.append(raw)
+    return tuple(lines)
+
+
+def parse_restrict_list(text: str) -> set[str]:
+    return {line.split()[0].lower() for line in restrict_list_lines(text)}
+
+
+def listed_spellings(email_list: str, alias_list: str) -> list[str]:
+    """Addresses as `email list` and `alias list` print them (DMS prints the files' spelling)."""
+    out = []
+    for raw in ANSI.sub("", email_list + "\n" + alias_list).splitlines():
+        line = raw.strip()
+        if line.startswith("* "):
+            fields = line[2:].replace(",", " ").split()
+            out += [f for f in fields if "@" in f and not f.startswith(("(", "["))]
     return out
 
 
@@ -305,7 +339,9 @@ async def observe_commands(
                 restrict = acc.restrict | {kind}
                 accounts[addr] = Account(addr, acc.quota, frozenset(restrict))  # type: ignore[arg-type]
     state = MailState(accounts=accounts, aliases=parse_alias_list(outputs["alias"]))
-    return Actual(state, None, None, info, "commands")
+    access = {kind: restrict_list_lines(outputs[kind]) for kind in ("send", "receive")}
+    cased = upper_cased(listed_spellings(outputs["email"], outputs["alias"]))
+    return Actual(state, None, None, info, "commands", access, cased)
 
 
 # --- DMS's settings and start-up ------------------------------------------------------------
@@ -333,19 +369,51 @@ def parse_env_lines(text: str) -> dict[str, str]:
     return env
 
 
+CONFIGURED = "dms.environment in the agent's settings"
+
+
+def info_without_dms(configured: Mapping[str, str]) -> DmsInfo:
+    """The file executor: no DMS to read, so the operator's dms.environment or DMS's defaults."""
+    source = CONFIGURED if configured else "DMS's defaults: no DMS to read and no dms.environment"
+    return replace(info_from_env(configured), source=source)
+
+
 async def read_info(
-    executor: Executor | None, configured: Mapping[str, str], timeout: float
+    executor: Executor | None,
+    configured: Mapping[str, str],
+    timeout: float,
+    executor_kind: str = "kube",
 ) -> DmsInfo:
-    """Settings' ``dms.environment`` wins; else DMS's resolved settings file, else its env."""
+    """Settings' ``dms.environment`` wins; else DMS's resolved settings file, else the env of
+    the executor's commands. The answer says which it was (``DmsInfo.source``)."""
+    if executor is None:
+        return info_without_dms(configured)
     env: dict[str, str] = {}
-    if executor is not None and not configured:
+    source = CONFIGURED
+    if not configured:
         res = await executor.run(["cat", SETTINGS_FILE], None, timeout)
-        if not res.ok:
+        if res.ok:
+            source = f"{SETTINGS_FILE}, read through the {executor_kind} executor"
+        else:
             res = await executor.run(["env"], None, timeout)
+            source = _env_source(executor_kind, res.ok)
         if res.ok:
             env = parse_env_lines(res.stdout)
     env.update(configured)
-    return info_from_env(env)
+    return replace(info_from_env(env), source=source)
+
+
+def _env_source(executor_kind: str, read: bool) -> str:
+    if not read:
+        return (
+            f"DMS's defaults: neither {SETTINGS_FILE} nor `env` could be read; set dms.environment"
+        )
+    if executor_kind == "local":
+        return (
+            f"the agent's own environment: {SETTINGS_FILE} is not on this machine (the local "
+            "executor runs outside DMS's container?); set dms.environment"
+        )
+    return f"`env` through the {executor_kind} executor: {SETTINGS_FILE} was not readable"
 
 
 @dataclass(slots=True)
@@ -354,10 +422,27 @@ class StartWait:
     message: str
 
 
-async def dms_started(executor: Executor | None, probe: list[str], timeout: float) -> StartWait:
+DMS_IMAGE_MARKER = Path("/usr/local/bin/helpers/index.sh")  # DMS's scripts, in every image
+
+
+def default_probe_misplaced(probe: list[str], executor_kind: str) -> bool:
+    """The default probe asks for a file of DMS's image: with the local executor on a machine
+    that is not DMS's image it can never succeed (docker/kube exec into the container can)."""
+    return executor_kind == "local" and probe == READY_MARKER and not DMS_IMAGE_MARKER.exists()
+
+
+async def dms_started(
+    executor: Executor | None, probe: list[str], timeout: float, executor_kind: str = "kube"
+) -> StartWait:
     """DMS is usable once its start-up marker exists (no executor: nothing to wait for)."""
     if executor is None or not probe:
         return StartWait(True, "no start-up probe")
+    if default_probe_misplaced(probe, executor_kind):
+        return StartWait(
+            True,
+            "default dms.readyCommand skipped: the local executor does not run in DMS's image "
+            f"({DMS_IMAGE_MARKER} is missing); set dms.readyCommand to probe your DMS",
+        )
     res = await executor.run(probe, None, timeout)
     if res.ok:
         return StartWait(True, "DMS has started")

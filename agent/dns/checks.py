@@ -547,6 +547,11 @@ async def _mta_sts_policy(env: Env, domain: str) -> Finding:
         policy = await fetch_policy(env.http, domain, s.port, s.timeout)
     except PolicyError as exc:
         status = E if exc.temporary else F
+        if str(exc).startswith("certificate of"):  # the fix is the certificate, not the file
+            serve = (
+                f"serve mta-sts.{domain} with a certificate valid for that name from a CA "
+                "senders trust (ACME: Let's Encrypt); a self-signed one counts as no policy"
+            )
         return Finding(status, f"MTA-STS policy: {exc}", "", "a valid STSv1 policy", serve)
     mx_answer = await env.lookup.query(domain, "MX")
     hosts = {exchange(r) for r in mx_answer.records} - {""}

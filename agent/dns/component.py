@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.dns import metrics, runner
 from agent.dns.model import DomainReport, Status
@@ -94,6 +94,7 @@ class DnsChecker:
             message,
             counts=counts,
             problems=problems,
+            domains={d: domain_view(rep) for d, rep in sorted(reports.items())},
             lastRun=time.time(),
             durationSeconds=round(duration, 3),
         )
@@ -117,6 +118,21 @@ class DnsChecker:
         if len(changes) > MAX_EVENTS_PER_RUN:
             rest = len(changes) - MAX_EVENTS_PER_RUN
             self.ctx.events.emit("DnsChecksChanged", f"{rest} more DNS results changed", "Warning")
+
+
+def domain_view(rep: DomainReport) -> dict[str, Any]:
+    """One domain's every check for /status and the status page: the deciding finding's
+    found/expected, and every distinct fix of the check's non-passing findings, deciding first."""
+    checks: dict[str, Any] = {}
+    for name, res in rep.results.items():
+        head = res.headline
+        fixes = [head.fix] if head.fix else []
+        for finding in res.findings:
+            if finding.status is not Status.PASS and finding.fix and finding.fix not in fixes:
+                fixes.append(finding.fix)
+        checks[name] = {"status": res.status.value, "message": head.message}
+        checks[name] |= {"found": head.found, "expected": head.expected, "fixes": fixes}
+    return {"status": rep.status.value, "checkedAt": rep.checked_at, "checks": checks}
 
 
 def build(ctx: AgentContext) -> list[Component]:

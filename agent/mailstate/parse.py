@@ -118,7 +118,8 @@ def parse_passwords(doc: LocatedDoc) -> Fragment:
         if value["apiVersion"] != API_VERSION:
             c.at(("apiVersion",), f"must be {API_VERSION}")
         value = {k: v for k, v in value.items() if k != "apiVersion"}
-    _structure(c, _PASSWORDS, value, lambda loc: PasswordEntry if len(loc) == 1 else None)
+    if not _well_formed_passwords(value):  # pydantic only to say what is wrong
+        _structure(c, _PASSWORDS, value, lambda loc: PasswordEntry if len(loc) == 1 else None)
     seen: dict[str, str] = {}
     for key, entry in value.items():
         address = _key(c, seen, key, (key,), syntax.check_address)
@@ -133,6 +134,18 @@ def parse_passwords(doc: LocatedDoc) -> Fragment:
 
 
 # --- structure (pydantic) ---------------------------------------------------------------
+
+
+def _well_formed_passwords(value: dict[Any, Any]) -> bool:
+    """Every entry is ``{password: str}`` or ``{hash: str}``: what pydantic would accept
+    without a word, checked without building 100,000 models (~50 MB at the peak)."""
+    for entry in value.values():
+        if type(entry) is not dict or len(entry) != 1:
+            return False
+        (field, text), *_ = entry.items()
+        if field not in ("password", "hash") or type(text) is not str:
+            return False
+    return True
 
 
 def _structure(
@@ -264,7 +277,7 @@ def _accounts(c: _Doc, frag: Fragment, accounts: Any) -> None:
         elif address is not None:
             account = Account(address)
         if address is not None:
-            out[address] = (account, (source, lines.get(path)))
+            out[address] = (account, (source, lines.get(path) or c.doc.line_of(path)))
 
 
 def _account_settings(c: _Doc, frag: Fragment, key: str, address: str | None, spec: Any) -> Account:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -85,14 +86,36 @@ class ApplyLock:
             self._fd = None
 
 
+MESSAGE_LIMIT = 1000  # characters of a failed command's output kept for /status, log, Event
+DMS_LOG_LINE = re.compile(r"^\[\s*(TRACE|DEBUG|INF|INFO|WARNING|ERROR)\s*\]\s*(.*)$")
+
+
 def safe_message(res: Result, secrets: Sequence[str] = ()) -> str:
-    """The last meaningful line of a command's output, without colours or secrets."""
-    text = ANSI.sub("", res.stderr.strip() or res.stdout.strip())
+    """What a failed command said that matters, without colours or secrets: DMS's ERROR lines
+    (either stream) and any unlabelled line on stderr (a tool's own error, e.g. sed's), in
+    order, joined by " | "; without such lines, the last line of the output."""
+    errors, outputs = _clean_lines(res.stderr, secrets), _clean_lines(res.stdout, secrets)
+    meaningful = []
+    for stream, lines in (("stderr", errors), ("stdout", outputs)):
+        for line in lines:
+            m = DMS_LOG_LINE.match(line)
+            if m is None:
+                if stream == "stderr":
+                    meaningful.append(line)
+            elif m.group(1) == "ERROR" and m.group(2) != "Aborting":
+                meaningful.append(f"ERROR {m.group(2)}")
+    if not meaningful:
+        last = errors or outputs
+        return last[-1][:MESSAGE_LIMIT] if last else ""
+    return " | ".join(meaningful)[:MESSAGE_LIMIT]
+
+
+def _clean_lines(text: str, secrets: Sequence[str]) -> list[str]:
+    text = ANSI.sub("", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 class Applier:
@@ -137,13 +160,18 @@ class Applier:
         return result
 
     def _via_files(self, op: Op) -> bool:
-        if self.executor is None:
+        if self.executor is None or op.direct:
             return True
         return op.password is not None and op.password.kind == "hash"
 
     async def _run_file(self, op: Op) -> OpResult:
         if self.files is None:
             return OpResult(op, "failed", "a pre-hashed password needs the DMS config folder")
+        if op.direct and op.delete_mail_data and self.mail_dir is None:
+            # DMS's own `email del -y` cannot be used here (see the op's reason) and the agent
+            # cannot reach the mail: never drop the account while leaving its mail unnoticed
+            why = "deleteMailData without DMS's `email del` needs the mail folder (dms.mailDir)"
+            return OpResult(op, "failed", why)
         started = time.monotonic()
         try:
             await asyncio.to_thread(self.files.apply, op)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from agent.dms.actual import Actual
+from agent.dms.files import access_line
 from agent.mailstate.model import Desired, DkimSpec, PasswordIntent, Policy, Restriction
+from agent.reconcile.access import AccessLines
+from agent.reconcile.dkimwork import DkimWork
 from agent.reconcile.ledger import LedgerData
 
 OpKind = Literal[
@@ -51,6 +54,9 @@ class Op:
     delete_mail_data: bool = False
     dkim: DkimSpec | None = None
     reason: str = ""
+    # written to DMS's file by the agent itself, under the apply lock: DMS's command would hit
+    # one of its matching quirks here (see docs/dms-compat.md)
+    direct: bool = False
 
     @property
     def key(self) -> str:
@@ -67,6 +73,8 @@ class Op:
             out["deleteMailData"] = True
         if self.reason:
             out["reason"] = self.reason
+        if self.direct:
+            out["via"] = "files"
         return out
 
 
@@ -114,6 +122,9 @@ class PlanPolicy:
 class Plan:
     ops: list[Op] = field(default_factory=list)
     adopt: list[Adoption] = field(default_factory=list)
+    # declared hashes DMS already holds (e.g. imported documents): the ledger learns the new
+    # digest, no command runs
+    settled: list[Adoption] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # ledger entries of accounts gone for good
     refused: list[Op] = field(default_factory=list)  # deletions over the ceiling
     refused_reason: str = ""
@@ -123,6 +134,19 @@ class Plan:
     pending: dict[str, str] = field(default_factory=dict)  # account -> why it waits
     warnings: list[str] = field(default_factory=list)
     fatal: str | None = None  # nothing may be applied (e.g. LDAP provisioner)
+    # what the DKIM component will do (when it owns DKIM; the plan then makes no key itself)
+    dkim: list[DkimWork] = field(default_factory=list)
+    # accounts DMS holds that the state no longer declares, kept because pruning is off
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> int:
+        """Work that will not run now: refused deletions, blocked ops, held DKIM steps."""
+        return len(self.refused) + len(self.blocked) + sum(1 for w in self.dkim if w.held)
+
+    @property
+    def dkim_changes(self) -> int:
+        return sum(1 for w in self.dkim if not w.held)
 
     @property
     def changes(self) -> bool:
@@ -146,6 +170,9 @@ class Plan:
                 "deferred": len(self.deferred),
                 "drift": len(self.drift),
                 "pending": len(self.pending),
+                "dkim": len(self.dkim),
+                "kept": len(self.kept),
+                "held": self.held,
             },
             "ops": [op.describe() for op in self.ops[cut]],
             "adopt": [a.address for a in self.adopt[cut]],
@@ -157,6 +184,8 @@ class Plan:
             "pending": dict(list(self.pending.items())[cut]),
             "warnings": self.warnings[cut],
             "fatal": self.fatal,
+            "dkim": [w.describe() for w in self.dkim[cut]],
+            "kept": self.kept[cut],
         }
 
 
@@ -185,6 +214,7 @@ def plan(
     _guard_deletions(desired, ledger, policy, ops, out)
     if policy.via_commands:
         _guard_dms_quirks(actual, ops, out)
+        ops[:] = _route_around_matching_quirks(actual, ops, out)
     for op in ops:
         if op.key in out.blocked:
             continue
@@ -228,6 +258,9 @@ def _account_ops(
             continue
         if digest == entry.digest and (current is None or current == entry.hash):
             continue  # the common case, decided without a call
+        if intent is not None and intent.kind == "hash" and intent.secret.value == current:
+            out.settled.append(Adoption(addr, digest, current))  # DMS holds it already
+            continue
         op = _password_op(addr, intent, digest, entry.digest, entry.hash, current, policy, out)
         if op is not None:
             ops.append(op)
@@ -271,6 +304,12 @@ def _quota_ops(
         elif acc.quota == cur.quota or (
             actual.source == "commands" and shown_quota(acc.quota) == cur.quota
         ):
+            limited = acc.quota is not None and acc.quota.rstrip("BkMGT").strip("0") != ""
+            if actual.source == "commands" and limited and cur.quota is None:
+                out.warnings.append(
+                    f"{addr}: quota {acc.quota} is under 1 KiB; `setup email list` shows it as "
+                    "no limit, so whether DMS holds it cannot be seen without dms.configDir"
+                )
             continue
         if acc.quota is not None and not actual.info.quotas_enabled:
             out.blocked[f"quota_set:{addr}:{acc.quota}"] = "quotas are off in DMS (ENABLE_QUOTAS=0)"
@@ -295,7 +334,7 @@ def shown_quota(quota: str | None) -> str | None:
         return None if digits == "0" else quota
     value = float(int(digits) * QUOTA_UNITS[unit] // 1024 * 1024)
     if value < 1024:
-        return str(int(value))
+        return None  # under 1 KiB: DMS lists a limit of 0, which reads as none
     for suffix in "KMGTPE":
         value /= 1024
         if value < 1024 or suffix == "E":
@@ -360,15 +399,13 @@ def _prune_ops(
     for addr in ledger.accounts:
         if addr not in actual.state.accounts and addr not in declared:
             out.forget.append(addr)  # removed from outside and no longer wanted
-    if not policy.prune:
-        return
-    for addr in actual.state.accounts:
-        if addr in declared:
-            continue
-        if addr in ledger.accounts or policy.prune_unmanaged:
+    for addr in sorted(a for a in actual.state.accounts if a not in declared):
+        if policy.prune and (addr in ledger.accounts or policy.prune_unmanaged):
             ops.append(
                 Op("account_del", addr, delete_mail_data=policy.delete_mail_data, reason="pruned")
             )
+        else:
+            out.kept.append(addr)  # "kept, undeclared": prune is off, or the agent never managed it
 
 
 def _dkim_ops(
@@ -417,7 +454,8 @@ def _guard_deletions(
     allowed_aliases = ceiling(policy, managed_aliases) + policy.allow_deletions
     if aliases and (len(aliases) > allowed_aliases or empty):
         refuse += aliases
-        reasons.append(f"{len(aliases)} alias removals refused: over maxDeletions")
+        why = "the desired state is empty" if empty else f"over maxDeletions ({allowed_aliases})"
+        reasons.append(f"{len(aliases)} alias removals refused: {why}")
     if refuse:
         keys = {op.key for op in refuse}
         ops[:] = [op for op in ops if op.key not in keys]
@@ -476,4 +514,64 @@ def _prefix_clash(address: str, entries: Iterable[str]) -> str | None:
             a == "." or a == b for a, b in zip(address, entry[:n], strict=True)
         ):
             return entry
+    return None
+
+
+# --- DMS's substring, prefix and case quirks (docs/dms-compat.md) ----------------------------
+
+EDITS_BY_ADDRESS = frozenset(
+    {"password_update", "quota_set", "quota_del", "account_del", "restrict_del"}
+)
+
+
+def _route_around_matching_quirks(actual: Actual, ops: list[Op], out: Plan) -> list[Op]:
+    """Ops whose DMS command would match the wrong lines (or none) go to the file applier
+    (``direct``) when the config folder is mounted; without it they are blocked with the reason,
+    so nothing is retried in vain and no restriction is removed that was not asked."""
+    access: dict[str, AccessLines] = {}
+    routed = []
+    for op in ops:
+        if op.kind in ("restrict_add", "restrict_del") and op.value not in access:
+            access[op.value] = AccessLines((actual.access_lines or {}).get(op.value, ()))
+        why = _quirk(op, actual, access)
+        if why is None:
+            routed.append(op)
+        elif actual.source == "files":
+            routed.append(replace(op, direct=True, reason=_join_reason(op.reason, why)))
+        else:
+            out.blocked[op.key] = f"{why}; mount DMS's config folder (dms.configDir) to converge"
+            if op.kind == "restrict_add":
+                access[op.value].remove(access_line(op.target).rstrip("\n"))  # not written
+    return routed
+
+
+def _join_reason(reason: str, why: str) -> str:
+    return f"{reason}; {why}" if reason else why
+
+
+def _quirk(op: Op, actual: Actual, access: dict[str, AccessLines]) -> str | None:
+    """Why DMS's command for ``op`` would not do exactly ``op`` (None: it would). Restriction
+    ops also update ``access`` to the lines as they will be once ``op`` ran."""
+    if op.kind in EDITS_BY_ADDRESS and op.target in actual.cased:
+        return f"DMS cannot edit {op.target}: its files spell it with upper case letters"
+    if op.kind in ("alias_add", "alias_del") and (
+        op.target in actual.cased or op.value in actual.cased
+    ):
+        return f"DMS cannot edit alias {op.target}: its file spells it with upper case letters"
+    if op.kind == "restrict_add":
+        lines = access[op.value]
+        clash = lines.holding(op.target)
+        lines.add(access_line(op.target).rstrip("\n"))
+        if clash is not None:
+            return f"DMS's restrict add finds {op.target} inside {clash!r}"
+    if op.kind == "restrict_del":
+        lines = access[op.value]
+        mine, swept = lines.of(op.target), lines.starting_with(op.target)
+        for line in mine:
+            lines.remove(line)
+        if sorted(swept) != sorted(mine):
+            others = sorted({ln.split()[0] for ln in swept if ln not in mine})
+            if others:
+                return f"DMS's restrict del would also remove {', '.join(others)}"
+            return f"DMS's restrict del cannot match {op.target} (spelled with upper case)"
     return None

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from agent.dms.actual import Actual, DmsInfo
@@ -24,7 +24,7 @@ from agent.dms.observe import (
     FolderReader,
     ObserveError,
     dms_started,
-    info_from_env,
+    info_without_dms,
     observe,
     read_info,
 )
@@ -32,6 +32,7 @@ from agent.events import EventSink, LogEventSink
 from agent.executor import Executor
 from agent.mailstate.model import Desired, MailState, PasswordIntent
 from agent.reconcile.apply import Applier, ApplyLock, LockBusy, OpResult
+from agent.reconcile.dkimwork import dkim_work
 from agent.reconcile.ledger import (
     LEDGER_NAME,
     Ledger,
@@ -61,6 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("dms_agent.reconcile")
 
 MAX_STATUS_RESULTS = 200  # /status keeps the failures plus the most recent results
+
+
+# (ops done, ops planned, seconds left or None before the first op): called after every op
+Progress = Callable[[int, int, float | None], None]
 
 
 class ReconcileError(Exception):
@@ -145,6 +150,7 @@ class Engine:
         self.ledger = Ledger(ledger_path) if ledger_path is not None else None
         self._ledger_sig: tuple[Any, ...] | None = None
         self.info: DmsInfo | None = None
+        self.readiness = "not probed yet"  # what the start-up probe said (shown in /status)
         self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
@@ -163,13 +169,16 @@ class Engine:
         """None when DMS is up; else why not (still starting). Refreshes DMS's settings."""
         dms = self.settings.dms
         if self.executor is None:
-            self.info = info_from_env(dms.environment)
+            self.info = info_without_dms(dms.environment)
+            self.readiness = "no start-up probe (file executor)"
             return None
+        kind = dms.executor.kind
         try:
-            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout)
+            started = await dms_started(self.executor, dms.ready_command, dms.command_timeout, kind)
+            self.readiness = started.message
             if not started.ready:
                 return started.message
-            self.info = await read_info(self.executor, dms.environment, dms.command_timeout)
+            self.info = await read_info(self.executor, dms.environment, dms.command_timeout, kind)
         except OSError as exc:
             return f"cannot reach the mailserver: {exc}"
         return None
@@ -286,6 +295,7 @@ class Engine:
             digests = self.digests(desired)
             actual = await self.observe()
             report.plan = plan(desired, actual, ledger.data, self.policy(), digests)
+            await self._add_dkim_work(desired, report.plan)
         except ReconcileError as exc:
             report.error = str(exc)
             report.ledger_failed = isinstance(exc, LedgerUnusable)
@@ -297,7 +307,7 @@ class Engine:
         self,
         desired: Desired,
         allow_deletions: int = 0,
-        progress: Callable[[int, int, float], None] | None = None,
+        progress: Progress | None = None,
     ) -> PassReport:
         """Observe and plan; when there is anything to write, take the apply lock, plan again
         under it (another agent may just have applied) and apply; the ledger follows each op.
@@ -317,6 +327,8 @@ class Engine:
                 await self._pass(desired, allow_deletions, report, progress)
             else:
                 self._settle_retries(p, report)
+            if report.plan is not None:
+                await self._add_dkim_work(desired, report.plan)
         except (ReconcileError, LockBusy, LedgerError) as exc:
             report.error = str(exc)  # a LedgerError: the ledger could not record an op
             report.ledger_failed = isinstance(exc, LedgerUnusable | LedgerError)
@@ -327,9 +339,23 @@ class Engine:
         self._publish(report)
         return report
 
+    async def _add_dkim_work(self, desired: Desired, p: Plan) -> None:
+        """What the DKIM component will do, when it owns DKIM (the plan then makes no key)."""
+        dkim = self.settings.dkim
+        if not dkim.enabled or self.config_dir is None or p.fatal or self.info is None:
+            return
+        specs = {d: dom.dkim for d, dom in desired.state.domains.items() if dom.dkim is not None}
+        if not specs:
+            return
+        backend = dkim.backend if dkim.backend != "auto" else self.info.dkim_backend
+        p.dkim = await asyncio.to_thread(
+            dkim_work, specs, self.config_dir, backend, dkim.state_file,
+            dkim.require_published, time.time(),
+        )  # fmt: skip
+
     def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
         """Whether the plan or the ledger-only facts would write anything."""
-        if p.ops or p.adopt or p.forget:
+        if p.ops or p.adopt or p.forget or p.settled:
             return True
         assert self.ledger is not None
         data = self.ledger.data
@@ -358,7 +384,7 @@ class Engine:
         desired: Desired,
         allow_deletions: int,
         report: PassReport,
-        progress: Callable[[int, int, float], None] | None,
+        progress: Progress | None,
     ) -> None:
         ledger = await asyncio.to_thread(self.refresh_ledger)
         digests = self.digests(desired)
@@ -389,6 +415,10 @@ class Engine:
         ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
         for addr in p.forget:
             ledger.forget_account(addr)
+        for a in p.settled:
+            entry = ledger.data.accounts.get(a.address)
+            if entry is not None:
+                ledger.set_account(a.address, replace(entry, digest=a.digest, hash=a.hash))
         if actual.hashes is not None:
             drift = set(p.drift)
             for addr, entry in list(ledger.data.accounts.items()):
@@ -404,7 +434,7 @@ class Engine:
         self,
         p: Plan,
         report: PassReport,
-        progress: Callable[[int, int, float], None] | None,
+        progress: Progress | None,
     ) -> None:
         assert self.ledger is not None and self.info is not None
         dms = self.settings.dms
@@ -422,6 +452,8 @@ class Engine:
         started = time.monotonic()
         last_progress = started
         interval = self.settings.reconcile.progress_interval
+        if progress is not None:
+            progress(0, total, None)
         for done, op in enumerate(p.ops, 1):
             # yield once: a stop (SIGTERM) that arrived with the last op's end cancels us here,
             # before the next command starts
@@ -438,13 +470,12 @@ class Engine:
                 report.interrupted = True  # observe afresh before anything else runs
                 break
             now = time.monotonic()
+            eta = (now - started) / done * (total - done)
+            if progress is not None:
+                progress(done, total, eta)  # /status: after every op
             if now - last_progress >= interval and done < total:
-                last_progress = now
-                rate = (now - started) / done
-                eta = rate * (total - done)
+                last_progress = now  # the log: every progressInterval seconds
                 log.info("reconcile progress: %d/%d ops done, ETA %.0fs", done, total, eta)
-                if progress is not None:
-                    progress(done, total, eta)
 
     def _settle_retries(self, p: Plan, report: PassReport) -> None:
         rec = self.settings.reconcile
@@ -552,12 +583,17 @@ class Reconciler:
 
     async def reconcile(self, desired: Desired) -> PassReport:
         self.passes += 1
+        self.status.set(
+            self.status.state,
+            f"pass {self.passes}: observing DMS and planning",
+            progress={"phase": "planning"},
+        )
         if self.settings.reconcile.mode == "observe":
             report = await self.engine.plan_only(desired)
         else:
             # one writer of DMS's config folder at a time within this process (DKIM too)
             async with self.ctx.setup_lock:
-                report = await self.engine.run_pass(desired)
+                report = await self.engine.run_pass(desired, progress=self._progress)
         self.dirty = report.interrupted or self._blocked_progress(report)
         self._show(report)
         return report
@@ -568,8 +604,25 @@ class Reconciler:
         p = report.plan
         return bool(p and p.blocked and any(r.status == "ok" for r in report.results))
 
+    def _progress(self, done: int, total: int, eta: float | None) -> None:
+        """The pass in progress, in /status (the log says it every progressInterval)."""
+        left = "" if eta is None else f", ETA {eta:.0f}s"
+        self.status.set(
+            self.status.state,
+            f"pass {self.passes}: applying, {done}/{total} ops done{left}",
+            progress={
+                "phase": "applying",
+                "done": done,
+                "total": total,
+                "etaSeconds": None if eta is None else round(eta, 1),
+            },
+        )
+
     def _show(self, report: PassReport) -> None:
         details = report.describe()
+        details["progress"] = None  # the pass is over
+        info = self.engine.info
+        details["dms"] = {**(info.describe() if info else {}), "readiness": self.engine.readiness}
         details["mode"] = self.settings.reconcile.mode
         details["passes"] = self.passes
         p = report.plan
@@ -623,6 +676,10 @@ def _headline(report: PassReport) -> str:
         parts.append(f"{len(p.pending)} pending")
     if p.blocked:
         parts.append(f"{len(p.blocked)} blocked")
+    if p.dkim:
+        parts.append(f"{len(p.dkim)} DKIM steps for the DKIM component")
+    if p.kept:
+        parts.append(f"{len(p.kept)} kept, undeclared")
     return ", ".join(parts)
 
 

@@ -127,6 +127,13 @@ become "1"/"0"; every value is a string.
 {{- end -}}
 {{- $_ := set $generated.lb "ports" $ports -}}
 {{- end -}}
+{{- if .Values.mailflow.enabled -}}
+{{- $_ := set $generated "mailflow" (dict
+  "enabled" true
+  "logFiles" (list "/var/log/mail/mail.log")
+  "stateFile" "/tmp/docker-mailserver/.dms-agent/mailflow.json"
+  "postfixExporterNames" .Values.mailflow.postfixExporterNames) -}}
+{{- end -}}
 {{- $merged := mustMergeOverwrite $generated (deepCopy .Values.agent.settings) -}}
 {{- toYaml $merged -}}
 {{- end -}}

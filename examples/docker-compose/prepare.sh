@@ -21,6 +21,8 @@ if [ ! -s secrets/ledger.key ]; then
   openssl rand -hex 32 > secrets/ledger.key.new
   mv secrets/ledger.key.new secrets/ledger.key
 fi
-# compose bind-mounts the file with these permissions; the folder above keeps it private here
-chmod 0644 secrets/ledger.key
+# compose bind-mounts the file itself with its owner and mode: the agent's user owns it, and
+# nobody else may read it (the agent refuses a key others can read, as ssh does)
+chown "$AGENT_UID:$AGENT_GID" secrets/ledger.key
+chmod 0600 secrets/ledger.key
 echo "ready: docker compose up -d --build"

@@ -76,6 +76,7 @@ COMBINATIONS: dict[str, list[str]] = {
         "dns.egress={203.0.113.26}",
         "dns.nameservers={10.0.0.10:53}",
     ],
+    "mailflow": ["mailflow.enabled=true"],
     "minimal": [
         "liveness_tests.enabled=false",
         "env.ENABLE_CLAMAV=false",
@@ -97,6 +98,7 @@ COMBINATIONS: dict[str, list[str]] = {
         "liveness_tests.commands={supervisorctl status postfix}",
         "dns.enabled=true",
         "dns.mxHost=mx.example.com",
+        "mailflow.enabled=true",
     ],
 }
 

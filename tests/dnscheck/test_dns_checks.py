@@ -232,3 +232,11 @@ async def test_the_agents_off_loop_run_gives_the_same_reports(
         assert {c: r.status for c, r in off[name].results.items()} == {
             c: r.status for c, r in reports[name].results.items()
         }
+
+
+def test_a_rejected_policy_certificate_gets_certificate_advice(
+    reports: dict[str, DomainReport],
+) -> None:
+    head = reports["twospf.test"].results["mta-sts"].headline
+    assert "certificate of mta-sts.twospf.test rejected" in head.message
+    assert head.fix.startswith("serve mta-sts.twospf.test with a certificate valid for that name")
