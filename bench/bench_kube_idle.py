@@ -171,6 +171,7 @@ async def main(seconds: float) -> None:
     kubelet_write(workdir / "passwords", {"passwords.yaml": PASSWORDS})
     key = workdir / "ledger.key"
     key.write_text("a bench ledger key, long enough\n")
+    key.chmod(0o600)  # the agent refuses a digest key others can read
     common: dict[str, Any] = {
         "logging": {"level": "warning"},
         "kube": {"kubeconfig": str(api.kubeconfig)},

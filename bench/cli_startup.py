@@ -74,6 +74,7 @@ def ten_accounts(folder: Path) -> tuple[Path, Path]:
     config.mkdir()
     key = folder / "ledger.key"
     key.write_text("bench-ledger-key-0123456789abcdef\n")
+    key.chmod(0o600)  # the agent refuses a digest key others can read
     settings = folder / "settings.yaml"
     settings.write_text(
         f"dms: {{configDir: {config}, executor: {{kind: file}}}}\n"

@@ -32,6 +32,7 @@ def agent_url(tmp_path: Path) -> Iterator[str]:
     listener.listen(16)
     shutil.copytree(EXAMPLES / "state", tmp_path / "state")
     (tmp_path / "ledger.key").write_text("a-test-ledger-key-of-some-length\n")
+    (tmp_path / "ledger.key").chmod(0o600)  # the agent refuses a key others may read
     http_port = free_port()
     settings = {
         "server": {"port": http_port},

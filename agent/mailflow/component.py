@@ -89,7 +89,8 @@ class MailflowComponent:
             )
             if res.ok:
                 try:
-                    snap, self.reasons = snapshot(res.stdout)
+                    # a big queue is tens of thousands of JSON lines: parsed off the loop
+                    snap, self.reasons = await asyncio.to_thread(snapshot, res.stdout)
                 except QueueError as exc:
                     self._queue_failed(str(exc))
                 else:

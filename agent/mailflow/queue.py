@@ -39,6 +39,7 @@ def snapshot(output: str, now: float | None = None) -> tuple[QueueSnapshot, list
     sizes: dict[str, Histogram] = {}
     ages: dict[str, Histogram] = {}
     reasons: Counter[str] = Counter()
+    groups: dict[str, str] = {}  # a deferred queue repeats few reasons: group each one once
     for number, entry in enumerate(_entries(output), 1):
         try:
             queue = str(entry["queue_name"])
@@ -50,18 +51,35 @@ def snapshot(output: str, now: float | None = None) -> tuple[QueueSnapshot, list
             ) from exc
         messages[queue] += 1
         size[queue] += nbytes
-        oldest[queue] = max(oldest.get(queue, 0.0), age)
-        sizes.setdefault(queue, Histogram(SIZE_BUCKETS)).observe(nbytes)
-        ages.setdefault(queue, Histogram(AGE_BUCKETS)).observe(age)
+        if age > oldest.get(queue, -1.0):
+            oldest[queue] = age
+        if queue not in sizes:
+            sizes[queue], ages[queue] = Histogram(SIZE_BUCKETS), Histogram(AGE_BUCKETS)
+        sizes[queue].observe(nbytes)
+        ages[queue].observe(age)
         if queue == "deferred":
             for rcpt in entry.get("recipients") or ():
                 if isinstance(rcpt, dict) and rcpt.get("delay_reason"):
-                    reasons[reason_group(str(rcpt["delay_reason"]))] += 1
+                    raw = str(rcpt["delay_reason"])
+                    if raw not in groups:
+                        groups[raw] = reason_group(raw)
+                    reasons[groups[raw]] += 1
     snap = QueueSnapshot(dict(messages), dict(size), oldest, sizes, ages, now)
     return snap, reasons.most_common(TOP_REASONS)
 
 
 def _entries(output: str) -> Iterable[dict[str, Any]]:
+    lines = [line for line in output.splitlines() if line.strip()]
+    try:  # one C-speed parse of the whole output; line by line only to locate an error
+        entries = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        entries = None
+    if isinstance(entries, list) and all(isinstance(e, dict) for e in entries):
+        return entries
+    return list(_located_entries(output))
+
+
+def _located_entries(output: str) -> Iterable[dict[str, Any]]:
     for number, line in enumerate(output.splitlines(), 1):
         if not line.strip():
             continue
