@@ -69,8 +69,12 @@ def test_start_up_names_url_sources_executor_folder_and_metrics_label(tmp_path: 
     agent = start_agent(tmp_path, "--config", str(config))
     try:
         log = wait_for_log(agent, "executor: file")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            metrics = resp.read().decode()
+        # the start-up line comes before the source's first read: wait for its series
+        deadline, metrics = time.monotonic() + 20, ""
+        while f'source="path:{state}"' not in metrics and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                metrics = resp.read().decode()
+            time.sleep(0.05)
     finally:
         agent.stop()
     assert f"serving http://127.0.0.1:{port}" in log
