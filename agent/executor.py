@@ -85,18 +85,28 @@ async def run_process(
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), near_timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
-        with contextlib.suppress(Exception):
-            await proc.wait()
+        await _kill_group(proc)
         duration = time.monotonic() - started
         return Result(None, "", "no answer before the deadline", duration, timed_out=True)
+    except asyncio.CancelledError:
+        # the caller gave up (a check's own deadline, a stop): nothing is left running behind
+        # it (the reconciler shields its commands, so this never cuts a `setup` short)
+        await _kill_group(proc)
+        raise
     duration = time.monotonic() - started
     code = proc.returncode
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if far_timed_out and code in TIMEOUT_EXIT_CODES:
         return Result(None, stdout, stderr, duration, timed_out=True)
     return Result(code, stdout, stderr, duration)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the command's whole group (timeout(1) and its child) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        await proc.wait()
 
 
 class LocalExecutor:
