@@ -85,8 +85,14 @@ TARGETS: dict[str, Target] = {
             "agent.reconcile.reconciler.xǁReconcilerǁreconcile__mutmut_*",
         ],
     ),
-    "verdict": Target("agent/checks/verdict.py", ["tests/test_checks_verdict.py"]),
-    "probe": Target("agent/checks/probe.py", ["tests/test_checks_verdict.py"]),
+    "verdict": Target(
+        "agent/checks/verdict.py",
+        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+    ),
+    "probe": Target(
+        "agent/checks/probe.py",
+        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+    ),
 }
 
 STATUS = re.compile(r"^\s*(\S+): (.+)$")
