@@ -65,11 +65,11 @@ TARGETS: dict[str, Target] = {
     ),
     "commands": Target(
         "agent/dms/commands.py",
-        ["tests/test_reconcile_commands.py", "tests/test_reconcile_apply.py"],
+        ["tests/test_reconcile_commands.py"],
     ),
     "fileapply": Target(
         "agent/dms/fileapply.py",
-        ["tests/test_reconcile_units.py", "tests/test_reconcile_commands.py"],
+        ["tests/test_reconcile_units.py"],
     ),
     # the deletion and password paths: digests, policy, applying, recording, retries
     "reconciler": Target(
