@@ -61,7 +61,7 @@ TARGETS: dict[str, Target] = {
     ),
     "apply": Target(
         "agent/reconcile/apply.py",
-        ["tests/test_reconcile_failsafe.py", "tests/test_reconcile_apply.py"],
+        ["tests/test_reconcile_applier.py", "tests/test_reconcile_failsafe.py"],
     ),
     "commands": Target(
         "agent/dms/commands.py",
