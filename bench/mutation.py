@@ -69,7 +69,7 @@ TARGETS: dict[str, Target] = {
     ),
     "fileapply": Target(
         "agent/dms/fileapply.py",
-        ["tests/test_reconcile_units.py"],
+        ["tests/test_reconcile_units.py", "tests/test_reconcile_fileapply.py"],
     ),
     # the deletion and password paths: digests, policy, applying, recording, retries
     "reconciler": Target(
