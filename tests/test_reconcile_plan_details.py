@@ -388,3 +388,158 @@ def test_describe_lists_every_part() -> None:
     assert out["deferred"] == ["alias_add:l@x.org:t@y.org"] and out["drift"] == ["d1"]
     assert (out["refusedReason"], out["fatal"]) == ("why", "f")
     assert out["counts"]["blocked"] == 2 and out["counts"]["drift"] == 2
+
+
+# --- survivors of the first mutation run, one assertion each ------------------------------
+
+
+def test_new_and_adopted_accounts_carry_their_digest() -> None:
+    d = MailState(accounts=accounts("a@x.org", "b@x.org"), passwords={"a@x.org": pw("pa")})
+    d.passwords["b@x.org"] = pw("pb")
+    digests = intent_digests(KEY, d.passwords)
+    a = Actual(MailState(accounts=accounts("b@x.org")), {"b@x.org": "{X}hb"})
+    p = run(d, a)
+    assert [(op.target, op.digest) for op in p.ops] == [("a@x.org", digests["a@x.org"])]
+    assert [(x.address, x.digest, x.hash) for x in p.adopt] == [
+        ("b@x.org", digests["b@x.org"], "{X}hb")
+    ]
+
+
+def test_enforced_drift_reapplies_the_declared_password_and_digest() -> None:
+    d = MailState(accounts=accounts("a@x.org"), passwords={"a@x.org": pw("one")})
+    digest = intent_digests(KEY, d.passwords)["a@x.org"]
+    a = Actual(MailState(accounts=accounts("a@x.org")), {"a@x.org": "{X}outside"})
+    ledger = LedgerData(accounts={"a@x.org": LedgerEntry(digest, "{X}applied")})
+    (op,) = run(d, a, ledger, passwords="enforce").ops
+    assert (op.password, op.digest, op.reason) == (d.passwords["a@x.org"], digest, "drift")
+
+
+def test_every_account_is_considered_not_only_those_before_a_skipped_one() -> None:
+    # the first in each loop takes the "nothing to do" branch; the later ones still count
+    names = ("a@x.org", "b@x.org", "c@x.org")
+    d = MailState(
+        accounts={
+            "a@x.org": Account("a@x.org", quota="1G", restrict=frozenset({"send"})),
+            "b@x.org": Account("b@x.org", quota="2G", restrict=frozenset({"send"})),
+            "c@x.org": Account("c@x.org", quota="3G", restrict=frozenset({"receive"})),
+        },
+        passwords={"c@x.org": pw("pc")},
+        domains={
+            "a.org": Domain("a.org", DkimSpec()),
+            "b.org": Domain("b.org", DkimSpec()),
+        },
+    )
+    a = Actual(
+        MailState(
+            accounts={
+                "a@x.org": Account("a@x.org", quota="1G", restrict=frozenset({"send"})),
+                "b@x.org": Account("b@x.org"),
+            }
+        ),
+        {"a@x.org": "{X}a", "b@x.org": "{X}b"},
+        dkim={"a.org": frozenset({"mail"})},
+    )
+    ledger = LedgerData(accounts={n: LedgerEntry(None, f"{{X}}{n[0]}") for n in names[:2]})
+    p = run(d, a, ledger)
+    assert ops(p) == [
+        ("account_add", "c@x.org", ""),
+        ("quota_set", "b@x.org", "2G"),
+        ("quota_set", "c@x.org", "3G"),
+        ("restrict_add", "b@x.org", "send"),
+        ("restrict_add", "c@x.org", "receive"),
+        ("dkim_add", "b.org", "mail"),
+    ]
+    # a pending account first: the one after it is still created
+    d2 = MailState(accounts=accounts("a@x.org", "b@x.org"), passwords={"b@x.org": pw("pb")})
+    assert ops(run(d2, Actual(MailState(), {}))) == [("account_add", "b@x.org", "")]
+
+
+def test_an_undeclared_alias_is_skipped_and_the_next_one_still_pruned() -> None:
+    d = MailState(accounts=accounts("k@x.org"), aliases={"a@x.org": ("k@x.org",)})
+    a = Actual(
+        MailState(
+            accounts=accounts("k@x.org"),
+            aliases={"a@x.org": ("k@x.org",), "b@x.org": ("k@x.org",), "c@x.org": ("k@x.org",)},
+        ),
+        {},
+    )
+    # b@x.org was never managed (not in the ledger at all); c@x.org was
+    ledger = LedgerData(
+        accounts={"k@x.org": LedgerEntry(None, None)},
+        aliases={"a@x.org": frozenset({"k@x.org"}), "c@x.org": frozenset({"k@x.org"})},
+    )
+    assert ops(run(d, a, ledger, prune=True)) == [("alias_del", "c@x.org", "k@x.org")]
+
+
+def test_messages_people_read() -> None:
+    pending = run(MailState(accounts=accounts("a@x.org")), Actual(MailState(), {}))
+    assert pending.pending == {"a@x.org": "new account without a password"}
+    d = MailState(domains={"x.org": Domain("x.org", DkimSpec())})
+    assert run(d, Actual(MailState(), {}, dkim=None)).warnings == [
+        "DKIM keys cannot be checked here (no DMS config folder or backend)"
+    ]
+    assert run(d, Actual(MailState(), {}, dkim={}), via_commands=False).warnings == [
+        "DKIM keys are made by DMS's `setup config dkim`: not without DMS"
+    ]
+    ldap = run(MailState(), Actual(MailState(), {}, info=DmsInfo(provisioner="ldap")))
+    assert ldap.fatal == (
+        "DMS uses ACCOUNT_PROVISIONER=LDAP: accounts live in LDAP, refusing to manage"
+    )
+    passed = plan(
+        Desired(MailState(), warnings=["from the sources"], pending={"p@x.org": "skew"}),
+        Actual(MailState(), {}),
+        LedgerData(),
+        PlanPolicy(),
+        {},
+    )
+    assert passed.warnings == ["from the sources"] and passed.pending == {"p@x.org": "skew"}
+
+
+def test_refusing_accounts_and_aliases_together_keeps_both_and_both_reasons() -> None:
+    d = MailState(accounts=accounts("k@x.org"))
+    a = Actual(
+        MailState(
+            accounts=accounts("k@x.org", "m1@x.org", "m2@x.org"),
+            aliases={"l@x.org": ("r1@y.org", "r2@y.org")},
+        ),
+        {},
+    )
+    ledger = LedgerData(
+        accounts={n: LedgerEntry(None, None) for n in ("k@x.org", "m1@x.org", "m2@x.org")},
+        aliases={"l@x.org": frozenset({"r1@y.org", "r2@y.org"})},
+    )
+    p = run(d, a, ledger, prune=True, max_count=1, max_percent=0.0)
+    assert p.ops == [] and len(p.refused) == 4
+    assert p.refused_reason == (
+        "2 account deletions refused: over maxDeletions (1); "
+        "2 alias removals refused: over maxDeletions"
+        " (approve once: dms-agent apply --allow-deletions N)"
+    )
+    empty = run(
+        MailState(), Actual(MailState(accounts=accounts("m1@x.org")), {}), ledger, prune=True
+    )
+    assert empty.refused_reason.startswith(
+        "1 account deletions refused: the desired state is empty"
+    )
+
+
+def test_dms_prefix_messages_and_an_exact_match() -> None:
+    d = MailState(accounts=accounts("bob@x.org"), passwords={"bob@x.org": pw("p")})
+    a = Actual(MailState(aliases={"bob@x.org": ("t@y.org",)}), {})  # the same address
+    assert run(d, a).blocked == {
+        "account_add:bob@x.org:": "DMS refuses bob@x.org: alias bob@x.org starts with it (DMS "
+        "matches aliases by prefix); remove that alias first or declare a pre-hashed password"
+    }
+    d2 = MailState(accounts=accounts("bob@x.org"), aliases={"bob@x.or": ("t@y.org",)})
+    a2 = Actual(MailState(accounts=accounts("bob@x.org")), {})
+    ledger = LedgerData(accounts={"bob@x.org": LedgerEntry(None, None)})
+    assert run(d2, a2, ledger).blocked == {
+        "alias_add:bob@x.or:t@y.org": "DMS refuses alias bob@x.or: account bob@x.org starts "
+        "with it (DMS matches accounts by prefix)"
+    }
+
+
+def test_describe_names_the_adopted() -> None:
+    d = MailState(accounts=accounts("a@x.org"))
+    p = run(d, Actual(MailState(accounts=accounts("a@x.org")), {}))
+    assert p.describe()["adopt"] == ["a@x.org"] and p.describe()["counts"]["adopt"] == 1
