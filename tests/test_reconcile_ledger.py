@@ -4,6 +4,7 @@ keeps (found by bench/mutation.py; the crash cases are in test_reconcile_units).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -147,3 +148,44 @@ def test_load_key_errors_name_the_file(tmp_path: Path) -> None:
     sneaky.write_text("key")
     with pytest.raises(LedgerError, match="must not live beside the ledger"):
         load_key(sneaky, tmp_path / "ledger.json")
+
+
+def test_journal_details(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "ledger.json"
+    led = Ledger(path)
+    assert led.journal_path == tmp_path / "ledger.json.journal"
+    led.load()
+    led.set_accounts({"a@x.org": LedgerEntry("d", "h")})
+    assert Ledger(path).load().accounts == {"a@x.org": LedgerEntry("d", "h")}  # as written
+    led.set_alias("never@x.org", frozenset())  # emptying an unmanaged alias: no error
+    led.compact()
+    first = path.stat().st_mtime_ns
+    led.compact()  # compacted already: nothing new to write
+    assert path.stat().st_mtime_ns == first
+    # a line the journal cannot use is skipped and named by file and line
+    caplog.set_level(logging.INFO, "dms_agent.ledger")
+    led.journal_path.write_text(
+        '{"t":"forget","address":"nobody@x.org"}\n{"t":"account"\n'
+        '{"t":"alias","alias":"l@x.org","recipients":[]}\n'
+    )
+    Ledger(path).load()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{led.journal_path}:2: ignoring an unreadable journal line"]
+
+
+def test_v1_migration_is_logged_with_its_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "dms_agent.ledger")
+    migrate({"version": 1, "managed": []}, "/cfg/ledger.json")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"/cfg/ledger.json: ledger version 1 migrated to version {LEDGER_VERSION}"
+    ]
+
+
+def test_missing_key_setting_is_named() -> None:
+    with pytest.raises(LedgerError) as caught:
+        load_key(None, Path("/cfg/ledger.json"))
+    assert str(caught.value) == (
+        "reconcile.ledgerKeyFile is not set: the password digest key is needed"
+    )
