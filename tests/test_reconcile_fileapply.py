@@ -123,3 +123,15 @@ def test_alias_ops_and_their_errors(tmp_path: Path) -> None:
     fa.apply(Op("alias_del", "l@x.org", "a@x.org"))
     fa.apply(Op("alias_del", "solo@x.org", "a@x.org"))  # its last recipient: the alias goes
     assert text(fa, files.VIRTUAL_FILE) == "l@x.org b@x.org,c@y.org\nnew@x.org a@x.org\n"
+
+
+def test_a_fresh_nested_folder_a_missing_maildir_and_a_located_refusal(tmp_path: Path) -> None:
+    fa = FileApplier(tmp_path / "new" / "cfg", tmp_path / "mail")
+    fa.apply(Op("account_add", "a@x.org", password=hashed("{PLAIN}a")))  # folders made
+    fa.apply(Op("account_del", "a@x.org", delete_mail_data=True))  # no maildir: fine
+    assert text(fa, files.ACCOUNTS_FILE) == ""
+    broken = fa.config_dir / files.ACCOUNTS_FILE
+    broken.write_text("b@x.org|{PLAIN}b\nthis line is broken\n")
+    with pytest.raises(FileApplyError) as caught:
+        fa.apply(Op("account_add", "c@x.org", password=hashed("{PLAIN}c")))
+    assert str(caught.value).startswith(f"not rewriting {files.ACCOUNTS_FILE}: {broken}:2")
