@@ -150,7 +150,10 @@ def test_render_flattens_reasons_to_one_line_each() -> None:
     text = render(Verdict.UNHEALTHY, ["a: x\ny", "b"], 1700000000.9)
     lines = text.splitlines()
     assert lines[0] == "unhealthy 1700000000"
-    assert lines[1].startswith("# dms-agent mailserver verdict.") and lines[2].startswith("# ")
+    assert lines[1:3] == [
+        "# dms-agent mailserver verdict. Line 1: <verdict> <unix time>; the probe fails only",
+        "# on a fresh 'unhealthy'. Reasons:",
+    ]
     assert lines[3:] == ["a: x y", "b"] and text.endswith("b\n")
 
 
@@ -210,6 +213,33 @@ async def test_verdict_writer_survives_an_unwritable_folder(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()  # the "agent stopped" write failed too, quietly
+    message = next(r.getMessage() for r in caplog.records if "cannot write" in r.getMessage())
+    where = blocker / "verdict"
+    assert message.startswith(f"cannot write the verdict file {where}: [Errno 17] File exists")
+
+
+def test_write_atomically_makes_folders_and_cleans_up_after_a_failure(tmp_path: Path) -> None:
+    from agent.checks.verdict import write_atomically
+
+    deep = tmp_path / "a" / "b" / "verdict"
+    write_atomically(deep, "healthy 1\n")
+    assert deep.read_text() == "healthy 1\n"
+    taken = tmp_path / "c" / "verdict"
+    taken.mkdir(parents=True)  # a folder where the file should go: the rename fails
+    with pytest.raises(IsADirectoryError):
+        write_atomically(taken, "x")
+    assert [p.name for p in taken.parent.iterdir()] == ["verdict"]  # no temp file left
+
+
+def test_the_verdict_change_log_joins_reasons(caplog: pytest.LogCaptureFixture) -> None:
+    a, b = failing(state("a")), failing(state("b"))
+    caplog.set_level(logging.INFO, "dms_agent.checks.verdict")
+    Board([a, b], StatusRegistry(), Hub()).publish()
+    assert caplog.records[-1].getMessage() == (
+        "mailserver verdict unknown -> unhealthy: a: banner: no greeting (failing); "
+        "b: banner: no greeting (failing)"
+    )
 
 
 def test_probe_exec_form_is_indented_json_of_the_command() -> None:
