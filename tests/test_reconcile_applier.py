@@ -7,13 +7,14 @@ A scripted executor answers in-process: these are the applier's decisions, not D
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from agent.executor import Result
-from agent.mailstate.model import PasswordIntent, Secret
+from agent.mailstate.model import DkimSpec, PasswordIntent, Secret
 from agent.reconcile.apply import Applier, ApplyLock, LockBusy, OpResult, safe_message
 from agent.reconcile.ledger import Ledger, LedgerEntry
 from agent.reconcile.plan import Op
@@ -240,3 +241,85 @@ async def test_apply_lock_is_exclusive_and_waits_a_bounded_time(tmp_path: Path) 
     assert not ApplyLock(path).try_acquire()
     second.release()
     assert ApplyLock(path).try_acquire()
+
+
+# --- survivors of the first mutation run --------------------------------------------------
+
+
+async def test_results_name_their_op_and_the_files_route_measures_itself(tmp_path: Path) -> None:
+    ex = Scripted(OSError("refused"))
+    app = applier(tmp_path, ex)
+    op = Op("quota_set", "a@x.org", "1G")
+    refused = await app.run(op)
+    assert refused.op is op and refused.duration == 0.0  # nothing ran
+    bad = Op("nonsense", "x")  # type: ignore[arg-type]
+    assert (await app.run(bad)).op is bad
+    none = applier(tmp_path, None)
+    for file_op in (Op("alias_add", "l@x.org", "a@x.org"), Op("quota_set", "z@x.org", "1G")):
+        before = time.monotonic()
+        res = await none.run(file_op)
+        took = time.monotonic() - before
+        assert res.op is file_op and 0.0 <= res.duration <= took  # its own time, measured
+    ok, failed = await none.run(Op("alias_add", "m@x.org", "a@x.org")), res
+    assert (ok.message, ok.exit_code) == ("", 0)
+    assert (failed.status, failed.exit_code, failed.message) == (
+        "failed",
+        None,
+        "z@x.org does not exist",
+    )
+    hashed = Op("account_add", "a@x.org", password=PasswordIntent("hash", Secret("{PLAIN}p")))
+    assert (await applier(tmp_path, ex, config=False).run(hashed)).op is hashed
+
+
+async def test_applier_passes_its_settings_on(tmp_path: Path) -> None:
+    dkim = Op("dkim_add", "x.org", "s1", dkim=DkimSpec("s1", "ed25519"))
+    ledger = Ledger(tmp_path / "ledger.json")
+    ledger.load()
+    ex = Scripted(OK, Result(1, "", "", 0), OK)
+    app = Applier(ledger, ex, ["setup"], 3.0, None, None, "rspamd")
+    assert (await app.run(dkim)).status == "ok"
+    assert ex.calls[0][0] == [
+        *("setup", "config", "dkim", "keytype", "ed25519"),
+        *("selector", "s1", "domain", "x.org"),
+    ]
+    # DMS's own mail folder by default, when the mail is not mounted here
+    await app.run(Op("account_del", "a@x.org", delete_mail_data=True))
+    assert ex.calls[1][0] == ["test", "-d", "/var/mail/x.org/a"]
+    # no config folder here: the ledger learns no hash, and nothing breaks
+    ex.answers.append(OK)
+    assert (await app.run(Op("account_add", "b@x.org", password=plain()))).status == "ok"
+    assert ledger.data.accounts["b@x.org"].hash is None
+    # the file route deletes the mail in the mounted mail folder
+    (tmp_path / "mail" / "x.org" / "c").mkdir(parents=True)
+    files_only = applier(tmp_path, None)
+    hashed = PasswordIntent("hash", Secret("{PLAIN}c"))
+    await files_only.run(Op("account_add", "c@x.org", password=hashed))
+    await files_only.run(Op("account_del", "c@x.org", delete_mail_data=True))
+    assert not (tmp_path / "mail" / "x.org" / "c").exists()
+
+
+async def test_recreated_account_gets_a_fresh_entry(tmp_path: Path) -> None:
+    app = applier(tmp_path, Scripted(OK))
+    app.ledger.set_account("a@x.org", LedgerEntry("old", "{X}old", "adopted", 5.0))
+    await app.run(Op("account_add", "a@x.org", password=plain(), digest="new"))
+    entry = app.ledger.data.accounts["a@x.org"]
+    assert (entry.digest, entry.origin) == ("new", "created") and entry.since > 5.0
+
+
+def test_safe_message_strips_colours_from_the_line_it_shows() -> None:
+    res = Result(1, "", "\x1b[1;31mERROR:\x1b[0m alias exists\n", 0)
+    assert safe_message(res) == "ERROR: alias exists"
+
+
+async def test_apply_lock_waits_for_the_holder_and_its_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "lock"
+    ApplyLock(path).release()  # never acquired: harmless
+    holder = ApplyLock(path)
+    assert holder.try_acquire()
+    assert path.stat().st_mode & 0o777 == 0o600
+    waiter = asyncio.create_task(ApplyLock(path).acquire(30))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    holder.release()  # the waiter gets it within its wait
+    async with asyncio.timeout(10):
+        await waiter
