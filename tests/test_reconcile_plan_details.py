@@ -543,3 +543,33 @@ def test_describe_names_the_adopted() -> None:
     d = MailState(accounts=accounts("a@x.org"))
     p = run(d, Actual(MailState(accounts=accounts("a@x.org")), {}))
     assert p.describe()["adopt"] == ["a@x.org"] and p.describe()["counts"]["adopt"] == 1
+
+
+def test_loops_go_on_past_an_adoption_a_blocked_quota_and_a_pending_restriction() -> None:
+    d = MailState(
+        accounts={
+            "adopt@x.org": Account("adopt@x.org"),
+            "changed@x.org": Account("changed@x.org"),
+            "pend@x.org": Account("pend@x.org", restrict=frozenset({"send"})),
+            "new@x.org": Account("new@x.org", restrict=frozenset({"send"})),
+        },
+        passwords={"changed@x.org": pw("new"), "new@x.org": pw("n")},
+    )
+    a = Actual(MailState(accounts=accounts("adopt@x.org", "changed@x.org")), {})
+    ledger = LedgerData(accounts={"changed@x.org": LedgerEntry("old", None)})
+    assert ops(run(d, a, ledger)) == [
+        ("account_add", "new@x.org", ""),
+        ("password_update", "changed@x.org", ""),
+        ("restrict_add", "new@x.org", "send"),
+    ]
+    # quotas off: a blocked quota, then another account's quota still removed
+    q = MailState(
+        accounts={"a@x.org": Account("a@x.org", quota="1G"), "b@x.org": Account("b@x.org")}
+    )
+    qa = Actual(
+        MailState(accounts={"a@x.org": Account("a@x.org"), "b@x.org": Account("b@x.org", "2G")}),
+        {},
+        info=DmsInfo(quotas_enabled=False),
+    )
+    managed = LedgerData(accounts={n: LedgerEntry(None, None) for n in ("a@x.org", "b@x.org")})
+    assert ops(run(q, qa, managed)) == [("quota_del", "b@x.org", "")]
