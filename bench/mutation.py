@@ -1,0 +1,195 @@
+"""Mutation testing of the modules where a silent bug loses mail or leaks a secret (mutmut).
+
+mutmut flips one thing at a time in a copy of the code (an operator, a constant, a condition,
+a call's argument) and runs the tests that reach that function; a mutant the tests do not
+notice ("survived") is a behaviour no test pins. For each module below this script copies the
+repository into a scratch folder, runs mutmut there with only that module mutated and only its
+fast tests selected, and prints the kill rate. Goal: >= 90 % killed per module; every survivor
+either killed by a new test or explained in bench/mutation-equivalent.md (listed by name:
+those count as explained, not killed).
+
+Slow (minutes per module on two cores); not part of CI's default run. Needs the test extras
+(mutmut). Run from the repository root:
+
+    .venv/bin/python bench/mutation.py                 # every module
+    .venv/bin/python bench/mutation.py plan verdict    # some, by short name
+    .venv/bin/python bench/mutation.py --survivors     # also list each unexplained survivor
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = Path(__file__).resolve().with_name("mutation-equivalent.md")
+GOAL = 90.0
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # the module mutated
+    tests: list[str]  # pytest arguments selecting its fast tests
+    # mutant name patterns (fnmatch) when only part of the module is in scope
+    only: list[str] = field(default_factory=list)
+
+
+TARGETS: dict[str, Target] = {
+    "plan": Target(
+        "agent/reconcile/plan.py",
+        [
+            "tests/test_reconcile_plan.py",
+            "tests/test_reconcile_guards.py",
+            "tests/test_reconcile_plan_details.py",
+        ],
+    ),
+    "ledger": Target(
+        "agent/reconcile/ledger.py",
+        [
+            "tests/test_reconcile_units.py",
+            "tests/test_reconcile_ledger.py",
+            "tests/test_reconcile_failsafe.py::test_corrupt_ledger_fails_closed_with_a_located_error",
+        ],
+    ),
+    "apply": Target(
+        "agent/reconcile/apply.py",
+        ["tests/test_reconcile_applier.py", "tests/test_reconcile_failsafe.py"],
+    ),
+    "commands": Target(
+        "agent/dms/commands.py",
+        ["tests/test_reconcile_commands.py"],
+    ),
+    "fileapply": Target(
+        "agent/dms/fileapply.py",
+        ["tests/test_reconcile_units.py", "tests/test_reconcile_fileapply.py"],
+    ),
+    # the deletion and password paths: digests, policy, applying, recording, retries
+    "reconciler": Target(
+        "agent/reconcile/reconciler.py",
+        ["tests/test_reconcile_failsafe.py", "tests/test_reconcile_apply.py"],
+        only=[
+            "agent.reconcile.reconciler.xǁEngineǁdigests__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_digest_changed__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁpolicy__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_apply__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_record_plan_facts__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_settle_retries__mutmut_*",
+            "agent.reconcile.reconciler.xǁReconcilerǁreconcile__mutmut_*",
+        ],
+    ),
+    "verdict": Target(
+        "agent/checks/verdict.py",
+        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+    ),
+    "probe": Target(
+        "agent/checks/probe.py",
+        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+    ),
+}
+
+STATUS = re.compile(r"^\s*(\S+): (.+)$")
+
+
+def explained() -> set[str]:
+    """Mutant names listed (in backquotes) in the equivalents file."""
+    if not EQUIVALENT.exists():
+        return set()
+    return set(re.findall(r"`(agent\.[^`]+__mutmut_\d+)`", EQUIVALENT.read_text()))
+
+
+def prepare(work: Path, target: Target) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for name in ("agent", "tests"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    # pytest's settings without the [tool.mutmut] lookup: mutmut then reads setup.cfg
+    text = (ROOT / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(text.replace("[tool.mutmut]", "[tool.not-mutmut]"))
+    tests = "\n    ".join(t for t in target.tests if (ROOT / t.split("::")[0]).exists())
+    (work / "setup.cfg").write_text(
+        "[mutmut]\n"
+        "source_paths = agent\n"
+        f"only_mutate = {target.path}\n"
+        f"pytest_add_cli_args_test_selection =\n    {tests}\n"
+        "pytest_add_cli_args = -p no:cacheprovider -q\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def run(name: str, target: Target, base: Path, children: int) -> dict[str, str]:
+    work = base / name
+    prepare(work, target)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    started = time.monotonic()
+    log = work / "mutmut.log"
+    with log.open("w") as out:
+        subprocess.run(
+            [*mutmut, "run", "--max-children", str(children), *target.only],
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    listing = subprocess.run(
+        [*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True
+    )
+    results = {}
+    for line in listing.stdout.splitlines():
+        m = STATUS.match(line)
+        if m:
+            results[m.group(1)] = m.group(2)
+    if target.only:
+        from fnmatch import fnmatch
+
+        results = {k: v for k, v in results.items() if any(fnmatch(k, p) for p in target.only)}
+    print(f"  ({name}: {time.monotonic() - started:.0f} s, log {log})", file=sys.stderr)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"short names: {', '.join(TARGETS)}")
+    parser.add_argument("--survivors", action="store_true", help="list unexplained survivors")
+    parser.add_argument("--children", type=int, default=1, help="parallel test processes")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dms-mut")
+    args = parser.parse_args()
+    names = args.modules or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(TARGETS)}")
+    known = explained()
+    rows, missed = [], 0
+    for name in names:
+        results = run(name, TARGETS[name], args.workdir, args.children)
+        counts = Counter(results.values())
+        total = len(results)
+        killed = counts["killed"] + counts["timeout"]
+        left = sorted(k for k, v in results.items() if v not in ("killed", "timeout"))
+        equivalent = [k for k in left if k in known]
+        rate = 100.0 * killed / total if total else 0.0
+        explained_rate = 100.0 * (killed + len(equivalent)) / total if total else 0.0
+        missed += explained_rate < GOAL
+        rows.append((TARGETS[name].path, total, killed, len(equivalent), rate, explained_rate))
+        if args.survivors:
+            for k in left:
+                if k not in known:
+                    print(f"    {results[k]:<10} {k}")
+    print(f"{'module':<32} {'mutants':>7} {'killed':>6} {'equiv':>5} {'kill%':>6} {'+equiv%':>7}")
+    for path, total, killed, equivalent, rate, explained_rate in rows:
+        flag = "" if explained_rate >= GOAL else f"  below the {GOAL:g} % goal"
+        figures = f"{total:>7} {killed:>6} {equivalent:>5} {rate:>5.1f}% {explained_rate:>6.1f}%"
+        print(f"{path:<32} {figures}{flag}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
