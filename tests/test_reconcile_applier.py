@@ -15,7 +15,14 @@ import pytest
 
 from agent.executor import Result
 from agent.mailstate.model import DkimSpec, PasswordIntent, Secret
-from agent.reconcile.apply import Applier, ApplyLock, LockBusy, OpResult, safe_message
+from agent.reconcile.apply import (
+    MESSAGE_LIMIT,
+    Applier,
+    ApplyLock,
+    LockBusy,
+    OpResult,
+    safe_message,
+)
 from agent.reconcile.ledger import Ledger, LedgerEntry
 from agent.reconcile.plan import Op
 
@@ -63,14 +70,16 @@ def applier(
 # --- messages ---------------------------------------------------------------------------
 
 
-def test_safe_message_is_the_last_meaningful_line_without_colours_or_secrets() -> None:
+def test_safe_message_is_the_meaningful_lines_without_colours_or_secrets() -> None:
+    # every unlabelled stderr line and DMS's ERROR lines, joined; colours and secrets gone
     res = Result(1, "out line\n", "\x1b[31mERROR\x1b[0m first\n  pw=hunter2 rejected  \n\n", 0)
-    assert safe_message(res, ["hunter2", ""]) == "pw=*** rejected"
+    assert safe_message(res, ["hunter2", ""]) == "ERROR first | pw=*** rejected"
     assert safe_message(Result(1, "only stdout\n", "  \n", 0)) == "only stdout"
     assert safe_message(Result(1, "", "", 0)) == ""
-    assert safe_message(Result(1, "", "x" * 400, 0)) == "x" * 300
+    assert safe_message(Result(1, "", "x" * (MESSAGE_LIMIT + 100), 0)) == "x" * MESSAGE_LIMIT
     # a secret split over the cut-off is still never shown
-    assert "hunter2" not in safe_message(Result(1, "", "y" * 296 + "hunter2", 0), ["hunter2"])
+    cut = "y" * (MESSAGE_LIMIT - 4) + "hunter2"
+    assert "hunter2" not in safe_message(Result(1, "", cut, 0), ["hunter2"])
 
 
 def test_result_describe() -> None:

@@ -87,7 +87,9 @@ async def test_echoed_password_never_reaches_log_status_or_event(
     # the command did run, did fail, and its message was kept (redacted, not dropped)
     assert report.outcome == "failed"
     assert report.results[0].exit_code == 1
-    assert report.results[0].message == "error: password '***' rejected by policy"
+    assert report.results[0].message == (
+        "checking password *** | error: password '***' rejected by policy"
+    )
     failed = [e for e in events.emitted if e[0] == "OpFailed"]
     assert failed and failed[0][2] == "Warning" and "'***'" in failed[0][1]
     assert "rejected by policy" in caplog.text  # the warning line and the event's line

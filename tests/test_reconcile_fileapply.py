@@ -84,7 +84,7 @@ def test_account_removal_cleans_aliases_and_quota_and_keeps_mail_unless_asked(
 def test_quota_ops(tmp_path: Path) -> None:
     fa = seeded(tmp_path)
     fa.apply(Op("quota_set", "a@x.org", "5G"))
-    assert text(fa, files.QUOTAS_FILE) == "b@x.org:2G\na@x.org:5G\n"
+    assert text(fa, files.QUOTAS_FILE) == "a@x.org:5G\nb@x.org:2G\n"  # replaced where it stood
     fa.apply(Op("quota_del", "b@x.org"))
     assert text(fa, files.QUOTAS_FILE) == "a@x.org:5G\n"
     before = (fa.config_dir / files.QUOTAS_FILE).stat().st_ino
@@ -100,8 +100,8 @@ def test_restriction_ops(tmp_path: Path) -> None:
     fa.apply(Op("restrict_add", "a@x.org", "send"))
     fa.apply(Op("restrict_add", "a@x.org", "send"))  # once only
     fa.apply(Op("restrict_add", "b@x.org", "receive"))
-    assert text(fa, files.SEND_ACCESS_FILE) == "a@x.org\t\tREJECT\n"
-    assert text(fa, files.RECEIVE_ACCESS_FILE) == "b@x.org\t\tREJECT\n"
+    assert text(fa, files.SEND_ACCESS_FILE) == "a@x.org \t\t REJECT\n"  # as DMS writes it
+    assert text(fa, files.RECEIVE_ACCESS_FILE) == "b@x.org \t\t REJECT\n"
     fa.apply(Op("restrict_del", "a@x.org", "send"))
     assert text(fa, files.SEND_ACCESS_FILE) == ""
     before = (fa.config_dir / files.RECEIVE_ACCESS_FILE).stat().st_ino

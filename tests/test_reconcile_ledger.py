@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.fsio import write_file
 from agent.reconcile.ledger import (
     LEDGER_API,
     LEDGER_VERSION,
@@ -17,7 +18,6 @@ from agent.reconcile.ledger import (
     LedgerData,
     LedgerEntry,
     LedgerError,
-    atomic_write,
     load_key,
     migrate,
     new_entry,
@@ -28,11 +28,14 @@ def test_entry_round_trip_and_defaults() -> None:
     entry = LedgerEntry("d", "{X}h", "adopted", 12.5)
     raw = entry.as_json()
     assert raw == {"digest": "d", "hash": "{X}h", "origin": "adopted", "since": 12.5}
-    assert LedgerEntry.from_json(raw) == entry
-    # absent or wrongly typed fields: no digest, no hash, "created", since 0
-    assert LedgerEntry.from_json({}) == LedgerEntry(None, None, "created", 0.0)
-    odd = {"digest": 5, "hash": ["x"], "origin": "elsewhere", "since": "7"}
-    assert LedgerEntry.from_json(odd) == LedgerEntry(None, None, "created", 7.0)
+    assert LedgerEntry.from_json(raw, "e") == entry
+    # absent fields: no digest, no hash, "created", since 0
+    assert LedgerEntry.from_json({}, "e") == LedgerEntry(None, None, "created", 0.0)
+    # a wrongly typed field is refused, named by its path (the ledger fails closed)
+    for field_name, odd in (("digest", 5), ("hash", ["x"]), ("origin", "elsewhere"),
+                            ("since", "7"), ("since", True)):  # fmt: skip
+        with pytest.raises(LedgerError, match=rf"^e\.{field_name}: must be"):
+            LedgerEntry.from_json({field_name: odd}, "e")
 
 
 def test_new_entry_is_stamped_now() -> None:
@@ -100,10 +103,11 @@ def test_every_journal_record_replays(tmp_path: Path) -> None:
     assert data.accounts == {"a@x.org": LedgerEntry("da", "{X}ha")}
     assert data.aliases == {"l@x.org": frozenset({"r1", "r2"})}
     assert data == led.data
-    # an unknown record kind (a newer agent's) is skipped, the rest still replays
+    # a record this agent does not know fails closed, named by file and line
     with open(led.journal_path, "a") as fh:
         fh.write('{"t":"future","x":1}\n{"t":"forget","address":"a@x.org"}\n')
-    assert Ledger(path).load().accounts == {}
+    with pytest.raises(LedgerError, match=rf"journal:{len(lines) + 1}: t: must be"):
+        Ledger(path).load()
 
 
 def test_compact_writes_only_when_something_changed(tmp_path: Path) -> None:
@@ -123,14 +127,14 @@ def test_compact_writes_only_when_something_changed(tmp_path: Path) -> None:
     assert path.stat().st_ino == first
 
 
-def test_atomic_write_modes(tmp_path: Path) -> None:
+def test_the_writer_the_ledger_uses_keeps_or_sets_modes(tmp_path: Path) -> None:
     path = tmp_path / "f"
-    atomic_write(path, "one")
+    write_file(path, "one")
     assert path.read_text() == "one" and path.stat().st_mode & 0o777 == 0o644
     path.chmod(0o640)
-    atomic_write(path, "two")  # an existing file keeps its mode
+    write_file(path, "two")  # an existing file keeps its mode
     assert path.read_text() == "two" and path.stat().st_mode & 0o777 == 0o640
-    atomic_write(path, "three", mode=0o600)
+    write_file(path, "three", mode=0o600)
     assert path.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no temp file left
 
@@ -142,10 +146,12 @@ def test_load_key_errors_name_the_file(tmp_path: Path) -> None:
         load_key(missing, tmp_path / "ledger.json")
     empty = tmp_path / "keys" / "empty"
     empty.write_text(" \n")
+    empty.chmod(0o600)
     with pytest.raises(LedgerError, match=f"^{empty}: the digest key is empty$"):
         load_key(empty, tmp_path / "ledger.json")
     sneaky = tmp_path / "keys" / ".." / "k"  # beside the ledger, by another spelling
     sneaky.write_text("key")
+    sneaky.chmod(0o600)
     with pytest.raises(LedgerError, match="must not live beside the ledger"):
         load_key(sneaky, tmp_path / "ledger.json")
 
@@ -162,15 +168,19 @@ def test_journal_details(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> No
     first = path.stat().st_ino  # each write is a new file (rename)
     led.compact()  # compacted already: nothing new to write
     assert path.stat().st_ino == first
-    # a line the journal cannot use is skipped and named by file and line
+    # a torn last line (a crash mid-append) is ignored and named by file and line; a broken
+    # line before the end is not a crash's trace: the ledger fails closed
     caplog.set_level(logging.INFO, "dms_agent.ledger")
+    led.journal_path.write_text('{"t":"forget","address":"nobody@x.org"}\n{"t":"account"')
+    Ledger(path).load()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{led.journal_path}:2: ignoring a torn last journal line"]
     led.journal_path.write_text(
         '{"t":"forget","address":"nobody@x.org"}\n{"t":"account"\n'
         '{"t":"alias","alias":"l@x.org","recipients":[]}\n'
     )
-    Ledger(path).load()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [f"{led.journal_path}:2: ignoring an unreadable journal line"]
+    with pytest.raises(LedgerError, match=r"journal:2: not a journal record"):
+        Ledger(path).load()
 
 
 def test_v1_migration_is_logged_with_its_file(
