@@ -74,7 +74,11 @@ TARGETS: dict[str, Target] = {
     # the deletion and password paths: digests, policy, applying, recording, retries
     "reconciler": Target(
         "agent/reconcile/reconciler.py",
-        ["tests/test_reconcile_failsafe.py", "tests/test_reconcile_apply.py"],
+        [
+            "tests/test_reconcile_failsafe.py",
+            "tests/test_reconcile_apply.py",
+            "tests/test_reconcile_ledger_facts.py",
+        ],
         only=[
             "agent.reconcile.reconciler.xǁEngineǁdigests__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁ_digest_changed__mutmut_*",
