@@ -20,7 +20,8 @@ from agent.dns import checks, dkimkeys, spfeval
 from agent.dns.config import DnsSettings
 from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
 from agent.dns.mtasts import LookupResolver, ssl_context
-from agent.dns.resolver import Lookup, make_async_resolver
+from agent.dns.resolver import Lookup
+from agent.dns.transport import make_transport
 
 T = TypeVar("T")
 
@@ -74,7 +75,8 @@ async def run(
     on_error: Callable[[str], None] | None = None,
 ) -> dict[str, DomainReport]:
     """Check every domain of ``plan`` and the MX host; reports keyed by domain / host name."""
-    lookup = Lookup(make_async_resolver(settings), on_error)
+    transport = make_transport(settings)
+    lookup = Lookup(transport, on_error)
     loop = asyncio.get_running_loop()
     env = checks.Env(
         settings=settings,
@@ -102,10 +104,13 @@ async def run(
         jobs.append(
             functools.partial(_host, env, host, reports.setdefault(host, DomainReport(host)))
         )
-    async with aiohttp.ClientSession(connector=connector) as http:
-        env.http = http
-        reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
-    lookup.close()
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            env.http = http
+            reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
+    finally:
+        lookup.close()
+        transport.close()
     if reason is not None:
         for spec in plan.domains:
             _unfinished(reports[spec.name], domain_checks(spec), reason)

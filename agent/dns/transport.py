@@ -1,0 +1,228 @@
+"""Asking the nameservers: one UDP socket per nameserver for a whole run, prebuilt queries.
+
+dnspython's ``Resolver.resolve`` builds a message object, opens and closes a socket, and
+walks its retry state machine for every query; for 200 domains (~1,200 queries) that was most
+of a run's CPU time (bench/dns_checks.py). Here each query is a 12-byte header in front of
+the question (built once per name and type) and an EDNS(0) record offering 1,232 bytes — so
+answers of up to that size never fall back to TCP, where a plain query was cut at 512 bytes.
+Replies are matched by ID and question and parsed by dnspython (``dns.message.from_wire``),
+CNAME chains followed by ``resolve_chaining`` as the resolver does.
+
+Retries follow dnspython's rules: every nameserver in turn, each attempt bounded by
+``timeout``, the lookup by ``lifetime``; SERVFAIL, REFUSED or a socket error rules a server
+out for that lookup; TC (truncated) asks the same server again over TCP. The IDs are random
+and the socket's port is the kernel's choice, as with a socket per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import struct
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+
+from agent.dns.config import DnsSettings, split_host_port
+from agent.dns.resolver import Answer, LookupFailed
+
+EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation on common paths
+# OPT pseudo-record: root owner, type 41, payload size, extended rcode/version/flags 0, no data
+_OPT = b"\x00\x00\x29" + struct.pack("!H", EDNS_PAYLOAD) + b"\x00" * 6
+_FLAGS_RD = 0x0100
+_QR = 0x80  # in the third byte of the header
+
+
+def server_addresses(settings: DnsSettings) -> list[tuple[str, int]]:
+    """(address, port) of the configured nameservers, else of resolv.conf's (read here)."""
+    if settings.nameservers:
+        return [split_host_port(text) for text in settings.nameservers]
+    system = dns.resolver.Resolver()  # raises when resolv.conf names no nameserver
+    return [
+        (ns.address, ns.port)
+        for ns in system.nameservers
+        if isinstance(ns, dns.nameserver.Do53Nameserver)
+    ]
+
+
+def make_transport(settings: DnsSettings) -> Transport:
+    return Transport(server_addresses(settings), settings.timeout, settings.lifetime)
+
+
+class _ServerError(Exception):
+    """One nameserver gave no usable answer to one query; ``kind`` as LookupFailed's."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    """One connected UDP socket to one nameserver; replies handed to the waiting query."""
+
+    def __init__(self) -> None:
+        # unpredictable IDs without a system call each (os.urandom was 10 % of a run)
+        self._ids = random.Random(secrets.randbits(64))
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if len(data) < 12 or not data[2] & _QR:
+            return
+        entry = self.waiting.get(int.from_bytes(data[:2], "big"))
+        if entry is None:
+            return  # late (the query timed out) or not ours
+        question, future = entry
+        # the question echoed as asked (case aside): a reply to this query, not a stray one
+        if data[12 : 12 + len(question)].lower() != question or future.done():
+            return
+        future.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the server, not one query, is at fault
+        for _question, future in self.waiting.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.error_received(exc or ConnectionError("socket closed"))
+
+    def new_id(self) -> int:
+        while True:
+            qid = self._ids.getrandbits(16)
+            if qid not in self.waiting:
+                return qid
+
+
+class Transport:
+    """A run's queries to its nameservers. ``ask`` returns records or raises LookupFailed."""
+
+    def __init__(self, servers: list[tuple[str, int]], timeout: float, lifetime: float) -> None:
+        self._servers = servers
+        self._timeout = timeout
+        self._lifetime = lifetime
+        self._endpoints: dict[tuple[str, int], asyncio.Future[_Endpoint]] = {}
+
+    def close(self) -> None:
+        for opening in self._endpoints.values():
+            if opening.done() and not opening.exception():
+                sock = opening.result().transport
+                if sock is not None:
+                    sock.close()
+            else:
+                opening.cancel()
+        self._endpoints.clear()
+
+    async def ask(self, name: str, rdtype: str) -> Answer:
+        qname = dns.name.from_text(name.rstrip(".") + ".")
+        qtype = dns.rdatatype.from_text(rdtype)
+        question = qname.to_digestable() + struct.pack("!HH", qtype, dns.rdataclass.IN)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lifetime
+        live = list(self._servers)
+        problems: list[_ServerError] = []
+        while live:
+            for server in list(live):
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise LookupFailed("timeout", name, rdtype, "lifetime exhausted")
+                try:
+                    reply = await self._attempt(server, question, min(self._timeout, left))
+                    if reply.flags & dns.flags.TC:
+                        reply = await self._over_tcp(server, qname, qtype, deadline - loop.time())
+                    return _answer(server, reply)
+                except TimeoutError:
+                    continue
+                except _ServerError as exc:
+                    problems.append(exc)
+                    live.remove(server)
+        kinds = {p.kind for p in problems}
+        kind = next((k for k in ("servfail", "refused") if k in kinds), "other")
+        raise LookupFailed(kind, name, rdtype, "; ".join(str(p) for p in problems))
+
+    async def _attempt(
+        self, server: tuple[str, int], question: bytes, timeout: float
+    ) -> dns.message.Message:
+        endpoint = await self._endpoint(server)
+        qid = endpoint.new_id()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        endpoint.waiting[qid] = (question.lower(), future)
+        try:
+            header = struct.pack("!HHHHHH", qid, _FLAGS_RD, 1, 0, 0, 1)
+            assert endpoint.transport is not None
+            endpoint.transport.sendto(header + question + _OPT)
+            async with asyncio.timeout(timeout):
+                data = await future
+        except TimeoutError:
+            raise  # an OSError too, but silence is not a socket error
+        except OSError as exc:
+            raise _ServerError("other", f"{server[0]}: {exc}") from None
+        finally:
+            endpoint.waiting.pop(qid, None)
+        try:
+            reply = dns.message.from_wire(data)
+        except dns.exception.DNSException as exc:
+            raise _ServerError("other", f"{server[0]}: malformed reply ({exc})") from None
+        return _usable(server, reply)
+
+    async def _over_tcp(
+        self,
+        server: tuple[str, int],
+        qname: dns.name.Name,
+        qtype: dns.rdatatype.RdataType,
+        timeout: float,
+    ) -> dns.message.Message:
+        query = dns.message.make_query(qname, qtype)
+        try:
+            reply = await dns.asyncquery.tcp(query, server[0], timeout, server[1])
+        except (dns.exception.Timeout, TimeoutError):
+            raise TimeoutError from None
+        except (dns.exception.DNSException, OSError) as exc:
+            raise _ServerError("other", f"{server[0]} over TCP: {exc}") from None
+        return _usable(server, reply)
+
+    async def _endpoint(self, server: tuple[str, int]) -> _Endpoint:
+        opening = self._endpoints.get(server)
+        if opening is None:
+            opening = asyncio.ensure_future(self._open(server))
+            self._endpoints[server] = opening
+        try:
+            return await asyncio.shield(opening)
+        except OSError as exc:
+            raise _ServerError("other", f"{server[0]}: {exc}") from None
+
+    async def _open(self, server: tuple[str, int]) -> _Endpoint:
+        loop = asyncio.get_running_loop()
+        sock, endpoint = await loop.create_datagram_endpoint(_Endpoint, remote_addr=server)
+        endpoint.transport = sock
+        return endpoint
+
+
+def _usable(server: tuple[str, int], reply: dns.message.Message) -> dns.message.Message:
+    """``reply`` if it answers (records, no data, or no such name); else the server's error."""
+    rcode = reply.rcode()
+    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return reply
+    kind = {dns.rcode.SERVFAIL: "servfail", dns.rcode.REFUSED: "refused"}.get(rcode, "other")
+    raise _ServerError(kind, f"{server[0]} answered {dns.rcode.to_text(rcode)}")
+
+
+def _answer(server: tuple[str, int], reply: dns.message.Message) -> Answer:
+    if reply.rcode() == dns.rcode.NXDOMAIN:
+        return Answer((), nxdomain=True)
+    if not isinstance(reply, dns.message.QueryMessage):
+        raise _ServerError("other", f"{server[0]}: not a query's reply")
+    try:
+        chain = reply.resolve_chaining()  # a CNAME's target, when the server sent it along
+    except dns.exception.DNSException as exc:  # a chain too long, a malformed question
+        raise _ServerError("other", f"{server[0]}: {type(exc).__name__}") from None
+    return Answer(tuple(chain.answer) if chain.answer is not None else ())
