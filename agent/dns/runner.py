@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,13 +135,11 @@ async def run_off_loop(
     by up to 26 ms. On a loop of its own, the agent's loop only waits for the GIL, which the
     interpreter hands over every few milliseconds. Cancelling this cancels the run.
     """
-    started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]]
-    started = asyncio.get_running_loop().create_future()
-    caller = asyncio.get_running_loop()
+    handle = _RunHandle()
 
     async def body() -> dict[str, DomainReport]:
         task = asyncio.ensure_future(run(settings, plan, config_dir, on_error))
-        caller.call_soon_threadsafe(_resolve, started, (asyncio.get_running_loop(), task))
+        handle.started(asyncio.get_running_loop(), task)
         return await task
 
     worker = asyncio.ensure_future(asyncio.to_thread(asyncio.run, body()))
@@ -148,20 +147,37 @@ async def run_off_loop(
     try:
         return await asyncio.shield(worker)
     except asyncio.CancelledError:
-        if started.done():
-            loop, task = started.result()
-            loop.call_soon_threadsafe(task.cancel)
+        handle.cancel()
         raise
+
+
+class _RunHandle:
+    """Cancels a run on another thread's loop, whether or not that run has started yet: the
+    run checks ``abandoned`` once it has registered, the canceller after setting it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.abandoned = False
+        self._run: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    def started(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._run = (loop, task)
+            if self.abandoned:
+                task.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            if self._run is not None and not self._run[1].done():
+                loop, task = self._run
+                with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: it ended
+                    loop.call_soon_threadsafe(task.cancel)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 async def _within_deadline(
