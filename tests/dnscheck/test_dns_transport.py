@@ -1,0 +1,99 @@
+"""The checks' DNS transport against a real knotd: large answers, CNAMEs, several nameservers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from agent.dns.resolver import LookupFailed
+from agent.dns.transport import EDNS_PAYLOAD, Transport
+from tests.rig.knot import KnotServer
+
+BIG = ["x" * 250 for _ in range(6)]  # 1,500 bytes: more than EDNS_PAYLOAD over UDP
+
+
+@pytest.fixture(scope="module")
+def knot(knot_factory: Callable[[dict[str, str | None]], KnotServer]) -> KnotServer:
+    big = " ".join(f'"{part}"' for part in BIG)
+    return knot_factory(
+        {
+            "wire.test": (
+                f"big TXT {big}\n"
+                'mid TXT "' + "m" * 250 + '" "' + "m" * 250 + '" "' + "m" * 250 + '"\n'
+                "alias CNAME target\n"
+                'target TXT "at the target"\n'
+                "outside CNAME somewhere.else.test.\n"
+            )
+        }
+    )
+
+
+@pytest.fixture
+def silent() -> Iterator[tuple[str, int]]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never read: every query times out
+        yield sock.getsockname()
+
+
+def _server(knot: KnotServer) -> tuple[str, int]:
+    return (knot.host, knot.port)
+
+
+async def _ask(servers: list[tuple[str, int]], name: str, rdtype: str = "TXT") -> list[str]:
+    transport = Transport(servers, timeout=0.5, lifetime=2.0)
+    try:
+        answer = await transport.ask(name, rdtype)
+    finally:
+        transport.close()
+    return [b"".join(r.strings).decode() for r in answer.records]
+
+
+async def test_an_answer_larger_than_the_udp_payload_comes_over_tcp(knot: KnotServer) -> None:
+    assert len("".join(BIG)) > EDNS_PAYLOAD
+    assert await _ask([_server(knot)], "big.wire.test") == ["".join(BIG)]
+
+
+async def test_an_answer_over_512_bytes_comes_over_udp_whole(knot: KnotServer) -> None:
+    assert await _ask([_server(knot)], "mid.wire.test") == ["m" * 750]
+
+
+async def test_a_cname_is_followed_within_the_answer(knot: KnotServer) -> None:
+    assert await _ask([_server(knot)], "alias.wire.test") == ["at the target"]
+    assert await _ask([_server(knot)], "outside.wire.test") == []  # target not served here
+
+
+async def test_no_such_name_is_an_answer(knot: KnotServer) -> None:
+    transport = Transport([_server(knot)], timeout=0.5, lifetime=2.0)
+    try:
+        answer = await transport.ask("nothing.wire.test", "TXT")
+    finally:
+        transport.close()
+    assert answer.nxdomain and not answer.records
+
+
+async def test_a_silent_first_nameserver_hands_over_to_the_next(
+    knot: KnotServer, silent: tuple[str, int]
+) -> None:
+    assert await _ask([silent, _server(knot)], "target.wire.test") == ["at the target"]
+
+
+async def test_refused_everywhere_is_refused_and_silence_is_a_timeout(
+    knot: KnotServer, silent: tuple[str, int]
+) -> None:
+    with pytest.raises(LookupFailed) as refused:
+        await _ask([_server(knot)], "not-served.example")
+    assert refused.value.kind == "refused"
+    with pytest.raises(LookupFailed) as quiet:
+        await _ask([silent], "target.wire.test")
+    assert quiet.value.kind == "timeout"
+
+
+async def test_a_refusing_nameserver_is_skipped(
+    knot: KnotServer, knot_factory: Callable[[dict[str, str | None]], KnotServer]
+) -> None:
+    """REFUSED rules the first server out for the lookup; the next one answers."""
+    other = knot_factory({"other.test": 'target TXT "from the other server"\n'})
+    found = await _ask([_server(knot), _server(other)], "target.other.test")
+    assert found == ["from the other server"]
