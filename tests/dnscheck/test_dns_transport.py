@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from agent.dns.resolver import LookupFailed
+from agent.dns import runner
+from agent.dns.resolver import Answer, LookupFailed
 from agent.dns.transport import EDNS_PAYLOAD, Transport
+from tests.dnscheck.conftest import World
 from tests.rig.knot import KnotServer
 
 BIG = ["x" * 250 for _ in range(6)]  # 1,500 bytes: more than EDNS_PAYLOAD over UDP
@@ -97,3 +100,23 @@ async def test_a_refusing_nameserver_is_skipped(
     other = knot_factory({"other.test": 'target TXT "from the other server"\n'})
     found = await _ask([_server(knot), _server(other)], "target.other.test")
     assert found == ["from the other server"]
+
+
+async def test_a_run_asks_each_name_and_type_once(
+    dns_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks share answers: the MX for the MX and MTA-STS checks, the domain's TXT for
+    SPF and pyspf, the MX host's addresses for PTR, TLSA and mx-address."""
+    asked: Counter[tuple[str, str]] = Counter()
+    real_ask = Transport.ask
+
+    async def counting(self: Transport, name: str, rdtype: str) -> Answer:
+        asked[(name, rdtype)] += 1
+        return await real_ask(self, name, rdtype)
+
+    monkeypatch.setattr(Transport, "ask", counting)
+    settings = dns_world.settings()
+    domains = ["good.test", "spf11.test", "twospf.test", "dmarcnone.test"]
+    await runner.run(settings, runner.plan_from(settings, None, domains), dns_world.config_dir)
+    assert asked[("good.test", "MX")] == 1 and asked[("spf11.test", "TXT")] == 1
+    assert {k: n for k, n in asked.items() if n > 1} == {}
