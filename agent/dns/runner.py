@@ -83,7 +83,7 @@ async def run(
         settings=settings,
         lookup=lookup,
         spf_ask=spfeval.loop_asker(lookup, loop, settings.lifetime + 1),
-        dkim_keys=await asyncio.to_thread(_load_keys, config_dir, plan.names),
+        dkim_keys=await asyncio.to_thread(dkimkeys.load_domains_keys, config_dir, plan.names),
     )
     try:
         ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)
@@ -241,10 +241,6 @@ async def bounded(jobs: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]
 
     await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
     return [r for r in results if r is not None]
-
-
-def _load_keys(config_dir: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    return {n: dkimkeys.load_public_keys(config_dir, n) for n in names}
 
 
 async def _domain(env: checks.Env, spec: DomainSpec, report: DomainReport) -> None:
