@@ -74,7 +74,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         # unpredictable IDs without a system call each (os.urandom was 10 % of a run)
         self._ids = random.Random(secrets.randbits(64))
         self.transport: asyncio.DatagramTransport | None = None
-        self.waiting: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.waiting: dict[int, tuple[bytes, asyncio.Future[_Reply]]] = {}
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         if len(data) < 12 or not data[2] & _QR:
@@ -86,7 +86,11 @@ class _Endpoint(asyncio.DatagramProtocol):
         # the question echoed as asked (case aside): a reply to this query, not a stray one
         if data[12 : 12 + len(question)].lower() != question or future.done():
             return
-        future.set_result(data)
+        try:
+            reply = _Reply(data, len(question))
+        except _MALFORMED:
+            return  # as dnspython's resolver does: keep waiting for a well-formed reply
+        future.set_result(reply)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the server, not one query, is at fault
@@ -115,12 +119,12 @@ class Transport:
 
     def close(self) -> None:
         for opening in self._endpoints.values():
-            if opening.done() and not opening.exception():
+            if not opening.done():
+                opening.cancel()
+            elif not opening.cancelled() and opening.exception() is None:
                 sock = opening.result().transport
                 if sock is not None:
                     sock.close()
-            else:
-                opening.cancel()
         self._endpoints.clear()
 
     async def ask(self, name: str, rdtype: str) -> Answer:
@@ -153,21 +157,21 @@ class Transport:
     async def _attempt(self, server: tuple[str, int], question: bytes, timeout: float) -> _Reply:
         endpoint = await self._endpoint(server)
         qid = endpoint.new_id()
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         endpoint.waiting[qid] = (question.lower(), future)
         try:
             header = struct.pack("!HHHHHH", qid, _FLAGS_RD, 1, 0, 0, 1)
             assert endpoint.transport is not None
             endpoint.transport.sendto(header + question + _OPT)
             async with asyncio.timeout(timeout):
-                data = await future
+                reply = await future
         except TimeoutError:
             raise  # an OSError too, but silence is not a socket error
         except OSError as exc:
             raise _ServerError("other", f"{server[0]}: {exc}") from None
         finally:
             endpoint.waiting.pop(qid, None)
-        return _usable(server, data, len(question))
+        return _usable(server, reply)
 
     async def _over_tcp(
         self,
@@ -183,9 +187,11 @@ class Transport:
             raise TimeoutError from None
         except (dns.exception.DNSException, OSError) as exc:
             raise _ServerError("other", f"{server[0]} over TCP: {exc}") from None
-        wire = reply.to_wire()
         question = qname.to_digestable() + struct.pack("!HH", qtype, dns.rdataclass.IN)
-        return _usable(server, wire, len(question))
+        try:
+            return _usable(server, _Reply(reply.to_wire(), len(question)))
+        except _MALFORMED as exc:
+            raise _ServerError("other", f"{server[0]}: malformed reply ({exc})") from None
 
     async def _endpoint(self, server: tuple[str, int]) -> _Endpoint:
         opening = self._endpoints.get(server)
@@ -248,12 +254,11 @@ class _Reply:
 _MAX_CHAIN = 16
 
 
-def _usable(server: tuple[str, int], data: bytes, question_length: int) -> _Reply:
+_MALFORMED = (dns.exception.DNSException, ValueError, struct.error)
+
+
+def _usable(server: tuple[str, int], reply: _Reply) -> _Reply:
     """The reply if it answers (records, no data, or no such name); else the server's error."""
-    try:
-        reply = _Reply(data, question_length)
-    except (dns.exception.DNSException, ValueError, struct.error) as exc:
-        raise _ServerError("other", f"{server[0]}: malformed reply ({exc})") from None
     if reply.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return reply
     rcode = dns.rcode.Rcode.make(reply.rcode)

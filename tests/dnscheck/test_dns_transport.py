@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -120,3 +122,47 @@ async def test_a_run_asks_each_name_and_type_once(
     await runner.run(settings, runner.plan_from(settings, None, domains), dns_world.config_dir)
     assert asked[("good.test", "MX")] == 1 and asked[("spf11.test", "TXT")] == 1
     assert {k: n for k, n in asked.items() if n > 1} == {}
+
+
+class Spoofer:
+    """A UDP relay in front of knotd that first sends, with the query's ID, a forged reply to
+    another question, then a malformed one, then knotd's real answer."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self._upstream = upstream
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed: the test is over
+            while True:
+                query, client = self.sock.recvfrom(4096)
+                forged = bytearray(query)
+                forged[2] |= 0x80  # QR: a reply
+                forged[13] ^= 0x01  # another letter, not just another case: another question
+                self.sock.sendto(bytes(forged), client)
+                malformed = bytearray(query)
+                malformed[2] |= 0x80
+                malformed[7] = 5  # five answers announced, none there
+                self.sock.sendto(bytes(malformed), client)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
+                    up.settimeout(2)
+                    up.sendto(query, self._upstream)
+                    self.sock.sendto(up.recv(4096), client)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_a_reply_to_another_question_or_a_malformed_one_is_not_the_answer(
+    knot: KnotServer,
+) -> None:
+    spoofer = Spoofer(_server(knot))
+    try:
+        found = await _ask([spoofer.address], "target.wire.test")
+    finally:
+        spoofer.close()
+    assert found == ["at the target"]
