@@ -3,15 +3,17 @@
 dnspython's ``Resolver.resolve`` builds a message object, opens and closes a socket, and
 walks its retry state machine for every query; for 200 domains (~1,200 queries) that was most
 of a run's CPU time (bench/dns_checks.py). Here each query is a 12-byte header in front of
-the question (built once per name and type) and an EDNS(0) record offering 1,232 bytes — so
-answers of up to that size never fall back to TCP, where a plain query was cut at 512 bytes.
-Replies are matched by ID and question; their answer section is read with dnspython's wire
-parser (``_Reply``), a CNAME chain within it followed as the resolver does.
+the question and an EDNS(0) record offering 1,232 bytes — so answers of up to that size never
+fall back to TCP, where a plain query was cut at 512 bytes. Replies are matched by ID and
+question (a malformed one is ignored, as the resolver does); their answer section is read
+with dnspython's wire parser (``_Reply``), a CNAME chain within it followed as the resolver
+does.
 
 Retries follow dnspython's rules: every nameserver in turn, each attempt bounded by
 ``timeout``, the lookup by ``lifetime``; SERVFAIL, REFUSED or a socket error rules a server
-out for that lookup; TC (truncated) asks the same server again over TCP. The IDs are random
-and the socket's port is the kernel's choice, as with a socket per query.
+out for that lookup; TC (truncated) asks the same server again over TCP. IDs are random; the
+source port is the kernel's choice once per run rather than once per query, so a forged
+answer must still guess the port, the ID and repeat the question.
 """
 
 from __future__ import annotations
