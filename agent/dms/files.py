@@ -100,28 +100,37 @@ def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
         yield current
 
 
-def _parse(
+def _iterate(
     text: str,
     source: str,
     entry: Callable[[int, str], T | str],
     key: Callable[[T], str],
     continuation: bool,
-) -> Parsed[T]:
-    """Run ``entry`` on every logical line; a str result is that line's error message."""
-    out: Parsed[T] = Parsed(source)
+) -> Iterator[T | LocatedError]:
+    """Run ``entry`` on every logical line, in file order: each entry, or a located error for
+    a line that is not one (a str result is that line's message) or repeats a key."""
     first_line: dict[str, int] = {}
     for number, content in _logical_lines(text, continuation):
         result = entry(number, content)
         if isinstance(result, str):
-            out.errors.append(LocatedError(source, number, "", result))
+            yield LocatedError(source, number, "", result)
             continue
         k = key(result).lower()
         if k in first_line:
             msg = f"{key(result)!r} already appears on line {first_line[k]}"
-            out.errors.append(LocatedError(source, number, key(result), msg))
+            yield LocatedError(source, number, key(result), msg)
             continue
         first_line[k] = number
-        out.entries.append(result)
+        yield result
+
+
+def _parse(items: Iterable[T | LocatedError], source: str) -> Parsed[T]:
+    out: Parsed[T] = Parsed(source)
+    for item in items:
+        if isinstance(item, LocatedError):
+            out.errors.append(item)
+        else:
+            out.entries.append(item)
     return out
 
 
@@ -147,14 +156,21 @@ def _account(number: int, content: str) -> AccountLine | str:
     return AccountLine(address, hash_, rest[0] if rest else None, number)
 
 
+def iter_accounts(text: str, source: str = ACCOUNTS_FILE) -> Iterator[AccountLine | LocatedError]:
+    """``parse_accounts`` one line at a time: 100,000 entries never sit in memory together."""
+    return _iterate(text, source, _account, lambda e: e.address, continuation=False)
+
+
 def parse_accounts(text: str, source: str = ACCOUNTS_FILE) -> Parsed[AccountLine]:
-    return _parse(text, source, _account, lambda e: e.address, continuation=False)
+    return _parse(iter_accounts(text, source), source)
+
+
+def account_text(e: AccountLine) -> str:
+    return f"{e.address}|{e.hash}" + (f"|{e.extra}" if e.extra is not None else "")
 
 
 def write_accounts(entries: Iterable[AccountLine]) -> str:
-    return _join(
-        f"{e.address}|{e.hash}" + (f"|{e.extra}" if e.extra is not None else "") for e in entries
-    )
+    return _join(account_text(e) for e in entries)
 
 
 # --- postfix-virtual.cf --------------------------------------------------------------------
@@ -172,12 +188,20 @@ def _alias(number: int, content: str) -> AliasLine | str:
     return AliasLine(alias, recipients, number)
 
 
+def iter_virtual(text: str, source: str = VIRTUAL_FILE) -> Iterator[AliasLine | LocatedError]:
+    return _iterate(text, source, _alias, lambda e: e.alias, continuation=True)
+
+
 def parse_virtual(text: str, source: str = VIRTUAL_FILE) -> Parsed[AliasLine]:
-    return _parse(text, source, _alias, lambda e: e.alias, continuation=True)
+    return _parse(iter_virtual(text, source), source)
+
+
+def alias_text(e: AliasLine) -> str:
+    return f"{e.alias} {','.join(e.recipients)}"
 
 
 def write_virtual(entries: Iterable[AliasLine]) -> str:
-    return _join(f"{e.alias} {','.join(e.recipients)}" for e in entries)
+    return _join(alias_text(e) for e in entries)
 
 
 # --- dovecot-quotas.cf ---------------------------------------------------------------------
@@ -192,12 +216,20 @@ def _quota(number: int, content: str) -> QuotaLine | str:
     return QuotaLine(address, quota, number)
 
 
+def iter_quotas(text: str, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
+    return _iterate(text, source, _quota, lambda e: e.address, continuation=False)
+
+
 def parse_quotas(text: str, source: str = QUOTAS_FILE) -> Parsed[QuotaLine]:
-    return _parse(text, source, _quota, lambda e: e.address, continuation=False)
+    return _parse(iter_quotas(text, source), source)
+
+
+def quota_text(e: QuotaLine) -> str:
+    return f"{e.address}:{e.quota}"
 
 
 def write_quotas(entries: Iterable[QuotaLine]) -> str:
-    return _join(f"{e.address}:{e.quota}" for e in entries)
+    return _join(quota_text(e) for e in entries)
 
 
 # --- postfix-send-access.cf / postfix-receive-access.cf -----------------------------------
@@ -211,7 +243,11 @@ def _access(number: int, content: str) -> AccessLine | str:
 
 
 def parse_access(text: str, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine]:
-    return _parse(text, source, _access, lambda e: e.address, continuation=True)
+    return _parse(_iter_access(text, source), source)
+
+
+def _iter_access(text: str, source: str) -> Iterator[AccessLine | LocatedError]:
+    return _iterate(text, source, _access, lambda e: e.address, continuation=True)
 
 
 def write_access(entries: Iterable[AccessLine]) -> str:

@@ -233,8 +233,8 @@ def account_hash(config_dir: Path, address: str) -> str | None:
     """The hash DMS holds for one account (after a `setup` wrote it)."""
     text = _read(config_dir / files.ACCOUNTS_FILE)
     want = address.lower()
-    for line in files.parse_accounts(text).entries:
-        if line.address.lower() == want:
+    for line in files.iter_accounts(text):  # one line at a time: the file may be 100,000
+        if isinstance(line, files.AccountLine) and line.address.lower() == want:
             return line.hash
     return None
 
