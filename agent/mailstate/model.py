@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+API_VERSION = "dms-agent/v1"  # of the state document
 KeyType = Literal["rsa", "ed25519"]
 Restriction = Literal["send", "receive"]
 # One shared empty set: ``frozenset()`` makes a new 216-byte object each time (100,000
