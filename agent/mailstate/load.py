@@ -19,7 +19,6 @@ a password for an undeclared account is a warning; a declared account without a 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import os
@@ -48,6 +47,8 @@ T = TypeVar("T")
 
 async def desired_from_documents_async(docs: Sequence[SourceDocument]) -> Desired:
     """The same, off the event loop: 10,000 accounts take a good fraction of a second."""
+    import asyncio  # here: `dms-agent validate` runs no loop and need not load asyncio
+
     return await asyncio.to_thread(desired_from_documents, docs)
 
 
