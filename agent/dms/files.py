@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Generic, TypeVar
 
 from agent.errors import InvalidDocument, LocatedError
@@ -165,7 +166,9 @@ def _account(number: int, content: str) -> AccountLine | str:
         return "the password field must be `{SCHEME}hash`"
     if _has_space(hash_):
         return "the password field holds whitespace"
-    return AccountLine(address, hash_, rest[0] if rest else None, number)
+    # interned as the mail state's parser interns addresses: 100,000 accounts named in the
+    # desired state, in this file and in the ledger share one string each
+    return AccountLine(intern(address), hash_, rest[0] if rest else None, number)
 
 
 def iter_accounts(text: str, source: str = ACCOUNTS_FILE) -> Iterator[AccountLine | LocatedError]:
@@ -225,7 +228,7 @@ def _quota(number: int, content: str) -> QuotaLine | str:
         return "expected `email:quota`"
     if _has_space(address, quota):
         return "whitespace inside `email:quota`"
-    return QuotaLine(address, quota, number)
+    return QuotaLine(intern(address), quota, number)
 
 
 def iter_quotas(text: str, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:

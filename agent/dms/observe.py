@@ -200,7 +200,8 @@ def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = No
 def _lower(address: str) -> str:
     """``address`` lower-cased and interned, as the mail state's parser does: the desired and
     the actual state then share one string per address (100,000 of them: ~8 MB a copy)."""
-    return intern(address.lower())
+    lowered = address.lower()
+    return intern(address if lowered == address else lowered)
 
 
 def upper_cased(spellings: list[str]) -> frozenset[str]:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from agent.dms.files import NATIVE_FILES
 from agent.errors import InvalidDocument, LocatedError
-from agent.mailstate.fragment import Collector, Fragment, Origin, where
+from agent.mailstate.fragment import Collector, Fragment, Origin, Origins, where
 from agent.mailstate.model import Account, Desired, Domain, MailState, PasswordIntent, Policy
 from agent.mailstate.native import parse_native
 from agent.mailstate.parse import parse_passwords, parse_state
@@ -216,8 +216,7 @@ class _Merger:
         state.domains = {k: v for k, (v, _) in self.domains.items()}
         state.accounts = {k: v for k, (v, _) in self.accounts.items()}
         state.aliases = {k: v for k, (v, _) in self.aliases.items()}
-        state.origins = {k: where(o) for k, (_, o) in self.accounts.items()}
-        state.origins.update((k, where(o)) for k, (_, o) in self.aliases.items())
+        state.origins = Origins(self.accounts, self.aliases)
         for address, (intent, origin) in self.passwords.items():
             if address in self.accounts:
                 state.passwords[address] = intent

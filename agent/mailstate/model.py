@@ -6,6 +6,7 @@ so that no repr, log line or /status dump can show them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,7 +74,7 @@ class MailState:
     passwords: dict[str, PasswordIntent] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     # where each account/alias was declared ("FILE:LINE"), for messages naming both sources
-    origins: dict[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
