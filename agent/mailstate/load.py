@@ -19,12 +19,14 @@ a password for an undeclared account is a warning; a declared account without a 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import hmac
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from agent.dms.files import NATIVE_FILES
@@ -54,6 +56,25 @@ async def desired_from_documents_async(docs: Sequence[SourceDocument]) -> Desire
 
 def desired_from_documents(docs: Sequence[SourceDocument]) -> Desired:
     """Parse, merge and validate ``docs``; InvalidDocument lists every error of every one."""
+    with _collector_paused():
+        return _desired(docs)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a state is built: parsing makes hundreds of
+    thousands of containers and none is garbage yet, so each full collection on the way only
+    walks them (~15 % of a 10,000-account parse). Reference counting still frees as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _desired(docs: Sequence[SourceDocument]) -> Desired:
     errors: list[LocatedError] = []
     fragments: list[Fragment] = []
     notes: list[LocatedError] = []
