@@ -27,8 +27,9 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from agent import heap
 from agent.dms.files import NATIVE_FILES
 from agent.errors import InvalidDocument, LocatedError
 from agent.mailstate.fragment import Collector, Fragment, Origin, Origins, where
@@ -56,6 +57,8 @@ async def desired_from_documents_async(docs: Sequence[SourceDocument]) -> Desire
 
 def desired_from_documents(docs: Sequence[SourceDocument]) -> Desired:
     """Parse, merge and validate ``docs``; InvalidDocument lists every error of every one."""
+    if sum(len(doc.text) for doc in docs) >= _BIG_STATE:
+        heap.keep_big_buffers_mapped()
     with _collector_paused():
         return _desired(docs)
 
@@ -99,30 +102,12 @@ def _desired(docs: Sequence[SourceDocument]) -> Desired:
     desired.warnings[:0] = [str(n) for n in notes]
     desired.generation = generation(docs, secret_docs)
     if parsed_chars >= _BIG_PARSE:
-        release_free_memory()
+        heap.release_free_memory()  # the YAML values and line index of a big parse
     return desired
 
 
 _BIG_PARSE = 4 << 20  # characters parsed (not from the cache) worth handing memory back for
-
-
-def release_free_memory() -> None:
-    """Hand the heap's free pages back to the system after a big parse (glibc's malloc_trim):
-    the YAML values and line index of 100,000 accounts leave ~30 MB of free but mapped heap,
-    which every later peak would otherwise start from. A no-op without glibc."""
-    global _TRIM
-    if _TRIM is None:
-        import ctypes  # only after a big parse: the CLI and small states never load it
-
-        try:
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
+_BIG_STATE = 1 << 20  # characters of documents from which big buffers are kept unmapped
 
 
 def _parse_document(doc: SourceDocument) -> tuple[Fragment | None, bool]:
