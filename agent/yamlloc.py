@@ -7,7 +7,6 @@ offending field. Only the safe subset of YAML is accepted (no tags that construc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from sys import intern
@@ -259,12 +258,19 @@ class _Builder:
             return event.value
 
 
-_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1 line breaks
+_TRAILING = " \t\r\n\x85\u2028\u2029"
 
 
 def _last_line(text: str) -> int:
-    """The number of the last line holding text, counting lines as YAML does."""
-    return max(1, len(_BREAK.split(text.rstrip(" \t\r\n\x85\u2028\u2029"))))
+    """The number of the last line holding text, counting lines as YAML 1.1 does (\\r\\n, \\r,
+    \\n, NEL, LS, PS each end a line). Counted in place: splitting a 100,000-line document
+    into a list of lines cost ~35 MB at the peak."""
+    tail = text[-4096:]  # trailing blanks are found in the tail; a text of blanks at once
+    kept = tail.rstrip(_TRAILING)
+    end = len(text) - len(tail) + len(kept) if kept else len(text.rstrip(_TRAILING))
+    breaks = text.count("\n", 0, end) + text.count("\r", 0, end) - text.count("\r\n", 0, end)
+    breaks += sum(text.count(c, 0, end) for c in "\x85\u2028\u2029")
+    return breaks + 1
 
 
 # By event type; at class level, not bound methods kept on the builder: those made a reference

@@ -27,7 +27,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from agent import heap
 from agent.dms.files import NATIVE_FILES
@@ -155,8 +155,10 @@ class _FragmentCache:
 
     def parse(self, doc: SourceDocument) -> tuple[Fragment | None, bool, bool]:
         """(fragment, holds passwords, parsed now rather than found)"""
-        meta = f"{doc.origin}\0{doc.name}\0{doc.secret}\0".encode()
-        key = hashlib.blake2b(meta + doc.text.encode(), key=_PROCESS_KEY).digest()
+        digest = hashlib.blake2b(
+            f"{doc.origin}\0{doc.name}\0{doc.secret}\0".encode(), key=_PROCESS_KEY
+        )
+        key = _fed(digest, doc.text).digest()
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
@@ -177,15 +179,30 @@ class _FragmentCache:
 _CACHE = _FragmentCache()
 
 
+class _Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+_H = TypeVar("_H", bound=_Digest)
+_FEED = 1 << 20
+
+
+def _fed(digest: _H, text: str) -> _H:
+    """``digest`` updated with ``text`` in UTF-8, a MiB at a time: a 15 MB document is never
+    encoded whole beside itself."""
+    for start in range(0, len(text), _FEED):
+        digest.update(text[start : start + _FEED].encode())
+    return digest
+
+
 def generation(docs: Sequence[SourceDocument], secret: Collection[int] = ()) -> str:
     """A short digest of the inputs, stable for the same documents in any order."""
     parts = []
     for i, doc in enumerate(docs):
-        data = doc.text.encode()
         if i in secret or doc.secret:
-            digest = hmac.new(_PROCESS_KEY, data, hashlib.sha256).hexdigest()
+            digest = _fed(hmac.new(_PROCESS_KEY, None, hashlib.sha256), doc.text).hexdigest()
         else:
-            digest = hashlib.sha256(data).hexdigest()
+            digest = _fed(hashlib.sha256(), doc.text).hexdigest()
         parts.append(f"{doc.origin}\0{doc.name}\0{digest}")
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
 
