@@ -146,11 +146,17 @@ def _parse_text(doc: SourceDocument, native: bool, lower: str) -> tuple[Fragment
 class _FragmentCache:
     """Valid parsed documents by content, so that a change to one document (a Secret's
     passwords) re-parses only that one, not the 10,000-account ConfigMap beside it.
-    Fragments are never mutated after parsing, so sharing them is safe."""
+    Fragments are never mutated after parsing, so sharing them is safe.
 
-    def __init__(self, size: int = 32) -> None:
+    Bounded by the text it stands for as well as by count: a fragment holds ~10 times its
+    document's size, so past generations of a 100,000-account document (15 MB, ~150 MB
+    parsed) would stay in memory; such a document is parsed again instead."""
+
+    def __init__(self, size: int = 32, chars: int = 4 << 20) -> None:
         self._size = size
-        self._items: OrderedDict[bytes, tuple[Fragment | None, bool]] = OrderedDict()
+        self._chars = chars  # the most document text whose fragments are kept
+        self._items: OrderedDict[bytes, tuple[Fragment | None, bool, int]] = OrderedDict()
+        self._held = 0  # characters of the documents kept
         self._lock = threading.Lock()  # the async wrapper runs loads in worker threads
 
     def parse(self, doc: SourceDocument) -> tuple[Fragment | None, bool, bool]:
@@ -163,17 +169,25 @@ class _FragmentCache:
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
-                return (*hit, False)
-        result = _parse_document(doc)  # raises on errors: invalid documents are not kept
+                return hit[0], hit[1], False
+        frag, holds_passwords = _parse_document(doc)  # raises on errors: never kept
+        if len(doc.text) <= self._chars:
+            self._keep(key, (frag, holds_passwords, len(doc.text)))
+        return frag, holds_passwords, True
+
+    def _keep(self, key: bytes, item: tuple[Fragment | None, bool, int]) -> None:
         with self._lock:
-            self._items[key] = result
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return (*result, True)
+            if key in self._items:  # parsed twice at once: already counted
+                return
+            self._items[key] = item
+            self._held += item[2]
+            while len(self._items) > self._size or self._held > self._chars:
+                self._held -= self._items.popitem(last=False)[1][2]
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._held = 0
 
 
 _CACHE = _FragmentCache()
