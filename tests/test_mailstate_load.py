@@ -242,17 +242,21 @@ def test_every_document_error_is_reported_and_nothing_applies() -> None:
     assert [e.file for e in errors] == ["cm[a.yaml]", "cm[b.yaml]", "cm[passwords.yaml]"]
 
 
-def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    parsed: list[str] = []
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts of the documents parsed (not found in the cache), in order."""
+    texts: list[str] = []
     real = load._parse_document
 
     def counting(d: SourceDocument) -> Any:
-        parsed.append(d.text)
+        texts.append(d.text)
         return real(d)
 
     monkeypatch.setattr(load, "_parse_document", counting)
+    return texts
+
+
+def test_unchanged_documents_are_parsed_once_and_changes_are_seen(parsed: list[str]) -> None:
     state = doc("s.yaml", HEAD + "accounts:\n  a@x.com: {}\n# unique to this test\n")
     first = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: one}\n")])
     second = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: two}\n")])
@@ -270,17 +274,9 @@ def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
 
 
 def test_parsed_documents_kept_for_reuse_are_bounded_by_their_size(
-    monkeypatch: pytest.MonkeyPatch,
+    parsed: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past generations of a big document are not kept: it is parsed again instead."""
-    parsed: list[str] = []
-    real = load._parse_document
-
-    def counting(d: SourceDocument) -> Any:
-        parsed.append(d.text)
-        return real(d)
-
-    monkeypatch.setattr(load, "_parse_document", counting)
     monkeypatch.setattr(load, "_CACHE", load._FragmentCache(chars=300))
     accounts = "".join(f"  u{i}@x.com: {{}}\n" for i in range(20))  # 300+ characters
     big = doc("big.yaml", HEAD + "accounts:\n" + accounts)
