@@ -82,12 +82,12 @@ class Parsed(Generic[T]):
         return self.entries
 
 
-def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, content)`` for each non-blank, non-comment logical line."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
+def _logical_lines(text: str | bytes, continuation: bool) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, content)`` for each non-blank, non-comment logical line; bytes
+    are read as UTF-8 a line at a time (a file's text never exists whole)."""
     current: tuple[int, str] | None = None
-    for number, raw in _split_lines(text):
+    lines = _split_lines(text) if isinstance(text, str) else _split_utf8_lines(text)
+    for number, raw in lines:
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -102,17 +102,26 @@ def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
 
 
 def _split_lines(text: str) -> Iterator[tuple[int, str]]:
-    """``enumerate(text.split("\\n"), 1)`` one line at a time: the list of all lines of a
-    100,000-line file (~25 MB) never exists."""
-    start, number = 0, 1
+    """``enumerate(text.split("\\n"), 1)`` one line at a time, without a leading BOM: the
+    list of all lines of a 100,000-line file (~25 MB) never exists."""
+    start, number = (1 if text.startswith("\ufeff") else 0), 1
     while (end := text.find("\n", start)) >= 0:
         yield number, text[start:end]
         start, number = end + 1, number + 1
     yield number, text[start:]
 
 
+def _split_utf8_lines(data: bytes) -> Iterator[tuple[int, str]]:
+    """The same for UTF-8 bytes (UnicodeDecodeError at the first bad line)."""
+    start, number = (3 if data.startswith(b"\xef\xbb\xbf") else 0), 1
+    while (end := data.find(b"\n", start)) >= 0:
+        yield number, data[start:end].decode("utf-8")
+        start, number = end + 1, number + 1
+    yield number, data[start:].decode("utf-8")
+
+
 def _iterate(
-    text: str,
+    text: str | bytes,
     source: str,
     entry: Callable[[int, str], T | str],
     key: Callable[[T], str],
@@ -171,7 +180,9 @@ def _account(number: int, content: str) -> AccountLine | str:
     return AccountLine(intern(address), hash_, rest[0] if rest else None, number)
 
 
-def iter_accounts(text: str, source: str = ACCOUNTS_FILE) -> Iterator[AccountLine | LocatedError]:
+def iter_accounts(
+    text: str | bytes, source: str = ACCOUNTS_FILE
+) -> Iterator[AccountLine | LocatedError]:
     """``parse_accounts`` one line at a time: 100,000 entries never sit in memory together."""
     return _iterate(text, source, _account, lambda e: e.address, continuation=False)
 
@@ -203,7 +214,9 @@ def _alias(number: int, content: str) -> AliasLine | str:
     return AliasLine(alias, recipients, number)
 
 
-def iter_virtual(text: str, source: str = VIRTUAL_FILE) -> Iterator[AliasLine | LocatedError]:
+def iter_virtual(
+    text: str | bytes, source: str = VIRTUAL_FILE
+) -> Iterator[AliasLine | LocatedError]:
     return _iterate(text, source, _alias, lambda e: e.alias, continuation=True)
 
 
@@ -231,7 +244,7 @@ def _quota(number: int, content: str) -> QuotaLine | str:
     return QuotaLine(intern(address), quota, number)
 
 
-def iter_quotas(text: str, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
+def iter_quotas(text: str | bytes, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
     return _iterate(text, source, _quota, lambda e: e.address, continuation=False)
 
 
