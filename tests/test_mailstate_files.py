@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -205,5 +207,6 @@ def test_utf8_bytes_read_line_by_line_as_the_decoded_text() -> None:
     data = text.encode()
     for entries in (files.iter_accounts, files.iter_virtual, files.iter_quotas):
         assert list(entries(data, "f")) == list(entries(text, "f"))
+        assert list(entries(io.BytesIO(data), "f")) == list(entries(text, "f"))  # a file's lines
     with pytest.raises(UnicodeDecodeError):
         list(files.iter_accounts(b"a@x.org|{PLAIN}a\n\xff\n", "f"))

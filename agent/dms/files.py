@@ -37,6 +37,8 @@ RECEIVE_ACCESS_FILE = "postfix-receive-access.cf"
 NATIVE_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, SEND_ACCESS_FILE, RECEIVE_ACCESS_FILE)
 
 T = TypeVar("T")
+# what the parsers read: text, UTF-8 bytes, or a binary file's lines
+Text = str | bytes | Iterable[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +84,10 @@ class Parsed(Generic[T]):
         return self.entries
 
 
-def _logical_lines(text: str | bytes, continuation: bool) -> Iterator[tuple[int, str]]:
+def _logical_lines(text: Text, continuation: bool) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, content)`` for each non-blank, non-comment logical line; bytes
-    are read as UTF-8 a line at a time (a file's text never exists whole)."""
+    (whole, or as the lines of a file opened in binary mode) are read as UTF-8 a line at a
+    time (a file's text never exists whole)."""
     current: tuple[int, str] | None = None
     lines = _split_lines(text) if isinstance(text, str) else _split_utf8_lines(text)
     for number, raw in lines:
@@ -111,17 +114,26 @@ def _split_lines(text: str) -> Iterator[tuple[int, str]]:
     yield number, text[start:]
 
 
-def _split_utf8_lines(data: bytes) -> Iterator[tuple[int, str]]:
-    """The same for UTF-8 bytes (UnicodeDecodeError at the first bad line)."""
-    start, number = (3 if data.startswith(b"\xef\xbb\xbf") else 0), 1
-    while (end := data.find(b"\n", start)) >= 0:
-        yield number, data[start:end].decode("utf-8")
-        start, number = end + 1, number + 1
-    yield number, data[start:].decode("utf-8")
+def _split_utf8_lines(data: bytes | Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """The same for UTF-8 bytes, or for lines of bytes each ending in ``\\n`` but maybe the
+    last (UnicodeDecodeError at the first bad line)."""
+    if isinstance(data, bytes):
+        start, number = 0, 1
+        while (end := data.find(b"\n", start)) >= 0:
+            yield number, _utf8(data[start:end], number)
+            start, number = end + 1, number + 1
+        yield number, _utf8(data[start:], number)
+        return
+    for number, raw in enumerate(data, 1):
+        yield number, _utf8(raw[:-1] if raw.endswith(b"\n") else raw, number)
+
+
+def _utf8(raw: bytes, number: int) -> str:
+    return raw[3:].decode() if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw.decode()
 
 
 def _iterate(
-    text: str | bytes,
+    text: Text,
     source: str,
     entry: Callable[[int, str], T | str],
     key: Callable[[T], str],
@@ -180,9 +192,7 @@ def _account(number: int, content: str) -> AccountLine | str:
     return AccountLine(intern(address), hash_, rest[0] if rest else None, number)
 
 
-def iter_accounts(
-    text: str | bytes, source: str = ACCOUNTS_FILE
-) -> Iterator[AccountLine | LocatedError]:
+def iter_accounts(text: Text, source: str = ACCOUNTS_FILE) -> Iterator[AccountLine | LocatedError]:
     """``parse_accounts`` one line at a time: 100,000 entries never sit in memory together."""
     return _iterate(text, source, _account, lambda e: e.address, continuation=False)
 
@@ -214,9 +224,7 @@ def _alias(number: int, content: str) -> AliasLine | str:
     return AliasLine(alias, recipients, number)
 
 
-def iter_virtual(
-    text: str | bytes, source: str = VIRTUAL_FILE
-) -> Iterator[AliasLine | LocatedError]:
+def iter_virtual(text: Text, source: str = VIRTUAL_FILE) -> Iterator[AliasLine | LocatedError]:
     return _iterate(text, source, _alias, lambda e: e.alias, continuation=True)
 
 
@@ -244,7 +252,7 @@ def _quota(number: int, content: str) -> QuotaLine | str:
     return QuotaLine(intern(address), quota, number)
 
 
-def iter_quotas(text: str | bytes, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
+def iter_quotas(text: Text, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
     return _iterate(text, source, _quota, lambda e: e.address, continuation=False)
 
 
