@@ -154,3 +154,26 @@ def test_a_big_file_is_rewritten_whole_in_dms_form(tmp_path: Path) -> None:
     fa.apply(Op("password_update", "u2500@x.org", password=hashed("{PLAIN}new")))
     lines[2500] = "u2500@x.org|{PLAIN}new\n"
     assert path.read_text() == "".join(lines)  # canonical: no comment, no CR
+
+
+def test_a_line_appended_between_check_and_rewrite_stops_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both passes read one descriptor; DMS appending (`>>`) in between is seen, not lost: an
+    unreadable appended line refuses the write and the file keeps everything."""
+    fa = seeded(tmp_path)
+    path = fa.config_dir / files.ACCOUNTS_FILE
+    check = FileApplier._scan
+
+    def check_then_append(self: FileApplier, *args: object) -> object:
+        found = check(self, *args)  # type: ignore[arg-type]
+        with path.open("a") as f:
+            f.write("not an account line\n")
+        return found
+
+    monkeypatch.setattr(FileApplier, "_scan", check_then_append)
+    inode = path.stat().st_ino
+    with pytest.raises(FileApplyError, match=r"^not rewriting postfix-accounts.cf: .*:3: "):
+        fa.apply(Op("account_add", "c@x.org", password=hashed("{PLAIN}c")))
+    assert path.stat().st_ino == inode
+    assert path.read_text() == "a@x.org|{PLAIN}a\nb@x.org|{PLAIN}b\nnot an account line\n"
