@@ -74,7 +74,13 @@ class FileApplier:
         if handler is None:
             raise FileApplyError(f"{op.kind} needs DMS's `setup` (no DMS here: file executor)")
         with contextlib.ExitStack() as self._open:  # the files an op reads, closed after it
-            result: FileResult = handler(op)
+            try:
+                result: FileResult = handler(op)
+            except UnicodeDecodeError as exc:  # before any write: rewriting would drop lines
+                raise FileApplyError(
+                    f"not rewriting a DMS file for {op.kind} {op.target}: not UTF-8 text "
+                    f"(byte {exc.start + 1} of a line); save it as UTF-8"
+                ) from None
         return result
 
     # --- file helpers ---------------------------------------------------------------------

@@ -79,9 +79,18 @@ def _busy(config_dir: Path, now: float) -> str | None:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # hand-edited in a latin-1 editor, say: name the spot
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ObserveError(
+            f"{path}:{line}: not UTF-8 text (the first invalid byte is in column {column}); "
+            "DMS and the agent read this file as UTF-8: save it as UTF-8"
+        ) from None
 
 
 def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool = False) -> Actual:
