@@ -1,0 +1,82 @@
+"""Short-lived worker processes: rare work whose libraries must not live in the agent all day.
+
+The hourly DNS run (dnspython, pyspf, dkimpy, TLS) and the DKIM work that needs
+``cryptography`` (making and reading private keys) each run in a child started with the
+agent's own interpreter (``sys.executable -m MODULE``). When the child exits, the memory those
+libraries took goes back to the system; an agent that imported them keeps it until it stops.
+
+The protocol: the request is one JSON document on the child's stdin (never argv: nothing in a
+request shows in ``ps``), the reply one JSON document on its stdout; the child's stderr is its
+log. The parent gives the child a deadline; on the deadline or when the caller is cancelled
+(a stop, a reload) the child's whole process group is killed and reaped
+(``agent.executor.run_process``). A child that crashes, hangs or answers garbage becomes
+``WorkerFailed``, whose message names the module and where it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agent.executor import run_process
+
+log = logging.getLogger("dms_agent.worker")
+
+# the last frame of a Python traceback: where the child failed
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
+
+Json = dict[str, Any]
+
+
+class WorkerFailed(Exception):
+    """The child gave no usable reply; the message says which child and where it failed."""
+
+
+async def run_worker(module: str, request: Json, deadline: float) -> Json:
+    """Run ``python -m module`` with ``request`` on stdin; its JSON reply, or WorkerFailed.
+
+    Cancelling the caller kills the child's process group and reaps it before re-raising.
+    """
+    argv = [sys.executable, "-m", module]
+    res = await run_process(argv, json.dumps(request), deadline, far_timed_out=False)
+    for line in res.stderr.splitlines()[-20:]:  # the child's own log lines, kept in ours
+        if line.strip():
+            log.warning("%s: %s", module, line)
+    if res.timed_out:
+        raise WorkerFailed(f"{module}: no reply within {deadline:g} s; killed")
+    if not res.ok:
+        raise WorkerFailed(f"{module}: exited with {res.exit_code}{crash_site(res.stderr)}")
+    try:
+        reply = json.loads(res.stdout)
+    except ValueError as exc:
+        raise WorkerFailed(f"{module}: its reply is not JSON ({exc})") from None
+    if not isinstance(reply, dict):
+        raise WorkerFailed(f"{module}: its reply is not a JSON object")
+    return reply
+
+
+def crash_site(stderr: str) -> str:
+    """``: ValueError: ... (at file.py:12)`` from a traceback; the last line of anything else."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    frames = list(_FRAME.finditer(stderr))
+    where = f" (at {frames[-1]['file']}:{frames[-1]['line']})" if frames else ""
+    return f": {lines[-1].strip()[:300]}{where}"
+
+
+def serve(handle: Callable[[Json], Json]) -> None:
+    """The child's side: read the request from stdin, write ``handle``'s reply to stdout.
+
+    An exception is left to the interpreter: its traceback on stderr and exit status 1 are
+    what the parent turns into a located ``WorkerFailed``.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    request = json.load(sys.stdin)
+    reply = handle(request)
+    json.dump(reply, sys.stdout)
+    sys.stdout.flush()
