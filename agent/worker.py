@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.executor import run_process
@@ -28,6 +30,8 @@ log = logging.getLogger("dms_agent.worker")
 
 # the last frame of a Python traceback: where the child failed
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
+
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep  # this agent's own source files
 
 Json = dict[str, Any]
 
@@ -60,12 +64,14 @@ async def run_worker(module: str, request: Json, deadline: float) -> Json:
 
 
 def crash_site(stderr: str) -> str:
-    """``: ValueError: ... (at file.py:12)`` from a traceback; the last line of anything else."""
+    """``: ValueError: ... (at agent/x.py:12)`` from a traceback: the error and the agent's
+    innermost frame (where our code called what failed); the last line of anything else."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     if not lines:
         return ""
     frames = list(_FRAME.finditer(stderr))
-    where = f" (at {frames[-1]['file']}:{frames[-1]['line']})" if frames else ""
+    ours = [f for f in frames if f["file"].startswith(_PACKAGE)] or frames
+    where = f" (at {ours[-1]['file']}:{ours[-1]['line']})" if ours else ""
     return f": {lines[-1].strip()[:300]}{where}"
 
 

@@ -3,6 +3,12 @@
 OpenDKIM: ``opendkim/keys/<d>/<sel>.txt`` (a zone-file TXT stub) beside ``<sel>.private``, plus
 ``KeyTable`` and ``SigningTable``. Rspamd: ``rspamd/dkim/<type>[-<bits>]-<sel>-<d>.public.dns.txt``
 (the record value) beside ``.private.txt``. This module never opens a private key.
+
+A key's size is read with dkimpy's DER parser (the one the DNS checks' DKIM check uses), not
+``cryptography``: the agent reads keys every DKIM pass, and ``cryptography`` would stay in its
+memory all day (~8 MB) for one integer. dkimpy checks the DER structure, not the algorithm
+identifier or the exponent: a public-key file corrupted there still reads as a key of its size
+(its record then no longer matches what DNS serves, which the publication check reports).
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from dkim.crypto import UnparsableKeyError, parse_public_key
 
 Backend = Literal["opendkim", "rspamd"]
 
@@ -70,12 +75,13 @@ def key_bits(key_type: str, p: str) -> int:
         if len(der) != 32:  # RFC 8463: the raw 32-byte key, not SubjectPublicKeyInfo
             raise ValueError(f"ed25519 p= must be 32 bytes, got {len(der)}")
         return 256
-    key = load_der_public_key(der)
-    if isinstance(key, rsa.RSAPublicKey):
-        return key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return 256
-    raise ValueError(f"unsupported public key type {type(key).__name__}")
+    try:  # SubjectPublicKeyInfo, or a bare PKCS#1 RSAPublicKey (as verifiers accept)
+        modulus: int = parse_public_key(der)["modulus"]
+    except UnparsableKeyError as exc:
+        raise ValueError(f"p= is not an RSA public key: {exc}") from None
+    except Exception as exc:  # the parser lets some garbage out as an AssertionError
+        raise ValueError(f"p= is not an RSA public key ({type(exc).__name__})") from None
+    return modulus.bit_length()
 
 
 @dataclass(frozen=True, slots=True)

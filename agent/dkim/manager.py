@@ -4,6 +4,10 @@ One pass: import BYO keys -> generate missing keys through DMS's `setup config d
 which keys are published -> for each domain take the rotation step (agent/dkim/rotation.py) ->
 write the backend's signing files -> make OpenDKIM keys live in place. Passes run when the
 desired state changes and every ``dkim.interval`` seconds (DNS publication is not an event).
+
+What needs ``cryptography`` (importing BYO keys, making keys here) runs in a worker process
+(agent/dkim/worker.py), so the library does not stay in the agent's memory between the few
+passes that need it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from agent.app import AgentContext
 from agent.dkim import metrics as m
-from agent.dkim.byo import generate_key, install_byo_key, load_byo_keys
+from agent.dkim import worker
 from agent.dkim.keys import Backend, PublicKey, read_public_keys
 from agent.dkim.publication import is_published, make_resolver
 from agent.dkim.rotation import DomainState, Facts, Step, after_retire, after_switch, next_step
@@ -27,8 +31,14 @@ from agent.dkim.state import load_state, save_state
 from agent.executor import Executor, Result
 from agent.mailstate.model import DkimSpec
 from agent.status import State
+from agent.worker import WorkerFailed, run_worker
 
 log = logging.getLogger("dms_agent.dkim")
+
+# seconds a job of the DKIM worker may take: an interpreter's start on a busy node, plus a
+# 4096-bit RSA key's generation (~1-3 s) with room to spare, per domain
+WORKER_DEADLINE = 60.0
+WORKER_DEADLINE_PER_DOMAIN = 10.0
 
 
 def detect_backend(configured: str, environment: dict[str, str]) -> Backend:
@@ -151,14 +161,26 @@ class DkimManager:
         if folder is None or self.config_dir is None:
             return
         allow = self.settings.byo_allow_undeclared
-        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs, allow)
-        for err in errors:
+        request = worker.import_request(self.config_dir, p.backend, folder, p.specs, allow)
+        reply = await self._work(p, request)
+        if reply is None:
+            return
+        for err in worker.refused_errors(reply):
             p.errors.append(str(err))
             self.ctx.events.emit("Invalid", f"DKIM key refused: {err}", "Warning")
-        for key in keys:
-            if await asyncio.to_thread(install_byo_key, self.config_dir, p.backend, key):
-                m.ACTIONS.labels("import", "ok").inc()
-                log.info("imported DKIM key %s._domainkey.%s", key.selector, key.domain)
+        for domain, selector in reply["written"]:
+            m.ACTIONS.labels("import", "ok").inc()
+            log.info("imported DKIM key %s._domainkey.%s", selector, domain)
+
+    async def _work(self, p: DkimPass, request: dict[str, Any]) -> dict[str, Any] | None:
+        """One job of the DKIM worker; None when it failed (the pass's error says where)."""
+        try:
+            deadline = WORKER_DEADLINE + WORKER_DEADLINE_PER_DOMAIN * len(request["specs"])
+            return await run_worker(worker.MODULE, request, deadline)
+        except WorkerFailed as exc:
+            log.error("DKIM %s failed: %s", request["job"], exc)
+            p.errors.append(f"DKIM {request['job']} failed: {exc}")
+            return None
 
     async def _generate(self, p: DkimPass) -> None:
         wanted = {}
@@ -172,7 +194,7 @@ class DkimManager:
             # Rspamd: DMS's `config dkim` takes one domain per call and restarts Rspamd on each;
             # the agent makes the whole batch and writes it at once, so DMS's change detector
             # (it watches rspamd/**) restarts Rspamd once (docs/dms-compat.md)
-            await self._generate_here(p.backend, wanted)
+            await self._generate_here(p, wanted)
             return
         executor = self.ctx.executor
         if executor is None:
@@ -189,21 +211,15 @@ class DkimManager:
                 p.errors.append(msg)
                 self.ctx.events.emit("ApplyFailed", msg, "Warning")
 
-    async def _generate_here(self, backend: Backend, wanted: dict[str, DkimSpec]) -> None:
+    async def _generate_here(self, p: DkimPass, wanted: dict[str, DkimSpec]) -> None:
         """Make the keys ourselves, in DMS's layout and modes: all of them first (the slow
         part), then write them one right after the other."""
-        config_dir = self.config_dir
-        assert config_dir is not None
-        keys = [await asyncio.to_thread(generate_key, d, s) for d, s in sorted(wanted.items())]
-
-        def install_all() -> None:
-            for key in keys:
-                install_byo_key(config_dir, backend, key)
-
-        await asyncio.to_thread(install_all)
-        for key in keys:
+        assert self.config_dir is not None
+        request = worker.generate_request(self.config_dir, p.backend, wanted)
+        reply = await self._work(p, request)
+        for domain, selector in reply["written"] if reply else []:
             m.ACTIONS.labels("generate", "ok").inc()
-            log.info("generated DKIM key %s._domainkey.%s", key.selector, key.domain)
+            log.info("generated DKIM key %s._domainkey.%s", selector, domain)
 
     async def _check_publication(self, p: DkimPass) -> None:
         # the DNS checks' nameservers unless DKIM names its own

@@ -28,6 +28,7 @@ from agent.status import State, StatusRegistry
 from agent.worker import WorkerFailed, crash_site, run_worker
 from tests.dnscheck.conftest import World
 
+AGENT_DNS = Path(worker.__file__).parent
 NAMES = ["good.test", "dkimbad.test", "nomx.test", "stsbad.test", "twospf.test", "dkimed.test"]
 
 
@@ -125,6 +126,8 @@ def test_crash_site_names_the_last_frame_and_the_error() -> None:
         "KeyError: 'selectors'\n"
     )
     assert crash_site(trace) == ": KeyError: 'selectors' (at /x/agent/dns/plan.py:38)"
+    ours = trace.replace("/x/agent/dns/worker.py", f"{AGENT_DNS}/worker.py")
+    assert crash_site(ours).endswith(f"(at {AGENT_DNS}/worker.py:40)")
     assert crash_site("killed by the kernel\n") == ": killed by the kernel"
     assert crash_site("") == ""
 

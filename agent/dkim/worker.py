@@ -1,0 +1,72 @@
+"""The DKIM work that needs ``cryptography`` as a worker process: ``python -m agent.dkim.worker``.
+
+Two jobs, both writing private keys straight into DMS's config folder, so a private key never
+crosses the pipe, argv or a log: ``import`` (bring-your-own keys from a mounted folder,
+agent/dkim/byo.py) and ``generate`` (new keys made here, for the ``file`` executor and Rspamd).
+The reply lists what was written and each refused file's located error. ``cryptography`` lives
+only in this process, for the moment the job takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from agent.errors import LocatedError
+from agent.mailstate.model import DkimSpec
+from agent.worker import Json, serve
+
+MODULE = "agent.dkim.worker"
+
+
+def spec_json(spec: DkimSpec) -> Json:
+    return {"selector": spec.selector, "keyType": spec.key_type, "keySize": spec.key_size}
+
+
+def import_request(
+    config_dir: Path, backend: str, folder: Path, specs: dict[str, DkimSpec], allow: bool
+) -> Json:
+    return {
+        "job": "import",
+        "configDir": str(config_dir),
+        "backend": backend,
+        "folder": str(folder),
+        "allowUndeclared": allow,
+        "specs": {d: spec_json(s) for d, s in specs.items()},
+    }
+
+
+def generate_request(config_dir: Path, backend: str, wanted: dict[str, DkimSpec]) -> Json:
+    return {
+        "job": "generate",
+        "configDir": str(config_dir),
+        "backend": backend,
+        "specs": {d: spec_json(s) for d, s in wanted.items()},
+    }
+
+
+def refused_errors(reply: Json) -> list[LocatedError]:
+    return [LocatedError(**e) for e in reply["refused"]]
+
+
+def handle(req: Json) -> Json:
+    from agent.dkim.byo import generate_key, install_byo_key, load_byo_keys
+
+    config_dir, backend = Path(req["configDir"]), req["backend"]
+    specs = {
+        d: DkimSpec(s["selector"], s["keyType"], s["keySize"]) for d, s in req["specs"].items()
+    }
+    if req["job"] == "import":
+        keys, errors = load_byo_keys(Path(req["folder"]), specs, req["allowUndeclared"])
+        written = [k for k in keys if install_byo_key(config_dir, backend, k)]
+        refused = [asdict(e) for e in errors]
+    else:  # generate: all keys first (the slow part), then written one right after the other
+        written = [generate_key(d, s) for d, s in sorted(specs.items())]
+        for key in written:
+            install_byo_key(config_dir, backend, key)  # never over a key already there
+        refused = []
+    return {"written": [[k.domain, k.selector] for k in written], "refused": refused}
+
+
+if __name__ == "__main__":
+    serve(handle)
