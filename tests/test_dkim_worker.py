@@ -148,8 +148,8 @@ def test_broken_public_keys_are_refused(p: str) -> None:
 
 
 def test_the_agent_process_keeps_the_rare_libraries_out() -> None:
-    """Every component the agent builds, imported: the DNS run's and cryptography's
-    libraries are the workers' alone."""
+    """Every component the agent builds, imported: cryptography, dnspython, dkimpy and pyspf
+    are the workers' alone."""
     code = (
         "import sys\n"
         "from agent.app import BUILDERS, resolve_builder\n"
@@ -161,6 +161,33 @@ def test_the_agent_process_keeps_the_rare_libraries_out() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     loaded = set(out.stdout.split())
-    for module in ("cryptography", "spf", "agent.dns.runner", "agent.dns.checks"):
+    for module in ("cryptography", "dns", "dkim", "spf", "agent.dns.runner", "agent.dkim.byo"):
         assert module not in loaded, module
     assert "agent.dkim.manager" in loaded and "agent.dns.component" in loaded
+
+
+def published(domain: str, selector: str) -> float | None:
+    labels = {"domain": domain, "selector": selector}
+    return REGISTRY.get_sample_value("dms_agent_dkim_published", labels)
+
+
+async def test_publication_is_asked_in_the_worker_and_unknown_when_it_fails(
+    tmp_path: Path, knot_factory: Knot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    genkey(tmp_path, "example.com", "mail", 1024)
+    key = read_public_keys(tmp_path, "opendkim")[("example.com", "mail")]
+    server = knot_factory({"example.com": f'mail._domainkey IN TXT "{key.record}"\n'})
+    manager = file_mode_manager(tmp_path, server.nameserver)
+    domains = {"example.com": Domain("example.com", DkimSpec("mail", "rsa", 1024))}
+    await manager.run_pass(domains)
+    assert published("example.com", "mail") == 1.0
+    assert manager.status.state is State.OK, manager.status.message
+
+    real = worker.published_request
+    monkeypatch.setattr(worker, "published_request", lambda *a: {**real(*a), "keys": [[1]]})
+    await manager.run_pass(domains)
+    assert published("example.com", "mail") == -1.0  # unknown, never "not published"
+    assert manager.status.state is State.DEGRADED
+    assert "DKIM published failed: agent.dkim.worker: exited with 1: ValueError" in (
+        manager.status.message
+    )

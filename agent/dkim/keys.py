@@ -3,12 +3,8 @@
 OpenDKIM: ``opendkim/keys/<d>/<sel>.txt`` (a zone-file TXT stub) beside ``<sel>.private``, plus
 ``KeyTable`` and ``SigningTable``. Rspamd: ``rspamd/dkim/<type>[-<bits>]-<sel>-<d>.public.dns.txt``
 (the record value) beside ``.private.txt``. This module never opens a private key.
-
-A key's size is read with dkimpy's DER parser (the one the DNS checks' DKIM check uses), not
-``cryptography``: the agent reads keys every DKIM pass, and ``cryptography`` would stay in its
-memory all day (~8 MB) for one integer. dkimpy checks the DER structure, not the algorithm
-identifier or the exponent: a public-key file corrupted there still reads as a key of its size
-(its record then no longer matches what DNS serves, which the publication check reports).
+A key's size is read by agent/dkim/der.py, not a crypto library: the agent reads keys every
+DKIM pass, and the library would stay in its memory all day for one integer.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dkim.crypto import UnparsableKeyError, parse_public_key
+from agent.dkim.der import rsa_key_bits
 
 Backend = Literal["opendkim", "rspamd"]
 
@@ -76,12 +72,9 @@ def key_bits(key_type: str, p: str) -> int:
             raise ValueError(f"ed25519 p= must be 32 bytes, got {len(der)}")
         return 256
     try:  # SubjectPublicKeyInfo, or a bare PKCS#1 RSAPublicKey (as verifiers accept)
-        modulus: int = parse_public_key(der)["modulus"]
-    except UnparsableKeyError as exc:
+        return rsa_key_bits(der)
+    except ValueError as exc:
         raise ValueError(f"p= is not an RSA public key: {exc}") from None
-    except Exception as exc:  # the parser lets some garbage out as an AssertionError
-        raise ValueError(f"p= is not an RSA public key ({type(exc).__name__})") from None
-    return modulus.bit_length()
 
 
 @dataclass(frozen=True, slots=True)

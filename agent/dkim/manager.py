@@ -24,7 +24,6 @@ from agent.app import AgentContext
 from agent.dkim import metrics as m
 from agent.dkim import worker
 from agent.dkim.keys import Backend, PublicKey, read_public_keys
-from agent.dkim.publication import is_published, make_resolver
 from agent.dkim.rotation import DomainState, Facts, Step, after_retire, after_switch, next_step
 from agent.dkim.signing import read_signing, write_signing
 from agent.dkim.state import load_state, save_state
@@ -36,9 +35,10 @@ from agent.worker import WorkerFailed, run_worker
 log = logging.getLogger("dms_agent.dkim")
 
 # seconds a job of the DKIM worker may take: an interpreter's start on a busy node, plus a
-# 4096-bit RSA key's generation (~1-3 s) with room to spare, per domain
+# 4096-bit RSA key's generation (~1-3 s) or a lookup's dkim.dnsTimeout with room to spare, per
+# key or file it handles
 WORKER_DEADLINE = 60.0
-WORKER_DEADLINE_PER_DOMAIN = 10.0
+WORKER_DEADLINE_PER_ITEM = 10.0
 
 
 def detect_backend(configured: str, environment: dict[str, str]) -> Backend:
@@ -162,7 +162,7 @@ class DkimManager:
             return
         allow = self.settings.byo_allow_undeclared
         request = worker.import_request(self.config_dir, p.backend, folder, p.specs, allow)
-        reply = await self._work(p, request)
+        reply = await self._work(p, request, len(p.specs) + 1)
         if reply is None:
             return
         for err in worker.refused_errors(reply):
@@ -172,10 +172,12 @@ class DkimManager:
             m.ACTIONS.labels("import", "ok").inc()
             log.info("imported DKIM key %s._domainkey.%s", selector, domain)
 
-    async def _work(self, p: DkimPass, request: dict[str, Any]) -> dict[str, Any] | None:
+    async def _work(
+        self, p: DkimPass, request: dict[str, Any], items: int
+    ) -> dict[str, Any] | None:
         """One job of the DKIM worker; None when it failed (the pass's error says where)."""
         try:
-            deadline = WORKER_DEADLINE + WORKER_DEADLINE_PER_DOMAIN * len(request["specs"])
+            deadline = WORKER_DEADLINE + WORKER_DEADLINE_PER_ITEM * items
             return await run_worker(worker.MODULE, request, deadline)
         except WorkerFailed as exc:
             log.error("DKIM %s failed: %s", request["job"], exc)
@@ -216,15 +218,14 @@ class DkimManager:
         part), then write them one right after the other."""
         assert self.config_dir is not None
         request = worker.generate_request(self.config_dir, p.backend, wanted)
-        reply = await self._work(p, request)
+        reply = await self._work(p, request, len(wanted))
         for domain, selector in reply["written"] if reply else []:
             m.ACTIONS.labels("generate", "ok").inc()
             log.info("generated DKIM key %s._domainkey.%s", selector, domain)
 
     async def _check_publication(self, p: DkimPass) -> None:
-        # the DNS checks' nameservers unless DKIM names its own
-        servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
-        resolver = make_resolver(servers, self.settings.dns_timeout)
+        """Ask DNS (in the worker: dnspython stays out of the agent) which keys it serves;
+        a failed worker leaves every answer unknown, never "not published"."""
         wanted = set()
         for domain, spec in p.specs.items():
             st = p.state.get(domain, DomainState())
@@ -232,7 +233,14 @@ class DkimManager:
                 if sel and (domain, sel) in p.keys:
                     wanted.add((domain, sel))
         ordered = sorted(wanted)
-        answers = await asyncio.gather(*(is_published(resolver, p.keys[k]) for k in ordered))
+        if not ordered:
+            return
+        # the DNS checks' nameservers unless DKIM names its own
+        servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
+        keys = [(d, sel, p.keys[(d, sel)].p) for d, sel in ordered]
+        request = worker.published_request(servers, self.settings.dns_timeout, keys)
+        reply = await self._work(p, request, 1)
+        answers = reply["published"] if reply else [None] * len(ordered)
         p.published = dict(zip(ordered, answers, strict=True))
 
     def _take_steps(self, p: DkimPass, adopted: dict[str, str]) -> tuple[bool, list[PublicKey]]:

@@ -1,14 +1,16 @@
-"""The DKIM work that needs ``cryptography`` as a worker process: ``python -m agent.dkim.worker``.
+"""The DKIM work that needs big libraries, as a worker process: ``python -m agent.dkim.worker``.
 
-Two jobs, both writing private keys straight into DMS's config folder, so a private key never
-crosses the pipe, argv or a log: ``import`` (bring-your-own keys from a mounted folder,
-agent/dkim/byo.py) and ``generate`` (new keys made here, for the ``file`` executor and Rspamd).
-The reply lists what was written and each refused file's located error. ``cryptography`` lives
-only in this process, for the moment the job takes.
+Three jobs. ``import`` (bring-your-own keys from a mounted folder, agent/dkim/byo.py) and
+``generate`` (new keys made here, for the ``file`` executor and Rspamd) need ``cryptography``;
+both write private keys straight into DMS's config folder, so a private key never crosses the
+pipe, argv or a log; the reply lists what was written and each refused file's located error.
+``published`` asks DNS which public keys it serves (agent/dkim/publication.py, dnspython).
+These libraries live only in this process, for the moment the job takes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,11 +47,20 @@ def generate_request(config_dir: Path, backend: str, wanted: dict[str, DkimSpec]
     }
 
 
+def published_request(
+    nameservers: list[str], timeout: float, keys: list[tuple[str, str, str]]
+) -> Json:
+    """``keys``: (domain, selector, p=) of each public key to look for."""
+    return {"job": "published", "nameservers": nameservers, "timeout": timeout, "keys": keys}
+
+
 def refused_errors(reply: Json) -> list[LocatedError]:
     return [LocatedError(**e) for e in reply["refused"]]
 
 
 def handle(req: Json) -> Json:
+    if req["job"] == "published":
+        return {"published": asyncio.run(_published(req))}
     from agent.dkim.byo import generate_key, install_byo_key, load_byo_keys
 
     config_dir, backend = Path(req["configDir"]), req["backend"]
@@ -66,6 +77,14 @@ def handle(req: Json) -> Json:
             install_byo_key(config_dir, backend, key)  # never over a key already there
         refused = []
     return {"written": [[k.domain, k.selector] for k in written], "refused": refused}
+
+
+async def _published(req: Json) -> list[bool | None]:
+    from agent.dkim.publication import is_published, make_resolver
+
+    resolver = make_resolver(req["nameservers"], req["timeout"])
+    lookups = (is_published(resolver, d, sel, p) for d, sel, p in req["keys"])
+    return list(await asyncio.gather(*lookups))
 
 
 if __name__ == "__main__":
