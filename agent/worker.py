@@ -5,6 +5,10 @@ The hourly DNS run (dnspython, pyspf, dkimpy, TLS) and the DKIM work that needs
 agent's own interpreter (``sys.executable -m MODULE``). When the child exits, the memory those
 libraries took goes back to the system; an agent that imported them keeps it until it stops.
 
+One worker runs at a time (the others wait their turn): the pod's peak memory is the agent
+plus the largest worker, not the sum (the DNS run and the first DKIM pass both start with the
+agent).
+
 The protocol: the request is one JSON document on the child's stdin (never argv: nothing in a
 request shows in ``ps``), the reply one JSON document on its stdout; the child's stderr is its
 log. The parent gives the child a deadline; on the deadline or when the caller is cancelled
@@ -15,11 +19,13 @@ log. The parent gives the child a deadline; on the deadline or when the caller i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,9 @@ _PACKAGE = str(Path(__file__).resolve().parent) + os.sep  # this agent's own sou
 
 Json = dict[str, Any]
 
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+_TURNS = weakref.WeakKeyDictionary()
+
 
 class WorkerFailed(Exception):
     """The child gave no usable reply; the message says which child and where it failed."""
@@ -43,10 +52,12 @@ class WorkerFailed(Exception):
 async def run_worker(module: str, request: Json, deadline: float) -> Json:
     """Run ``python -m module`` with ``request`` on stdin; its JSON reply, or WorkerFailed.
 
+    ``deadline`` counts from the child's start (waiting for the turn is not the child's time).
     Cancelling the caller kills the child's process group and reaps it before re-raising.
     """
     argv = [sys.executable, "-m", module]
-    res = await run_process(argv, json.dumps(request), deadline, far_timed_out=False)
+    async with _turn():
+        res = await run_process(argv, json.dumps(request), deadline, far_timed_out=False)
     for line in res.stderr.splitlines()[-20:]:  # the child's own log lines, kept in ours
         if line.strip():
             log.warning("%s: %s", module, line)
@@ -61,6 +72,15 @@ async def run_worker(module: str, request: Json, deadline: float) -> Json:
     if not isinstance(reply, dict):
         raise WorkerFailed(f"{module}: its reply is not a JSON object")
     return reply
+
+
+def _turn() -> asyncio.Lock:
+    """The one-worker-at-a-time lock of the running loop (tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    lock = _TURNS.get(loop)
+    if lock is None:
+        lock = _TURNS[loop] = asyncio.Lock()
+    return lock
 
 
 def crash_site(stderr: str) -> str:

@@ -179,3 +179,17 @@ async def test_cancelling_the_run_kills_and_reaps_the_worker(dns_world: World, s
     assert pid not in worker_children()
     with pytest.raises(ProcessLookupError):  # reaped too: not even a zombie is left
         os.kill(pid, 0)
+
+
+async def test_workers_run_one_at_a_time(dns_world: World, silent: str) -> None:
+    """The pod's peak memory is the agent plus one worker, never two."""
+    request = hanging_request(dns_world, silent)
+    runs = [asyncio.create_task(run_worker(worker.MODULE, request, 2.0)) for _ in range(2)]
+    most = 0
+    while not all(r.done() for r in runs):
+        most = max(most, len(worker_children()))
+        await asyncio.sleep(0.02)
+    for run in runs:  # both ran, one after the other, to their deadline
+        with pytest.raises(WorkerFailed, match="no reply within 2 s"):
+            await run
+    assert most == 1
