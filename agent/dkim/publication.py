@@ -10,18 +10,18 @@ from __future__ import annotations
 import dns.asyncresolver
 import dns.exception
 import dns.name
+import dns.nameserver
 import dns.resolver
 
 from agent.dkim.keys import record_tags
-from agent.dns.resolver import nameserver_objects
 
 
-def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
-    """A resolver of our own (never the process-wide one); ``host``, ``host:port`` or
-    ``[v6]:port`` entries, parsed as the DNS checks parse them. Empty: the system's servers."""
+def make_resolver(nameservers: list[tuple[str, int]], timeout: float) -> dns.asyncresolver.Resolver:
+    """A resolver of our own (never the process-wide one) asking ``nameservers`` (host, port),
+    as the agent split them from the settings. Empty: the system's servers."""
     if nameservers:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = nameserver_objects(nameservers)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
     else:
         resolver = dns.asyncresolver.Resolver()
     resolver.lifetime = timeout

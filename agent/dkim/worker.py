@@ -50,8 +50,12 @@ def generate_request(config_dir: Path, backend: str, wanted: dict[str, DkimSpec]
 def published_request(
     nameservers: list[str], timeout: float, keys: list[tuple[str, str, str]]
 ) -> Json:
-    """``keys``: (domain, selector, p=) of each public key to look for."""
-    return {"job": "published", "nameservers": nameservers, "timeout": timeout, "keys": keys}
+    """``keys``: (domain, selector, p=) of each public key to look for. The nameservers go
+    split into (host, port): the worker then needs no settings model (pydantic) to read them."""
+    from agent.dns.config import split_host_port  # the agent has it loaded with its settings
+
+    servers = [split_host_port(text) for text in nameservers]
+    return {"job": "published", "nameservers": servers, "timeout": timeout, "keys": keys}
 
 
 def refused_errors(reply: Json) -> list[LocatedError]:
@@ -82,7 +86,7 @@ def handle(req: Json) -> Json:
 async def _published(req: Json) -> list[bool | None]:
     from agent.dkim.publication import is_published, make_resolver
 
-    resolver = make_resolver(req["nameservers"], req["timeout"])
+    resolver = make_resolver([(h, p) for h, p in req["nameservers"]], req["timeout"])
     lookups = (is_published(resolver, d, sel, p) for d, sel, p in req["keys"])
     return list(await asyncio.gather(*lookups))
 
