@@ -154,11 +154,12 @@ def status(port: int) -> dict[str, Any]:
 
 
 def first_passes_done(components: dict[str, Any]) -> bool:
+    """The first DNS run over the mail state's domain, and the first DKIM pass, have ended."""
     dns = components.get("dns", {})
     dkim = components.get("dkim", {})
     reconcile = components.get("reconcile", {})
     return (
-        "lastRun" in dns.get("details", dns)
+        "example.com" in dns.get("details", {}).get("domains", {})
         and dkim.get("state") not in (None, "starting")
         and reconcile.get("state") not in (None, "starting")
     )
@@ -230,6 +231,8 @@ async def measure(label: str, settings: dict[str, Any], workdir: Path, seconds: 
     figures.cpu_share = 100 * (cpu1 - cpu0) / seconds
     states = ", ".join(f"{k} {v['state']}" for k, v in sorted(components.items()))
     print(f"  {label}: {states}")
+    for name in ("dns", "dkim"):
+        print(f"    {name}: {components[name]['message'][:150]}")
     return figures
 
 
@@ -263,10 +266,7 @@ def print_table(results: dict[str, Figures], seconds: float, spread: float) -> N
 async def main(seconds: float) -> None:
     import_costs()
     workdir = Path(tempfile.mkdtemp())
-    dms = DmsDouble(workdir / "dms")
     api = await start_kube_api(workdir, bookmark_interval=60.0)
-    api.container_env.clear()
-    api.container_env.update({**os.environ, **dms.env, "PATH": dms.path_env()})
     store = api.server.store
     store.create("configmaps", "mail", {"metadata": {"name": "mail-state"},
                                         "data": {"mailserver.yaml": STATE}})  # fmt: skip
@@ -280,13 +280,6 @@ async def main(seconds: float) -> None:
     common: dict[str, Any] = {
         "logging": {"level": "warning"},
         "kube": {"kubeconfig": str(api.kubeconfig)},
-        "dms": {
-            "configDir": str(dms.config_dir),
-            "setupCommand": dms.setup_argv,
-            "readyCommand": [],
-            "executor": {"kind": "kube"},
-            "environment": {k: v for k, v in dms.env.items() if not k.startswith("DMS_DOUBLE")},
-        },
         "reconcile": {"ledgerKeyFile": str(key)},
         "checks": {"enabled": True, "verdictFile": str(workdir / "verdict")},
         "dns": {
@@ -305,7 +298,7 @@ async def main(seconds: float) -> None:
         {"kind": "configmap", "name": "mail-state"},
         {"kind": "secret", "name": "mail-passwords"},
     ]
-    dns_cpu = worker_cpu("agent.dns.worker", dns_request(common))
+    dns_cpu = worker_cpu("agent.dns.worker", dns_request(common, workdir))
     dkim_cpu = worker_cpu("agent.dkim.worker", dkim_request(common))
     amortized = 100 * (dns_cpu / DNS_INTERVAL + dkim_cpu / DKIM_INTERVAL)
     print(f"\nworker CPU: a DNS run {dns_cpu:.2f} s each {DNS_INTERVAL:.0f} s, a DKIM "
@@ -315,20 +308,35 @@ async def main(seconds: float) -> None:
     setups = (("mounted sources", mounted), ("API sources", via_api))
     results = {}
     for label, sources in setups:
-        settings = {**common, "server": {"port": free_port()}, "sources": sources}
+        # a DMS of its own each: each agent's first DKIM pass makes the key through `setup`
+        dms = DmsDouble(workdir / f"dms-{label.split()[0]}")
+        api.container_env.clear()
+        api.container_env.update({**os.environ, **dms.env, "PATH": dms.path_env()})
+        settings = {**common, "dms": dms_settings(dms), "server": {"port": free_port()}}
+        settings["sources"] = sources
         results[label] = await measure(label, settings, workdir, seconds)
     await api.server.stop()
     print_table(results, seconds, amortized)
 
 
-def dns_request(common: dict[str, Any]) -> dict[str, Any]:
+def dms_settings(dms: DmsDouble) -> dict[str, Any]:
+    return {
+        "configDir": str(dms.config_dir),
+        "setupCommand": dms.setup_argv,
+        "readyCommand": [],
+        "executor": {"kind": "kube"},
+        "environment": {k: v for k, v in dms.env.items() if not k.startswith("DMS_DOUBLE")},
+    }
+
+
+def dns_request(common: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The bench's DNS run as the component sends it (one domain, no mail state)."""
     from agent.dns import worker
     from agent.dns.config import DnsSettings
     from agent.dns.plan import plan_from
 
     dns = DnsSettings.model_validate({**common["dns"], "domains": ["example.com"]})
-    return worker.request(dns, plan_from(dns, None), Path(common["dms"]["configDir"]))
+    return worker.request(dns, plan_from(dns, None), workdir)
 
 
 def dkim_request(common: dict[str, Any]) -> dict[str, Any]:
