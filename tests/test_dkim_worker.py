@@ -191,3 +191,43 @@ async def test_publication_is_asked_in_the_worker_and_unknown_when_it_fails(
     assert "DKIM published failed: agent.dkim.worker: exited with 1: ValueError" in (
         manager.status.message
     )
+
+
+async def test_an_unchanged_byo_folder_starts_no_worker_and_keeps_its_refusals(
+    tmp_path: Path, knot_factory: Knot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes run every dkim.interval: the import job (and cryptography) only when the folder,
+    the declarations or the imported keys changed."""
+    from agent.dkim import manager as manager_module
+
+    server = knot_factory({"example.com": ""})
+    byo, config = tmp_path / "byo", tmp_path / "config"
+    byo.mkdir()
+    openssl_key(byo / "s1._domainkey.example.com.pem")
+    (byo / "s2._domainkey.example.com.pem").write_text("not a key\n")
+    manager = file_mode_manager(config, server.nameserver, byoKeysDir=str(byo))
+    jobs: list[str] = []
+    real_run = manager_module.run_worker
+
+    async def counting(module: str, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+        jobs.append(request["job"])
+        return await real_run(module, request, deadline)
+
+    monkeypatch.setattr(manager_module, "run_worker", counting)
+    domains = {"example.com": Domain("example.com", DkimSpec("s1", "rsa", 2048))}
+    await manager.run_pass(domains)
+    assert jobs.count("import") == 1
+    await manager.run_pass(domains)
+    assert jobs.count("import") == 1  # nothing changed: no worker
+    assert "s2._domainkey.example.com.pem: key: not an unencrypted PEM" in manager.status.message
+
+    for name in ("s1.private", "s1.txt"):  # an imported key gone: imported again
+        (config / "opendkim" / "keys" / "example.com" / name).unlink()
+    await manager.run_pass(domains)
+    assert jobs.count("import") == 2
+    assert ("example.com", "s1") in read_public_keys(config, "opendkim")
+
+    openssl_key(byo / "s3._domainkey.example.com.pem")  # a new file: a new job
+    await manager.run_pass(domains)
+    assert jobs.count("import") == 3
+    assert ("example.com", "s3") in read_public_keys(config, "opendkim")

@@ -3,7 +3,8 @@
 Three jobs. ``import`` (bring-your-own keys from a mounted folder, agent/dkim/byo.py) and
 ``generate`` (new keys made here, for the ``file`` executor and Rspamd) need ``cryptography``;
 both write private keys straight into DMS's config folder, so a private key never crosses the
-pipe, argv or a log; the reply lists what was written and each refused file's located error.
+pipe, argv or a log; the reply lists what was written, every valid key and each refused
+file's located error.
 ``published`` asks DNS which public keys it serves (agent/dkim/publication.py, dnspython).
 These libraries live only in this process, for the moment the job takes.
 """
@@ -75,12 +76,14 @@ def handle(req: Json) -> Json:
         keys, errors = load_byo_keys(Path(req["folder"]), specs, req["allowUndeclared"])
         written = [k for k in keys if install_byo_key(config_dir, backend, k)]
         refused = [asdict(e) for e in errors]
+        valid = [[k.domain, k.selector] for k in keys]
     else:  # generate: all keys first (the slow part), then written one right after the other
         written = [generate_key(d, s) for d, s in sorted(specs.items())]
         for key in written:
             install_byo_key(config_dir, backend, key)  # never over a key already there
-        refused = []
-    return {"written": [[k.domain, k.selector] for k in written], "refused": refused}
+        refused, valid = [], []
+    written_json = [[k.domain, k.selector] for k in written]
+    return {"written": written_json, "refused": refused, "valid": valid}
 
 
 async def _published(req: Json) -> list[bool | None]:
