@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,8 @@ from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
 from agent.dns.mtasts import LookupResolver, ssl_context
 from agent.dns.plan import DomainSpec, Plan
 from agent.dns.plan import plan_from as plan_from  # re-exported: check-dns and tests use it
-from agent.dns.resolver import Lookup, make_async_resolver
+from agent.dns.resolver import Lookup
+from agent.dns.transport import make_transport
 
 T = TypeVar("T")
 
@@ -33,13 +35,14 @@ async def run(
     on_error: Callable[[str], None] | None = None,
 ) -> dict[str, DomainReport]:
     """Check every domain of ``plan`` and the MX host; reports keyed by domain / host name."""
-    lookup = Lookup(make_async_resolver(settings), on_error)
+    transport = make_transport(settings)
+    lookup = Lookup(transport, on_error)
     loop = asyncio.get_running_loop()
     env = checks.Env(
         settings=settings,
         lookup=lookup,
         spf_ask=spfeval.loop_asker(lookup, loop, settings.lifetime + 1),
-        dkim_keys=await asyncio.to_thread(_load_keys, config_dir, plan.names),
+        dkim_keys=await asyncio.to_thread(dkimkeys.load_domains_keys, config_dir, plan.names),
     )
     try:
         ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)
@@ -61,10 +64,13 @@ async def run(
         jobs.append(
             functools.partial(_host, env, host, reports.setdefault(host, DomainReport(host)))
         )
-    async with aiohttp.ClientSession(connector=connector) as http:
-        env.http = http
-        reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
-    lookup.close()
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            env.http = http
+            reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
+    finally:
+        lookup.close()
+        transport.close()
     if reason is not None:
         for spec in plan.domains:
             _unfinished(reports[spec.name], domain_checks(spec), reason)
@@ -88,13 +94,11 @@ async def run_off_loop(
     by up to 26 ms. On a loop of its own, the agent's loop only waits for the GIL, which the
     interpreter hands over every few milliseconds. Cancelling this cancels the run.
     """
-    started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]]
-    started = asyncio.get_running_loop().create_future()
-    caller = asyncio.get_running_loop()
+    handle = _RunHandle()
 
     async def body() -> dict[str, DomainReport]:
         task = asyncio.ensure_future(run(settings, plan, config_dir, on_error))
-        caller.call_soon_threadsafe(_resolve, started, (asyncio.get_running_loop(), task))
+        handle.started(asyncio.get_running_loop(), task)
         return await task
 
     worker = asyncio.ensure_future(asyncio.to_thread(asyncio.run, body()))
@@ -102,20 +106,37 @@ async def run_off_loop(
     try:
         return await asyncio.shield(worker)
     except asyncio.CancelledError:
-        if started.done():
-            loop, task = started.result()
-            loop.call_soon_threadsafe(task.cancel)
+        handle.cancel()
         raise
+
+
+class _RunHandle:
+    """Cancels a run on another thread's loop, whether or not that run has started yet: the
+    run checks ``abandoned`` once it has registered, the canceller after setting it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.abandoned = False
+        self._run: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    def started(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._run = (loop, task)
+            if self.abandoned:
+                task.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            if self._run is not None and not self._run[1].done():
+                loop, task = self._run
+                with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: it ended
+                    loop.call_soon_threadsafe(task.cancel)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 async def _within_deadline(
@@ -179,10 +200,6 @@ async def bounded(jobs: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]
 
     await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
     return [r for r in results if r is not None]
-
-
-def _load_keys(config_dir: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    return {n: dkimkeys.load_public_keys(config_dir, n) for n in names}
 
 
 async def _domain(env: checks.Env, spec: DomainSpec, report: DomainReport) -> None:
