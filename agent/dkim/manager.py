@@ -5,9 +5,9 @@ which keys are published -> for each domain take the rotation step (agent/dkim/r
 write the backend's signing files -> make OpenDKIM keys live in place. Passes run when the
 desired state changes and every ``dkim.interval`` seconds (DNS publication is not an event).
 
-What needs ``cryptography`` (importing BYO keys, making keys here) runs in a worker process
-(agent/dkim/worker.py), so the library does not stay in the agent's memory between the few
-passes that need it.
+What needs big libraries (``cryptography`` to import BYO keys and make keys here, dnspython to
+ask DNS about publication) runs in a worker process (agent/dkim/worker.py), so they do not stay
+in the agent's memory between passes.
 """
 
 from __future__ import annotations
