@@ -154,7 +154,9 @@ class Engine:
         self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
-        self._intents: dict[str, tuple[PasswordIntent, str]] = {}
+        # the last passwords and their digests (the dicts themselves, not a copy: 100,000
+        # (intent, digest) pairs held ~11 MB), and the key they were made with
+        self._intents: tuple[Mapping[str, PasswordIntent], Mapping[str, str]] = ({}, {})
         self._intents_key = b""
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
@@ -255,17 +257,16 @@ class Engine:
     ) -> dict[str, str]:
         """Digests, recomputing only intents that differ from the previous desired state's
         (a new state with one change costs one HMAC, not 10,000)."""
-        previous = self._intents if self._intents_key == key else {}
+        old_intents, old_digests = self._intents if self._intents_key == key else ({}, {})
         result: dict[str, str] = {}
         fresh: dict[str, PasswordIntent] = {}
         for addr, intent in passwords.items():
-            old = previous.get(addr)
-            if old is not None and old[0] == intent:
-                result[addr] = old[1]
+            if old_intents.get(addr) == intent:
+                result[addr] = old_digests[addr]
             else:
                 fresh[addr] = intent
         result.update(intent_digests(key, fresh))
-        self._intents = {a: (i, result[a]) for a, i in passwords.items()}
+        self._intents = (passwords, result)
         self._intents_key = key
         return result
 
