@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,8 @@ def test_kubeconfig_with_inline_token_and_ca_data(tmp_path: Path) -> None:
         "abc",
         None,
     )
+    assert isinstance(config.ssl, ssl.SSLContext)
+    assert config.ssl.cert_store_stats()["x509_ca"] == 1  # the named CA alone, as kubectl
 
 
 async def test_client_error_carries_the_status(kube_api: KubeApi) -> None:

@@ -19,11 +19,9 @@ import dns.nameserver
 
 from agent.dns.config import split_host_port
 
-ERROR_KINDS = ("timeout", "servfail", "refused", "other")
-
 
 class LookupFailed(Exception):
-    """No usable answer. ``kind`` is one of ERROR_KINDS (a metric label)."""
+    """No usable answer. ``kind`` is one of ``model.ERROR_KINDS`` (a metric label)."""
 
     def __init__(self, kind: str, name: str, rdtype: str, detail: str) -> None:
         super().__init__(f"{rdtype} {name}: {kind} ({detail})")

@@ -10,8 +10,7 @@ import contextlib
 import functools
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,52 +20,12 @@ from agent.dns import checks, dkimkeys, spfeval
 from agent.dns.config import DnsSettings
 from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
 from agent.dns.mtasts import LookupResolver, ssl_context
+from agent.dns.plan import DomainSpec, Plan
+from agent.dns.plan import plan_from as plan_from  # re-exported: check-dns and tests use it
 from agent.dns.resolver import Lookup
 from agent.dns.transport import make_transport
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DomainSpec:
-    name: str
-    selectors: frozenset[str] = frozenset()  # DKIM selectors the mail state declares
-    send_only: bool = False
-
-
-@dataclass(slots=True)
-class Plan:
-    """The mail domains to check (the MX host comes from the settings, in ``run``)."""
-
-    domains: list[DomainSpec] = field(default_factory=list)
-
-    @property
-    def names(self) -> list[str]:
-        return [d.name for d in self.domains]
-
-
-def plan_from(settings: DnsSettings, desired: Any, only: Iterable[str] = ()) -> Plan:
-    """Domains of the desired mail state (``agent.mailstate.model.Desired`` or None) plus the
-    settings' extra domains; ``only`` restricts to those names (the CLI's arguments)."""
-    selectors: dict[str, set[str]] = {}
-    state = getattr(desired, "state", None)
-    if state is not None:
-        for name, domain in state.domains.items():
-            sel = selectors.setdefault(name.lower(), set())
-            if domain.dkim is not None:
-                sel.add(domain.dkim.selector)
-        for address in [*state.accounts, *state.aliases]:
-            _local, at, part = address.rpartition("@")
-            if at and part:  # a bare local-part alias ("postmaster") names no domain
-                selectors.setdefault(part.lower(), set())
-    for name in [*settings.domains, *settings.send_only_domains]:
-        selectors.setdefault(name, set())
-    wanted = [n.lower().rstrip(".") for n in only]
-    for name in wanted:
-        selectors.setdefault(name, set())
-    names = sorted(n for n in selectors if not wanted or n in wanted)
-    send_only = set(settings.send_only_domains)
-    return Plan([DomainSpec(n, frozenset(selectors[n]), n in send_only) for n in names])
 
 
 async def run(
