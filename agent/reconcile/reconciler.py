@@ -11,7 +11,9 @@ unknown outcome ends the pass and a new one starts from a fresh observe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -159,6 +161,7 @@ class Engine:
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
         self._last_ledger_error: str | None = None
+        self._plan_memo: tuple[tuple[object, ...], PlanPolicy, Plan] | None = None
 
     # --- DMS ------------------------------------------------------------------------------
     @property
@@ -204,6 +207,15 @@ class Engine:
         except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None
 
+    async def reread(self) -> None:
+        """After a pass that wrote DMS's files: parse them again now, so the next update's
+        pass finds them read instead of re-parsing what we wrote on its path."""
+        if self.config_dir is None or self.info is None:
+            return
+        folder, info, missing_ok = self.config_dir, self.info, self.executor is None
+        with contextlib.suppress(ObserveError, OSError):  # the next observe says it properly
+            await asyncio.to_thread(self.reader.read, folder, info, missing_ok)
+
     # --- ledger & digests -----------------------------------------------------------------
     def _ledger_signature(self) -> tuple[Any, ...]:
         assert self.ledger is not None
@@ -215,6 +227,14 @@ class Engine:
             except FileNotFoundError:
                 sig.append(None)
         return tuple(sig)
+
+    async def current_ledger(self) -> Ledger:
+        """refresh_ledger, in a thread only when the ledger's files changed (two stats on the
+        loop decide: the common case, nothing changed, costs no thread hop)."""
+        if self.ledger is not None and self._ledger_sig is not None:
+            if self._ledger_signature() == self._ledger_sig:
+                return self.ledger
+        return await asyncio.to_thread(self.refresh_ledger)
 
     def refresh_ledger(self) -> Ledger:
         """(Re)load the ledger if another agent or a crash changed it since we last wrote it."""
@@ -269,6 +289,20 @@ class Engine:
         self._intents_key = key
         return result
 
+    def _plan(self, desired: Desired, actual: Actual, ledger: Ledger, policy: PlanPolicy) -> Plan:
+        """plan(), computed once per pass for the same inputs: under the apply lock the plan
+        is made again only when something it reads changed since the first one (another
+        agent applied, the ledger was reloaded, a retry fell due), not a second time for
+        nothing on every update's path."""
+        digests = self.digests(desired)
+        inputs = (desired, actual, ledger.data, digests)
+        memo = self._plan_memo
+        if memo is not None and memo[1] == policy and all(map(operator.is_, memo[0], inputs)):
+            return memo[2]
+        p = plan(desired, actual, ledger.data, policy, digests)
+        self._plan_memo = (inputs, policy, p)
+        return p
+
     def policy(self, allow_deletions: int = 0) -> PlanPolicy:
         rec = self.settings.reconcile
         now = self.clock()
@@ -315,12 +349,11 @@ class Engine:
         started = time.monotonic()
         report = PassReport(applied=True)
         lock = None
+        self._plan_memo = None
         try:
-            ledger = await asyncio.to_thread(self.refresh_ledger)
+            ledger = await self.current_ledger()
             actual = await self.observe()
-            p = plan(
-                desired, actual, ledger.data, self.policy(allow_deletions), self.digests(desired)
-            )
+            p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
             report.plan = p
             if p.fatal is None and self._writes(desired, actual, p):
                 lock = await self._take_lock()
@@ -386,10 +419,9 @@ class Engine:
         report: PassReport,
         progress: Progress | None,
     ) -> None:
-        ledger = await asyncio.to_thread(self.refresh_ledger)
-        digests = self.digests(desired)
+        ledger = await self.current_ledger()
         actual = await self.observe()
-        p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+        p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
         if p.ops and self.executor is not None:
             # DMS compatibility is checked again right before applying anything
             info_before = self.info
@@ -398,7 +430,7 @@ class Engine:
                 raise ReconcileError(waiting)
             if self.info != info_before:
                 actual = await self.observe()
-                p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+                p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
         report.plan = p
         if p.fatal:
             return
@@ -412,7 +444,10 @@ class Engine:
         """Ledger-only changes: adoptions, forgotten accounts, learned hashes, alias claims."""
         assert self.ledger is not None
         ledger = self.ledger
-        ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
+        if p.adopt:  # an empty batch would still open and fsync the journal
+            ledger.set_accounts(
+                {a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt}
+            )
         for addr in p.forget:
             ledger.forget_account(addr)
         for a in p.settled:
@@ -596,6 +631,8 @@ class Reconciler:
                 report = await self.engine.run_pass(desired, progress=self._progress)
         self.dirty = report.interrupted or self._blocked_progress(report)
         self._show(report)
+        if report.results:
+            await self.engine.reread()
         return report
 
     @staticmethod
