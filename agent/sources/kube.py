@@ -5,8 +5,10 @@ list (collection resourceVersion) -> watch from it with bookmarks -> on a clean 
 (``timeoutSeconds``), resume from the last version seen (event or bookmark) -> on 410
 Expired/Gone, list again -> on an API error Status, list again after a backoff -> on
 connection errors, payload errors or timeouts, resume from the last version after a backoff.
-A watch with neither an event nor a bookmark for ``kube.stallTimeout`` is restarted (and says
-so in /status and a metric): watches are known to stop silently. resourceVersion is never
+A watch that sent no line for ``kube.stallTimeout`` is restarted (and says so in /status and a
+metric): watches are known to stop silently. The server ends every watch after
+``kube.watchTimeout`` (below stallTimeout), so a quiet healthy watch is never taken for a stalled
+one even where bookmarks come only every few minutes. resourceVersion is never
 compared or computed with, as the API asks.
 
 A deleted object (or a selector matching nothing) makes the source *absent*: reported, never
@@ -106,6 +108,14 @@ class KubeSource:
         self.rv: str | None = None
         self.restarts: dict[str, int] = {}
         self.progressed = False
+        if settings.stall_timeout <= settings.watch_timeout:
+            log.warning(
+                "%s: kube.stallTimeout (%ss) is not above kube.watchTimeout (%ss): a quiet "
+                "watch may be restarted as stalled unless bookmarks come more often",
+                self.key,
+                settings.stall_timeout,
+                settings.watch_timeout,
+            )
 
     # ---- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -115,12 +125,14 @@ class KubeSource:
             self.progressed = False  # set by every watch line: a round that got nothing backs off
             started = loop.time()
             reason = await self._one_round()
-            failures = 0 if self.progressed else failures + 1
+            # the server ending a quiet watch on time (timeoutSeconds) is a healthy round too:
+            # counting it as a failure would grow the next real failure's backoff hour by hour
+            on_time = reason == "end" and (self.progressed or loop.time() - started >= 1.0)
+            failures = 0 if self.progressed or on_time else failures + 1
             self.restarts[reason] = self.restarts.get(reason, 0) + 1
             WATCH_RESTARTS.labels(self.key, reason).inc()
-            quick_empty_end = reason == "end" and failures and loop.time() - started < 1.0
-            if reason == "end" and not quick_empty_end:
-                continue  # the server ended the watch on time: resume at once
+            if on_time:
+                continue  # resume at once from the last version seen
             # the first 410 lists again at once; a storm of them, or empty ends, back off
             delay = 0.0 if reason == "expired" and failures <= 1 else self._backoff(failures)
             state = State.OK if reason == "expired" else State.DEGRADED

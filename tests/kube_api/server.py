@@ -397,10 +397,10 @@ class KubeApiServer:
         next_bookmark = loop.time() + self.bookmark_interval
         while not watcher.dropped.is_set():
             now = loop.time()
-            if deadline is not None and now >= deadline:
+            if watcher.stalled:  # hold everything, the end at timeoutSeconds too, until the
+                await _wait(watcher.dropped.wait(), None)  # client gives up
                 return
-            if watcher.stalled:  # hold everything until the client gives up
-                await _wait(watcher.dropped.wait(), None)
+            if deadline is not None and now >= deadline:
                 return
             wake = min(next_bookmark, deadline or next_bookmark)
             event = await _wait(watcher.queue.get(), max(0.0, wake - now))
