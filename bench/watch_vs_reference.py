@@ -9,8 +9,10 @@ hashing is timed) and applies the state with the ``file`` executor (DMS's files 
 atomically with fsync; DKIM and the mail checks off: the API path alone).
 
 Every row prints both figures and the ratio dms-agent / reference (below 1: dms-agent faster):
-- start-up: process start -> the whole first state applied (the agent: DMS's account and quota
-  files hold all 100 accounts; the reference: its file written), median of ``starts``;
+- start-up: process start -> the first file written (the agent: the first of DMS's files, i.e.
+  the first op of its first pass) and -> the whole first state applied (the agent: DMS's account
+  and quota files hold all 100 accounts, 200 ops on an empty folder; the reference: its file),
+  median of ``starts``;
 - ConfigMap updated -> file written (the agent: dovecot-quotas.cf renamed into place), p50 / p99
   of ``rounds`` alternating updates (one account's quota toggles);
 - recovery, API server down 5 s with an update during the outage: server back -> file written;
@@ -43,6 +45,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.dms.files import NATIVE_FILES
 from agent.sources.inotify import FolderWatch
 from tests.dms_double.fixtures import doveadm_hash
 from tests.kube_api.fixtures import NAMESPACE, KubeApi, start_kube_api
@@ -95,20 +98,25 @@ class Watcher:
     e2e: list[float] = field(default_factory=list)
     rows: dict[str, list[float]] = field(default_factory=dict)
 
-    async def start(self) -> float:
-        """Start on an empty folder; seconds from process start to the whole state applied."""
+    async def start(self) -> tuple[float, float]:
+        """Start on an empty folder; seconds from process start to the first file written
+        (the agent: any of DMS's files) and to the whole state applied."""
         for entry in self.folder.iterdir() if self.folder.exists() else []:
             if entry.is_file():
                 entry.unlink()
         self.folder.mkdir(parents=True, exist_ok=True)
+        first = None
         async with FolderWatch(self.folder) as changes:
             started = time.perf_counter()
             self.proc = await asyncio.create_subprocess_exec(*self.argv(self.folder), cwd=ROOT)
             while not self.complete(self.folder):
-                await changes.changes(60)
+                names = await changes.changes(60)
+                if first is None and names & {KEY, *NATIVE_FILES}:
+                    first = time.perf_counter() - started
                 if time.perf_counter() - started > 60:
                     raise SystemExit(f"{self.label}: no first state in 60 s")
-            return time.perf_counter() - started
+            done = time.perf_counter() - started
+            return (first or done), done
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -276,16 +284,19 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:5.2f}x" if b else "   n/a"
 
 
-def report(sides: list[Watcher], starts: dict[str, list[float]], idle: dict[str, Any]) -> None:
+def report(
+    sides: list[Watcher], starts: dict[str, list[tuple[float, float]]], idle: dict[str, Any]
+) -> None:
     agent, ref = sides
     print(f"\n{'measure':58s} {'reference':>12s} {'dms-agent':>12s} {'ratio':>7s}")
 
     def row(name: str, r: float, a: float, unit: str) -> None:
         print(f"{name:58s} {r:9.2f} {unit:2s} {a:9.2f} {unit:2s} {ratio(a, r)}")
 
-    row("start-up: process start -> first state applied (median)",
-        statistics.median(starts[ref.label]) * 1000,
-        statistics.median(starts[agent.label]) * 1000, "ms")  # fmt: skip
+    for i, what in enumerate(("first file written", "whole first state applied")):
+        row(f"start-up: process start -> {what} (median)",
+            statistics.median(t[i] for t in starts[ref.label]) * 1000,
+            statistics.median(t[i] for t in starts[agent.label]) * 1000, "ms")  # fmt: skip
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         row(f"ConfigMap updated -> file written, {name} ({len(agent.e2e)} rounds)",
             pct(ref.e2e, q), pct(agent.e2e, q), "ms")  # fmt: skip
@@ -306,7 +317,7 @@ async def main(args: argparse.Namespace) -> None:
     api = await start_kube_api(workdir, bookmark_interval=60.0)
     seed(api)
     sides = watchers(api, workdir)
-    starts: dict[str, list[float]] = {s.label: [] for s in sides}
+    starts: dict[str, list[tuple[float, float]]] = {s.label: [] for s in sides}
     idle: dict[str, Any] = {"seconds": args.idle}
     try:
         for n in range(args.starts):
