@@ -59,6 +59,7 @@ KEY = "mailserver.yaml"
 AGENT_CM, REF_CM, SECRET = "mail-state", "ref-state", "mail-passwords"
 QUOTAS, ACCOUNTS_FILE = "dovecot-quotas.cf", "postfix-accounts.cf"
 TICKS = os.sysconf("SC_CLK_TCK")
+WATCHES = 3  # the agent's ConfigMap and Secret, the reference's ConfigMap
 
 
 def state(edit: int) -> str:
@@ -230,7 +231,7 @@ async def recovery(
     for w in watches:
         await w.__aenter__()
     try:
-        await asyncio.sleep(0.2)
+        await all_watching(api)
         for w in watches:
             await w.changes(0)
         t0 = await fault()
@@ -242,6 +243,17 @@ async def recovery(
     finally:
         for w in watches:
             await w.__aexit__(None, None, None)
+
+
+async def all_watching(api: KubeApi, timeout: float = 60) -> None:
+    """Every watch open (the agent's two, the reference's one), so a fault meets them all."""
+    api.server.force_410(0)  # none left over from the last fault
+    deadline = time.perf_counter() + timeout
+    while api.server.watch_count() != WATCHES:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{api.server.watch_count()} watches open, not {WATCHES}")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
 
 
 def fault_outage(api: KubeApi, sides: list[Watcher]) -> Callable[[], Any]:
@@ -260,7 +272,7 @@ def fault_cut_410(api: KubeApi, sides: list[Watcher]) -> Callable[[], Any]:
     async def cut() -> float:
         for side in sides:
             side.update(api)  # before the cut: the re-watch is refused, the list has it
-        api.server.force_410(api.server.watch_count() + 2)
+        api.server.force_410(WATCHES)
         t0 = time.perf_counter()
         api.server.drop_streams(abrupt=True)
         return t0

@@ -388,7 +388,11 @@ class Engine:
 
     def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
         """Whether the plan or the ledger-only facts would write anything."""
-        if p.ops or p.adopt or p.forget or p.settled:
+        return bool(p.ops) or self._facts_pending(desired, actual, p)
+
+    def _facts_pending(self, desired: Desired, actual: Actual, p: Plan) -> bool:
+        """Whether _record_plan_facts has anything to record (else its thread hop is saved)."""
+        if p.adopt or p.forget or p.settled:
             return True
         assert self.ledger is not None
         data = self.ledger.data
@@ -434,7 +438,8 @@ class Engine:
         report.plan = p
         if p.fatal:
             return
-        await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
+        if self._facts_pending(desired, actual, p):
+            await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
         await self._apply(p, report, progress)
         self._settle_retries(p, report)
         await asyncio.to_thread(ledger.compact)
