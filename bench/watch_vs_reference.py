@@ -3,10 +3,11 @@
 The reference (bench/reference_watcher.py) is "watch a ConfigMap, write its key to a file" on
 the official ``kubernetes`` client — what k8s-sidecar does, with its default timeouts. Both run
 as processes as shipped (``dms-agent run``; ``python reference_watcher.py``) against the test
-API server of tests/kube_api, run in this process. Each watches its own ConfigMap holding a
-byte-identical 100-account state; dms-agent also reads a passwords Secret (pre-hashed, so no
-hashing is timed) and applies the state with the ``file`` executor (DMS's files written
-atomically with fsync; DKIM and the mail checks off: the API path alone).
+API server of tests/kube_api, run in this process (with ``--real``: a real kube-apiserver + etcd
+from .ci/build-kube, written to with PUTs as the admin; no fault rows there). Each watches its
+own ConfigMap holding a byte-identical 100-account state; dms-agent also reads a passwords
+Secret (pre-hashed, so no hashing is timed) and applies the state with the ``file`` executor
+(DMS's files written atomically with fsync; DKIM and the mail checks off: the API path alone).
 
 Every row prints both figures and the ratio dms-agent / reference (below 1: dms-agent faster):
 - start-up: process start -> the first file written (the agent: the first of DMS's files, i.e.
@@ -14,7 +15,7 @@ Every row prints both figures and the ratio dms-agent / reference (below 1: dms-
   and quota files hold all 100 accounts, 200 ops on an empty folder; the reference: its file),
   median of ``starts``;
 - ConfigMap updated -> file written (the agent: dovecot-quotas.cf renamed into place), p50 / p99
-  of ``rounds`` alternating updates (one account's quota toggles);
+  of ``rounds`` alternating updates (user0's quota changes: one op);
 - recovery, API server down 5 s with an update during the outage: server back -> file written;
 - recovery, watch cut, then 410 on the re-watch: cut -> file written;
 - recovery, silent stall (connection open, nothing sent, not even bookmarks): stall -> file
@@ -24,7 +25,8 @@ Goals (issue #24): e2e p50 and p99 <= 2x the reference; stall <= 90 s; start-up 
 <= the reference's.
 
 Run from the repository root:
-  .venv/bin/python bench/watch_vs_reference.py [--rounds 200] [--starts 5] [--idle 60] [--no-stall]
+  .venv/bin/python bench/watch_vs_reference.py [--rounds 200] [--starts 5] [--idle 60] [--faults 3]
+      [--no-stall] [--real]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from agent.dms.files import NATIVE_FILES
 from agent.sources.inotify import FolderWatch
 from tests.dms_double.fixtures import doveadm_hash
 from tests.kube_api.fixtures import NAMESPACE, KubeApi, start_kube_api
+from tests.kube_real.cluster import KubeCluster, binary_dir
 from tests.rig.proc import free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -135,10 +138,9 @@ class Watcher:
             if self.applied_name in await changes.changes(left):
                 return time.perf_counter()
 
-    def update(self, api: KubeApi) -> None:
+    async def update(self, target: Target) -> None:
         self.edits += 1
-        body = {"metadata": {"name": self.configmap}, "data": {KEY: state(self.edits)}}
-        api.server.store.update("configmaps", NAMESPACE, self.configmap, body)
+        await target.put(self.configmap, state(self.edits))
 
 
 def has_all_accounts(folder: Path) -> bool:
@@ -150,14 +152,62 @@ def has_all_accounts(folder: Path) -> bool:
     return quotas >= ACCOUNTS and accounts >= ACCOUNTS
 
 
-def agent_settings(api: KubeApi, workdir: Path, folder: Path, port: int) -> Path:
+@dataclass
+class Target:
+    """The API server both watch: its kubeconfig, how the bench writes a ConfigMap, and the
+    test server (for faults) when it is that one."""
+
+    kubeconfig: Path
+    put: Callable[[str, str], Awaitable[None]]  # (ConfigMap name, state text)
+    api: KubeApi | None = None
+
+    @property
+    def server(self) -> Any:
+        assert self.api is not None, "faults need the test API server"
+        return self.api.server
+
+
+async def test_server_target(workdir: Path) -> Target:
+    api = await start_kube_api(workdir, bookmark_interval=60.0)
+    store = api.server.store
+
+    async def put(name: str, text: str) -> None:
+        body = {"metadata": {"name": name}, "data": {KEY: text}}
+        store.update("configmaps", NAMESPACE, name, body)
+
+    for name in (AGENT_CM, REF_CM):
+        store.create("configmaps", NAMESPACE, {"metadata": {"name": name}, "data": {KEY: state(0)}})
+    body = {"metadata": {"name": SECRET}, "stringData": {"passwords.yaml": passwords()}}
+    store.create("secrets", NAMESPACE, body)
+    return Target(api.kubeconfig, put, api)
+
+
+def real_target(cluster: KubeCluster, workdir: Path) -> Target:
+    """The real kube-apiserver + etcd; the bench writes as the admin, with a PUT."""
+    cluster.create_namespace(NAMESPACE)
+    admin = cluster.admin
+    base = f"/api/v1/namespaces/{NAMESPACE}"
+    for name in (AGENT_CM, REF_CM):
+        admin.post(f"{base}/configmaps", {"metadata": {"name": name}, "data": {KEY: state(0)}})
+    body = {"metadata": {"name": SECRET}, "stringData": {"passwords.yaml": passwords()}}
+    admin.post(f"{base}/secrets", body)
+
+    async def put(name: str, text: str) -> None:
+        body = {"metadata": {"name": name}, "data": {KEY: text}}
+        await asyncio.to_thread(admin.put, f"{base}/configmaps/{name}", body)
+
+    kubeconfig = cluster.kubeconfig(workdir / "kubeconfig", namespace=NAMESPACE)
+    return Target(kubeconfig, put)
+
+
+def agent_settings(kubeconfig: Path, workdir: Path, folder: Path, port: int) -> Path:
     key = workdir / "ledger.key"
     key.write_text("a bench ledger key, long enough\n")
     key.chmod(0o600)
     settings: dict[str, Any] = {
         "logging": {"level": "warning"},
         "server": {"port": port},
-        "kube": {"kubeconfig": str(api.kubeconfig)},
+        "kube": {"kubeconfig": str(kubeconfig)},
         "sources": [
             {"kind": "configmap", "name": AGENT_CM},
             {"kind": "secret", "name": SECRET},
@@ -172,21 +222,17 @@ def agent_settings(api: KubeApi, workdir: Path, folder: Path, port: int) -> Path
     return path
 
 
-def seed(api: KubeApi) -> None:
-    store = api.server.store
-    for name in (AGENT_CM, REF_CM):
-        store.create("configmaps", NAMESPACE, {"metadata": {"name": name}, "data": {KEY: state(0)}})
+def passwords() -> str:
+    """Pre-hashed (no hashing is timed), one per account."""
     hashed = doveadm_hash("user@example.com", "a bench password")
-    passwords = "".join(f'user{i}@example.com: {{hash: "{hashed}"}}\n' for i in range(ACCOUNTS))
-    body = {"metadata": {"name": SECRET}, "stringData": {"passwords.yaml": passwords}}
-    store.create("secrets", NAMESPACE, body)
+    return "".join(f'user{i}@example.com: {{hash: "{hashed}"}}\n' for i in range(ACCOUNTS))
 
 
-def watchers(api: KubeApi, workdir: Path) -> list[Watcher]:
+def watchers(target: Target, workdir: Path) -> list[Watcher]:
     agent_dir, ref_dir = workdir / "dms-config", workdir / "reference"
-    config = agent_settings(api, workdir, agent_dir, free_port())
+    config = agent_settings(target.kubeconfig, workdir, agent_dir, free_port())
     env_argv = [DMS_AGENT, "run", "--config", str(config)]
-    ref_argv = [sys.executable, str(BENCH / "reference_watcher.py"), str(api.kubeconfig),
+    ref_argv = [sys.executable, str(BENCH / "reference_watcher.py"), str(target.kubeconfig),
                 NAMESPACE, REF_CM, KEY]  # fmt: skip
     return [
         Watcher("dms-agent", AGENT_CM, agent_dir, QUOTAS, lambda _f: env_argv, has_all_accounts),
@@ -201,11 +247,11 @@ def watchers(api: KubeApi, workdir: Path) -> list[Watcher]:
     ]
 
 
-async def e2e_rounds(api: KubeApi, sides: list[Watcher], rounds: int) -> None:
+async def e2e_rounds(target: Target, sides: list[Watcher], rounds: int) -> None:
     for side in sides:
         async with FolderWatch(side.folder) as changes:
             for _ in range(3):  # warm-up, not timed
-                side.update(api)
+                await side.update(target)
                 await side.applied(changes, 30)
     watches = [FolderWatch(s.folder) for s in sides]
     for w in watches:
@@ -216,7 +262,7 @@ async def e2e_rounds(api: KubeApi, sides: list[Watcher], rounds: int) -> None:
                 await asyncio.sleep(0.02)  # let the last write's ledger and Events settle
                 await changes.changes(0)  # drop what the settling wrote
                 t0 = time.perf_counter()
-                side.update(api)
+                await side.update(target)
                 side.e2e.append((await side.applied(changes, 30) - t0) * 1000)
     finally:
         for w in watches:
@@ -224,14 +270,14 @@ async def e2e_rounds(api: KubeApi, sides: list[Watcher], rounds: int) -> None:
 
 
 async def recovery(
-    api: KubeApi, sides: list[Watcher], row: str, fault: Callable[[], Any], timeout: float
+    target: Target, sides: list[Watcher], row: str, fault: Callable[[], Any], timeout: float
 ) -> None:
     """Both watchers at once: ``fault`` returns when the clock starts (after updating)."""
     watches = [FolderWatch(s.folder) for s in sides]
     for w in watches:
         await w.__aenter__()
     try:
-        await all_watching(api)
+        await all_watching(target)
         for w in watches:
             await w.changes(0)
         t0 = await fault()
@@ -245,48 +291,55 @@ async def recovery(
             await w.__aexit__(None, None, None)
 
 
-async def all_watching(api: KubeApi, timeout: float = 60) -> None:
+async def all_watching(target: Target, timeout: float = 60) -> None:
     """Every watch open (the agent's two, the reference's one), so a fault meets them all."""
-    api.server.force_410(0)  # none left over from the last fault
+    server = target.server
+    server.force_410(0)  # none left over from the last fault
     deadline = time.perf_counter() + timeout
-    while api.server.watch_count() != WATCHES:
+    while server.watch_count() != WATCHES:
         if time.perf_counter() > deadline:
-            raise SystemExit(f"{api.server.watch_count()} watches open, not {WATCHES}")
+            raise SystemExit(f"{server.watch_count()} watches open, not {WATCHES}")
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)
 
 
-def fault_outage(api: KubeApi, sides: list[Watcher]) -> Callable[[], Any]:
+def fault_outage(target: Target, sides: list[Watcher]) -> Callable[[], Any]:
+    server = target.server
+
     async def outage() -> float:
-        await api.server.stop()
+        await server.stop()
         for side in sides:
-            side.update(api)
+            await side.update(target)
         await asyncio.sleep(5.0)
-        await api.server.start()
+        await server.start()
         return time.perf_counter()
 
     return outage
 
 
-def fault_cut_410(api: KubeApi, sides: list[Watcher]) -> Callable[[], Any]:
+def fault_cut_410(target: Target, sides: list[Watcher]) -> Callable[[], Any]:
+    server = target.server
+
     async def cut() -> float:
         for side in sides:
-            side.update(api)  # before the cut: the re-watch is refused, the list has it
-        api.server.force_410(WATCHES)
+            await side.update(target)  # before the cut: the re-watch is refused, the list has it
+        server.force_410(WATCHES)
         t0 = time.perf_counter()
-        api.server.drop_streams(abrupt=True)
+        server.drop_streams(abrupt=True)
         return t0
 
     return cut
 
 
-def fault_stall(api: KubeApi, sides: list[Watcher]) -> Callable[[], Any]:
+def fault_stall(target: Target, sides: list[Watcher]) -> Callable[[], Any]:
+    server = target.server
+
     async def stall() -> float:
         t0 = time.perf_counter()
-        api.server.stall_streams()
+        server.stall_streams()
         await asyncio.sleep(0.05)
         for side in sides:
-            side.update(api)
+            await side.update(target)
         return t0
 
     return stall
@@ -324,11 +377,8 @@ def report(
     print("goals: e2e p50, p99 <= 2x; stall <= 90 s; start-up, idle CPU <= 1x")
 
 
-async def main(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="watch-bench-"))
-    api = await start_kube_api(workdir, bookmark_interval=60.0)
-    seed(api)
-    sides = watchers(api, workdir)
+async def measure(target: Target, workdir: Path, args: argparse.Namespace) -> None:
+    sides = watchers(target, workdir)
     starts: dict[str, list[tuple[float, float]]] = {s.label: [] for s in sides}
     idle: dict[str, Any] = {"seconds": args.idle}
     try:
@@ -344,20 +394,37 @@ async def main(args: argparse.Namespace) -> None:
             assert s.proc is not None
             rss, cpu = proc_stats(s.proc.pid)
             idle[s.label] = (rss, 100 * (cpu - before[s.label][1]) / args.idle)
-        await e2e_rounds(api, sides, args.rounds)
-        for _ in range(args.faults):
-            await recovery(api, sides, "outage", fault_outage(api, sides), 60)
-            await recovery(api, sides, "cut410", fault_cut_410(api, sides), 60)
-        if args.stall:
-            await recovery(api, sides, "stall", fault_stall(api, sides), 200)
+        await e2e_rounds(target, sides, args.rounds)
+        for _ in range(args.faults if target.api else 0):
+            await recovery(target, sides, "outage", fault_outage(target, sides), 60)
+            await recovery(target, sides, "cut410", fault_cut_410(target, sides), 60)
+        if args.stall and target.api:
+            await recovery(target, sides, "stall", fault_stall(target, sides), 200)
     finally:
         for s in sides:
             await s.stop()
-        await api.server.stop()
-    print(f"watch path vs reference ({ACCOUNTS}-account ConfigMap; test API server; "
+    where = "test API server" if target.api else "real kube-apiserver + etcd, PUT as admin"
+    print(f"\nwatch path vs reference ({ACCOUNTS}-account ConfigMap; {where}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")  # fmt: skip
     report(sides, starts, idle)
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="watch-bench-"))
+    if args.real:
+        cluster = KubeCluster(workdir / "cluster", binary_dir())
+        await asyncio.to_thread(cluster.start)
+        try:
+            await measure(real_target(cluster, workdir), workdir, args)
+        finally:
+            cluster.stop()
+        return
+    target = await test_server_target(workdir)
+    try:
+        await measure(target, workdir, args)
+    finally:
+        await target.server.stop()
 
 
 if __name__ == "__main__":
@@ -367,4 +434,6 @@ if __name__ == "__main__":
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--faults", type=int, default=3)
     parser.add_argument("--no-stall", dest="stall", action="store_false")
+    # the real kube-apiserver (.ci/build-kube): start-up, e2e and idle rows (no faults on cue)
+    parser.add_argument("--real", action="store_true")
     asyncio.run(main(parser.parse_args()))

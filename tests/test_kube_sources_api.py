@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -301,6 +302,67 @@ def record_backoffs(monkeypatch: pytest.MonkeyPatch, src: KubeSource) -> list[tu
     return chosen
 
 
+def record_delays(monkeypatch: pytest.MonkeyPatch, src: KubeSource) -> list[tuple[str, float]]:
+    """(reason, wait chosen) of every restart that is not the server's own end."""
+    chosen: list[tuple[str, float]] = []
+    original = src._delay
+
+    def delay(reason: str, failures: int) -> float:
+        chosen.append((reason, original(reason, failures)))
+        return chosen[-1][1]
+
+    monkeypatch.setattr(src, "_delay", delay)
+    return chosen
+
+
+@asynccontextmanager
+async def lone_source(
+    api: KubeApi, settings: KubeSettings
+) -> AsyncIterator[tuple[KubeSource, Recorder]]:
+    """One ConfigMap source (``mail-state``, first holding a@x.org) and its merge, running."""
+    write_lone_state(api, "a@x.org")
+    client = KubeClient(load_cluster_config(settings))
+    hub, status = Hub(), StatusRegistry()
+    spec = SourceSettings(kind="configmap", name="mail-state")
+    src = KubeSource(spec, client, settings, hub, status)
+    rec = Recorder(hub)
+    tasks = start(src, Merge([src.key], hub, status, LogEventSink(), load))
+    try:
+        await rec.until({"a@x.org"})
+        yield src, rec
+    finally:
+        await stop(tasks)
+        rec.stop()
+        await client.close()
+
+
+def write_lone_state(api: KubeApi, account: str) -> None:
+    store = api.server.store
+    body = {"metadata": {"name": "mail-state"}, "data": {"mailserver.yaml": state_yaml(account)}}
+    if ("configmaps", NS, "mail-state") in store.objects:
+        store.update("configmaps", NS, "mail-state", body)
+    else:
+        store.create("configmaps", NS, body)
+
+
+async def test_unreachable_server_is_retried_without_a_growing_backoff(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listening (an API server restarting): connecting again costs it nothing, so
+    the wait stays at most backoffInitial however long the outage, and the source is back
+    as soon as the server is; other failures in a row still back off (test above)."""
+    settings = kube_settings(kube_api, backoff_initial=0.05, backoff_max=30.0)
+    async with lone_source(kube_api, settings) as (src, rec):
+        delays = record_delays(monkeypatch, src)
+        await kube_api.server.stop()
+        await eventually(lambda: len(delays) >= 8, 10)
+        refused = delays[1:]  # the first is the cut stream itself
+        assert all(reason == "error" and d <= 0.05 for reason, d in refused), delays
+        write_lone_state(kube_api, "b@x.org")
+        await kube_api.server.start()
+        await rec.until({"b@x.org"})
+
+
 async def test_endless_410_backs_off(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server answering 410 forever must not be hammered with list+watch: the first 410
     lists again at once, every further one in a row waits, longer each time up to backoffMax."""
@@ -347,18 +409,8 @@ async def test_quiet_watch_is_ended_by_the_server_and_never_taken_for_stalled(
     do not count as failures (a later outage is met with the first backoff, not a grown one).
     A real stall is still caught, and the update held back by it arrives."""
     settings = kube_settings(quiet_api, watch_timeout=1, stall_timeout=2.5)
-    store = quiet_api.server.store
-    state = {"metadata": {"name": "mail-state"}, "data": {"mailserver.yaml": state_yaml("a@x.org")}}
-    store.create("configmaps", NS, state)
-    client = KubeClient(load_cluster_config(settings))
-    hub, status = Hub(), StatusRegistry()
-    src = KubeSource(SourceSettings(kind="configmap", name="mail-state"), client, settings, hub,
-                     status)  # fmt: skip
-    chosen = record_backoffs(monkeypatch, src)
-    rec = Recorder(hub)
-    tasks = start(src, Merge([src.key], hub, status, LogEventSink(), load))
-    try:
-        await rec.until({"a@x.org"})
+    async with lone_source(quiet_api, settings) as (src, rec):
+        chosen = record_backoffs(monkeypatch, src)
         await eventually(lambda: src.restarts.get("end", 0) >= 4, 15)
         assert src.restarts.get("stalled", 0) == 0, src.restarts
         server = quiet_api.server
@@ -368,18 +420,12 @@ async def test_quiet_watch_is_ended_by_the_server_and_never_taken_for_stalled(
         assert chosen[0][0] == 1, chosen  # the outage is the first failure in a row
         # the server registers a watch's stream in the same step as it logs the request
         await eventually(lambda: any("watch=true" in p for _, p in server.requests[seen:]), 10)
+        delays = record_delays(monkeypatch, src)
         server.stall_streams()
-        body = {
-            "metadata": {"name": "mail-state"},
-            "data": {"mailserver.yaml": state_yaml("b@x.org")},
-        }
-        store.update("configmaps", NS, "mail-state", body)  # held back by the stalled stream
+        write_lone_state(quiet_api, "b@x.org")  # held back by the stalled stream
         await rec.until({"b@x.org"}, timeout=15)
         assert src.restarts.get("stalled", 0) >= 1, src.restarts
-    finally:
-        await stop(tasks)
-        rec.stop()
-        await client.close()
+        assert ("stalled", 0.0) in delays  # re-watched at once
 
 
 def test_default_timeouts_catch_a_stall_within_90_s_and_leave_quiet_watches_alone() -> None:

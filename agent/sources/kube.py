@@ -40,6 +40,7 @@ from agent.status import ComponentStatus, State, StatusRegistry
 log = logging.getLogger("dms_agent.sources.kube")
 
 MAX_LINE = 8 * 1024 * 1024  # one watch event: a 1 MiB Secret grows by base64 and JSON
+STEADY_ROUND = 10.0  # seconds: a round that stood this long resets the backoff
 
 
 class WatchExpired(Exception):
@@ -108,6 +109,8 @@ class KubeSource:
         self.rv: str | None = None
         self.restarts: dict[str, int] = {}
         self.progressed = False
+        self.refused = False
+        self.unreachable = False  # the last round could not connect (its warning was logged)
         if settings.stall_timeout <= settings.watch_timeout:
             log.warning(
                 "%s: kube.stallTimeout (%ss) is not above kube.watchTimeout (%ss): a quiet "
@@ -123,18 +126,22 @@ class KubeSource:
         loop = asyncio.get_running_loop()
         while True:
             self.progressed = False  # set by every watch line: a round that got nothing backs off
+            self.refused = False  # set when the server could not even be connected to
             started = loop.time()
             reason = await self._one_round()
+            self.unreachable = self.refused  # until a connection is made again
+            lasted = loop.time() - started
+            if lasted >= STEADY_ROUND:
+                failures = 0  # a round that stood this long ended the trouble before it
             # the server ending a quiet watch on time (timeoutSeconds) is a healthy round too:
             # counting it as a failure would grow the next real failure's backoff hour by hour
-            on_time = reason == "end" and (self.progressed or loop.time() - started >= 1.0)
+            on_time = reason == "end" and (self.progressed or lasted >= 1.0)
             failures = 0 if self.progressed or on_time else failures + 1
             self.restarts[reason] = self.restarts.get(reason, 0) + 1
             WATCH_RESTARTS.labels(self.key, reason).inc()
             if on_time:
                 continue  # resume at once from the last version seen
-            # the first 410 lists again at once; a storm of them, or empty ends, back off
-            delay = 0.0 if reason == "expired" and failures <= 1 else self._backoff(failures)
+            delay = self._delay(reason, failures)
             state = State.OK if reason == "expired" else State.DEGRADED
             self.entry.set(
                 state,
@@ -143,6 +150,18 @@ class KubeSource:
             )
             if delay:
                 await asyncio.sleep(delay)
+
+    def _delay(self, reason: str, failures: int) -> float:
+        """How long to wait before the next round."""
+        if reason == "expired" and failures <= 1:
+            return 0.0  # the first 410 lists again at once
+        if reason == "stalled":
+            return 0.0  # a stall took stallTimeout to show: re-watching at once cannot hammer
+        if self.refused:
+            # nothing listens (an API server restarting): a connection attempt costs it
+            # nothing, and a grown backoff would only delay noticing that it is back
+            return min(self._backoff(failures), self.settings.backoff_initial)
+        return self._backoff(failures)  # a storm of 410s, errors or empty ends backs off
 
     def _backoff(self, failures: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(0, failures))
@@ -177,6 +196,12 @@ class KubeSource:
             if not refused:
                 self.rv = None
             return "unauthorized" if refused else "error"
+        except aiohttp.ClientConnectorError as exc:
+            # retried every backoffInitial: said once per outage, not every half second
+            level = logging.DEBUG if self.unreachable else logging.WARNING
+            log.log(level, "%s: API server unreachable: %s", self.key, exc)
+            self.refused = self.unreachable = True
+            return "error"
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
