@@ -413,6 +413,7 @@ async def measure(target: Target, workdir: Path, args: argparse.Namespace) -> No
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="watch-bench-"))
     if args.real:
+        (workdir / "cluster").mkdir()
         cluster = KubeCluster(workdir / "cluster", binary_dir())
         await asyncio.to_thread(cluster.start)
         try:
