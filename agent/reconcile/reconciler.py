@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.dms.actual import Actual, DmsInfo
@@ -162,6 +163,7 @@ class Engine:
         self._last_drift: tuple[str, ...] = ()
         self._last_ledger_error: str | None = None
         self._plan_memo: tuple[tuple[object, ...], PlanPolicy, Plan] | None = None
+        self._key: tuple[tuple[int, ...] | None, bytes] | None = None  # (file signature, key)
 
     # --- DMS ------------------------------------------------------------------------------
     @property
@@ -260,15 +262,25 @@ class Engine:
         if not passwords:
             result: dict[str, str] = {}
         else:
-            assert self.ledger_path is not None
-            rec = self.settings.reconcile
-            try:
-                key = load_key(rec.ledger_key_file, self.ledger_path, rec.create_ledger_key)
-            except LedgerError as exc:
-                raise LedgerUnusable(str(exc)) from None
-            result = self._digest_changed(key, passwords)
+            result = self._digest_changed(self._digest_key(), passwords)
         self._digests = (desired.state, result)
         return result
+
+    def _digest_key(self) -> bytes:
+        """The digest key, read and checked again only when its file changed (one stat per
+        pass instead of resolving, checking and reading it on every update's path)."""
+        assert self.ledger_path is not None
+        rec = self.settings.reconcile
+        sig = _file_signature(rec.ledger_key_file)
+        if sig is not None and self._key is not None and self._key[0] == sig:
+            return self._key[1]
+        try:
+            key = load_key(rec.ledger_key_file, self.ledger_path, rec.create_ledger_key)
+        except LedgerError as exc:
+            self._key = None
+            raise LedgerUnusable(str(exc)) from None
+        self._key = (_file_signature(rec.ledger_key_file), key)
+        return key
 
     def _digest_changed(
         self, key: bytes, passwords: Mapping[str, PasswordIntent]
@@ -699,6 +711,17 @@ class Reconciler:
             for w in waits:
                 w.cancel()
         return hub.resync.version
+
+
+def _file_signature(path: Path | None) -> tuple[int, ...] | None:
+    """What changes when a file is replaced (a kubelet ..data swap too), edited or chmod'ed."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _headline(report: PassReport) -> str:
