@@ -426,6 +426,15 @@ async def test_quiet_watch_is_ended_by_the_server_and_never_taken_for_stalled(
         await rec.until({"b@x.org"}, timeout=15)
         assert src.restarts.get("stalled", 0) >= 1, src.restarts
         assert ("stalled", 0.0) in delays  # re-watched at once
+        # a re-watch whose answer never comes, not even its head (a request sent on a dead
+        # pooled connection), is caught the same way
+        stalled = src.restarts["stalled"]
+        server.hold_watch_heads = True
+        server.stall_streams()
+        write_lone_state(quiet_api, "c@x.org")
+        await eventually(lambda: src.restarts["stalled"] >= stalled + 2, 15)
+        server.hold_watch_heads = False
+        await rec.until({"c@x.org"}, timeout=15)
 
 
 def test_default_timeouts_catch_a_stall_within_90_s_and_leave_quiet_watches_alone() -> None:

@@ -178,7 +178,7 @@ class KubeSource:
             log.info("%s: resourceVersion expired (410); listing again", self.key)
             self.rv = None
             return "expired"
-        except WatchStalled:
+        except (WatchStalled, aiohttp.SocketTimeoutError):  # silent before or after the head
             log.warning(
                 "%s: no event nor bookmark for %.0fs; restarting the watch",
                 self.key,
@@ -225,7 +225,8 @@ class KubeSource:
             ("timeoutSeconds", str(self.settings.watch_timeout)),
             ("resourceVersion", self.rv or ""),
         ]
-        async with self.client.stream(self.path, query) as resp:
+        stall = self.settings.stall_timeout
+        async with self.client.stream(self.path, query, read_timeout=stall) as resp:
             self._report()
             while True:
                 try:

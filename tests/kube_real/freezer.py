@@ -3,7 +3,8 @@
 ``freeze()`` makes every connection open at that moment stop passing the server's bytes on
 (the connection stays open: a silently stalled watch, which a real API server cannot be made
 to do); connections opened later pass everything, so a client that gives up and reconnects
-gets through.
+gets through — unless ``freeze(also_new=True)``: then they are silent from the start (a request
+whose answer never comes, not even its head) until ``thaw_new()``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 class FreezingRelay:
     target_port: int
     port: int = 0
+    freeze_new: bool = False  # connections opened now are silent from the start
     _server: asyncio.Server | None = None
     _live: set[asyncio.Event] = field(default_factory=set)  # set: frozen
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -26,11 +28,17 @@ class FreezingRelay:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def freeze(self) -> int:
-        """Silence every open connection; returns how many."""
+    def freeze(self, also_new: bool = False) -> int:
+        """Silence every open connection (``also_new``: and every one opened until
+        ``thaw_new``); returns how many were open."""
+        self.freeze_new = also_new
         for frozen in self._live:
             frozen.set()
         return len(self._live)
+
+    def thaw_new(self) -> None:
+        """Connections opened from now on pass everything again."""
+        self.freeze_new = False
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -46,6 +54,8 @@ class FreezingRelay:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         frozen = asyncio.Event()
+        if self.freeze_new:
+            frozen.set()
         self._live.add(frozen)
         self._writers.update((writer, up_writer))
         pumps = [
