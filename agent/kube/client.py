@@ -230,9 +230,15 @@ class KubeClient:
         raise AssertionError("unreachable")
 
     @asynccontextmanager
-    async def stream(self, path: str, query: Query) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A long GET (a watch); the caller reads lines with its own stall timeout."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout)
+    async def stream(
+        self, path: str, query: Query, read_timeout: float | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long GET (a watch). ``read_timeout``: the longest silence allowed, the wait for
+        the response's head included (a request sent on a dead pooled connection hears
+        nothing at all); it ends in ``aiohttp.SocketTimeoutError``."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.request_timeout, sock_read=read_timeout
+        )
         for attempt in (0, 1):
             resp = await self.session().get(
                 self.config.server + path,

@@ -67,8 +67,10 @@ class ApplyLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        holder = f"{os.getpid()}\n".encode()
+        if os.pread(fd, 64, 0) != holder:  # rewritten only when another process held it last
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder, 0)
         self._fd = fd
         return True
 
