@@ -39,6 +39,7 @@ MAX_MESSAGE = 1024
 MAX_QUEUED = 100  # Events waiting while the API server is unreachable; older ones are dropped
 RETRY_FIRST = 0.5  # seconds before the first retry of an Event the API could not take
 RETRY_MAX = 30.0
+RETRY_DENIED = 6  # failures in a row within which a 403 is taken for a restart's gap
 
 KUBE_EVENTS = Counter(
     "dms_agent_kube_events_total",
@@ -71,6 +72,12 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+
+def _denied(exc: Exception) -> bool:
+    """A 403 just after an outage: a restarted API server listens before its RBAC caches are
+    filled, and refuses everything for a moment (as any cluster's does)."""
+    return isinstance(exc, KubeApiError) and exc.status == 403
 
 
 def _retryable(exc: Exception) -> bool:
@@ -129,7 +136,7 @@ class KubeEventSink:
             try:
                 await self._send(reason, message, type_)
             except Exception as exc:  # an Event is never worth a crash
-                if _retryable(exc):
+                if _retryable(exc) or (0 < failures < RETRY_DENIED and _denied(exc)):
                     # The API server is down or overloaded (a restart, an upgrade): what
                     # happened meanwhile is what an operator looks for later, so keep it.
                     failures += 1
