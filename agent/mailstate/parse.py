@@ -325,4 +325,4 @@ def check_hash_intent(
         c.warn(line, field, f"{{{scheme}}} keeps the password readable in postfix-accounts.cf")
     elif scheme not in syntax.KNOWN_SCHEMES:
         c.warn(line, field, f"{{{scheme}}} is not a scheme Dovecot is known to support")
-    return PasswordIntent("hash", Secret(value))
+    return PasswordIntent("hash", Secret(intern(value)))  # shared with DMS's file (files.py)
