@@ -17,12 +17,21 @@ from typing import Any
 import pytest
 
 from agent.app import AgentContext
+from agent.dms.observe import account_hash
 from agent.executor import LocalExecutor
-from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
+from agent.mailstate.model import (
+    Account,
+    Desired,
+    DkimSpec,
+    Domain,
+    MailState,
+    PasswordIntent,
+    Secret,
+)
 from agent.metrics import REGISTRY
 from agent.reconcile import reconciler
 from agent.reconcile.apply import OpResult, OpStatus
-from agent.reconcile.ledger import intent_digests
+from agent.reconcile.ledger import LEDGER_NAME, Ledger, LedgerEntry, intent_digest, intent_digests
 from agent.reconcile.plan import Op, Plan, PlanPolicy
 from agent.reconcile.reconciler import Engine, LedgerUnusable, PassReport, Reconciler, Retry
 from agent.settings import Settings
@@ -324,3 +333,73 @@ async def test_while_a_pass_plans_status_says_so(tmp_path: Path) -> None:
         (first, "pass 1: observing DMS and planning", {"phase": "planning"}),
         (State.OK, "pass 2: observing DMS and planning", {"phase": "planning"}),
     ]
+
+
+async def test_dkim_keys_are_made_for_the_backend_dms_runs(dms_rig: DmsRig) -> None:
+    """Without the DKIM component the plan's key is made by DMS's `setup config dkim`, with
+    the arguments of the backend DMS runs (Rspamd here: it can make an ed25519 key)."""
+    dms_rig.dms.use_rspamd()
+    eng = Engine(dms_rig.settings(dkim_component=False), LocalExecutor())
+    spec = DkimSpec("s1", "ed25519")
+    state = MailState(
+        accounts={"a@x.org": Account("a@x.org")},
+        passwords={"a@x.org": PasswordIntent("plain", Secret("pa"))},
+        domains={"x.org": Domain("x.org", spec)},
+    )
+    report = await eng.run_pass(Desired(state))
+    assert report.outcome == "applied", report.describe()
+    made = [c["argv"] for c in dms_rig.mutating_calls() if c["argv"][:2] == ["config", "dkim"]]
+    assert made == [["config", "dkim", "keytype", "ed25519", "selector", "s1", "domain", "x.org"]]
+
+
+# --- what the ledger learns without an op ------------------------------------------------
+
+
+def ledger_entry(tmp_path: Path, address: str) -> LedgerEntry:
+    ledger = Ledger(tmp_path / "dms" / LEDGER_NAME)
+    return ledger.load().accounts[address]
+
+
+async def test_a_declared_hash_dms_holds_already_is_learned_not_applied(tmp_path: Path) -> None:
+    """A document imported from an old server declares the hash DMS was given by hand: no
+    command, and the ledger takes the new intent's digest and that hash, so the next pass has
+    nothing to do."""
+    key_file(tmp_path)
+    eng = Engine(file_settings(tmp_path), None)
+    assert (await eng.run_pass(desired({"a@x.org": "pa"}))).outcome == "applied"
+    accounts = tmp_path / "dms" / "postfix-accounts.cf"
+    written = account_hash(tmp_path / "dms", "a@x.org")
+    assert written is not None
+    held = "{PLAIN}from-the-old-server"
+    accounts.write_text(accounts.read_text().replace(written, held))
+    intent = PasswordIntent("hash", Secret(held))
+    imported = Desired(
+        MailState(accounts={"a@x.org": Account("a@x.org")}, passwords={"a@x.org": intent})
+    )
+    report = await eng.run_pass(imported)
+    assert report.plan is not None and [a.address for a in report.plan.settled] == ["a@x.org"]
+    assert report.results == []
+    entry = ledger_entry(tmp_path, "a@x.org")
+    assert (entry.digest, entry.hash, entry.origin) == (intent_digest(KEY, intent), held, "created")
+    again = await Engine(file_settings(tmp_path), None).run_pass(imported)
+    assert again.outcome == "noop", again.describe()
+
+
+async def test_a_password_changed_outside_is_never_learned_as_the_agents(tmp_path: Path) -> None:
+    """passwords: initial leaves a changed password alone, but the ledger keeps the hash the
+    agent wrote: switched to onChange, the change outside is drift."""
+    key_file(tmp_path)
+    accounts = tmp_path / "dms" / "postfix-accounts.cf"
+    assert (
+        await Engine(file_settings(tmp_path), None).run_pass(desired({"a@x.org": "pa"}))
+    ).outcome == "applied"
+    applied = account_hash(tmp_path / "dms", "a@x.org")
+    assert applied is not None
+    accounts.write_text(accounts.read_text().replace(applied, "{PLAIN}set-by-hand"))
+    # another change makes this pass write (b@x.org), so the ledger's facts are recorded too
+    initial = Engine(file_settings(tmp_path, passwords="initial"), None)
+    both = desired({"a@x.org": "pa", "b@x.org": "pb"})
+    assert (await initial.run_pass(both)).outcome == "applied"
+    assert ledger_entry(tmp_path, "a@x.org").hash == applied
+    report = await Engine(file_settings(tmp_path), None).plan_only(both)
+    assert report.plan is not None and report.plan.drift == ["a@x.org"]
