@@ -403,3 +403,17 @@ async def test_a_password_changed_outside_is_never_learned_as_the_agents(tmp_pat
     assert ledger_entry(tmp_path, "a@x.org").hash == applied
     report = await Engine(file_settings(tmp_path), None).plan_only(both)
     assert report.plan is not None and report.plan.drift == ["a@x.org"]
+
+
+async def test_an_alias_dms_has_already_is_claimed_by_the_ledger(tmp_path: Path) -> None:
+    """An alias made by hand and then declared: no command, but the ledger records the claim
+    (the recipients the agent now manages for it)."""
+    key_file(tmp_path)
+    (tmp_path / "dms").mkdir()
+    (tmp_path / "dms" / "postfix-virtual.cf").write_text("l@x.org a@x.org\n")
+    state = desired({"a@x.org": "pa"}).state
+    state.aliases["l@x.org"] = ("a@x.org",)
+    report = await Engine(file_settings(tmp_path), None).run_pass(Desired(state))
+    assert [op.kind for op in report.plan.ops] == ["account_add"]  # type: ignore[union-attr]
+    claimed = Ledger(tmp_path / "dms" / LEDGER_NAME).load().aliases
+    assert claimed == {"l@x.org": frozenset({"a@x.org"})}
