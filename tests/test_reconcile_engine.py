@@ -275,7 +275,9 @@ async def test_a_pass_counts_its_ops_their_time_and_says_nothing_failed(
     assert caplog.records == []
 
 
-async def test_a_failed_op_is_an_event_naming_the_op_and_its_message(dms_rig: DmsRig) -> None:
+async def test_a_failed_op_is_an_event_and_a_log_line_naming_the_op_and_its_message(
+    dms_rig: DmsRig, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = fault_script(dms_rig, "failing", 'echo "no space left" >&2; exit 1')
     settings = dms_rig.settings()
     settings = settings.model_copy(
@@ -288,10 +290,15 @@ async def test_a_failed_op_is_an_event_naming_the_op_and_its_message(dms_rig: Dm
     events = RecordedEvents()
     eng = Engine(settings, LocalExecutor(), events)
     state = MailState(accounts={"a@x.org": Account("a@x.org", quota="1G")})
+    caplog.set_level(logging.WARNING, "dms_agent.reconcile")
     report = await eng.run_pass(Desired(state))
     assert report.outcome == "failed"
     key = report.results[0].op.key
     assert events.emitted == [("OpFailed", f"{key}: no space left", "Warning")]
+    warned = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "dms_agent.reconcile"
+    ]
+    assert warned == [(logging.WARNING, "op quota_set a@x.org: no space left")]
     after = counter("dms_agent_reconcile_ops_total", **labels), counter(timed, kind="quota_set")
     assert after == (before[0] + 1, before[1] + 1)
 
