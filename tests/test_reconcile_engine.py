@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.app import AgentContext
-from agent.dms.observe import account_hash
+from agent.dms.observe import AGENT_LOCK, account_hash
 from agent.executor import LocalExecutor
 from agent.mailstate.model import (
     Account,
@@ -30,7 +30,7 @@ from agent.mailstate.model import (
 )
 from agent.metrics import REGISTRY
 from agent.reconcile import reconciler
-from agent.reconcile.apply import OpResult, OpStatus
+from agent.reconcile.apply import ApplyLock, OpResult, OpStatus
 from agent.reconcile.ledger import LEDGER_NAME, Ledger, LedgerEntry, intent_digest, intent_digests
 from agent.reconcile.plan import Op, Plan, PlanPolicy
 from agent.reconcile.reconciler import Engine, LedgerUnusable, PassReport, Reconciler, Retry
@@ -424,3 +424,96 @@ async def test_an_alias_dms_has_already_is_claimed_by_the_ledger(tmp_path: Path)
     assert [op.kind for op in report.plan.ops] == ["account_add"]  # type: ignore[union-attr]
     claimed = Ledger(tmp_path / "dms" / LEDGER_NAME).load().aliases
     assert claimed == {"l@x.org": frozenset({"a@x.org"})}
+
+
+# --- when a pass takes the apply lock, and DMS's readiness before commands ----------------
+
+
+async def test_an_idle_pass_never_waits_for_the_apply_lock(tmp_path: Path) -> None:
+    """Another agent is applying (it holds the lock): a pass with nothing to write does not
+    need the lock, so it neither waits for it nor fails; a pass with work does."""
+    key_file(tmp_path)
+    state = desired({"a@x.org": "pa"}).state
+    state.aliases["l@x.org"] = ("a@x.org",)
+    eng = Engine(file_settings(tmp_path, lockWait=0), None)
+    assert (await eng.run_pass(Desired(state))).outcome == "applied"
+    other = ApplyLock(tmp_path / "dms" / AGENT_LOCK)
+    assert other.try_acquire()
+    try:
+        idle = await eng.run_pass(Desired(state))
+        assert idle.outcome == "noop", idle.describe()
+        more = desired({"a@x.org": "pa", "b@x.org": "pb"})
+        busy = await eng.run_pass(more)
+        assert busy.outcome == "failed" and busy.results == []
+    finally:
+        other.release()
+
+
+async def test_an_idle_pass_through_setup_lists_never_waits_for_the_apply_lock(
+    dms_rig: DmsRig,
+) -> None:
+    """Not mounted, DMS's hashes are unknown (no `setup` lists them): that alone is no reason
+    to write."""
+    settings = dms_rig.unmounted_settings(lockWait=0)
+    eng = Engine(settings, LocalExecutor())
+    state = desired({"a@x.org": "pa"})
+    assert (await eng.run_pass(state)).outcome == "applied"
+    assert settings.reconcile.ledger_path is not None
+    other = ApplyLock(settings.reconcile.ledger_path.parent / AGENT_LOCK)
+    assert other.try_acquire()
+    try:
+        idle = await eng.run_pass(state)
+        assert idle.outcome == "noop", idle.describe()
+    finally:
+        other.release()
+
+
+async def test_a_claim_on_an_existing_alias_is_written_on_its_own(tmp_path: Path) -> None:
+    """The only change is an alias claim (the alias was made by hand, then declared): the
+    pass writes it to the ledger although no command runs."""
+    key_file(tmp_path)
+    eng = Engine(file_settings(tmp_path), None)
+    assert (await eng.run_pass(desired({"a@x.org": "pa"}))).outcome == "applied"
+    virtual = tmp_path / "dms" / "postfix-virtual.cf"
+    virtual.write_text("l@x.org a@x.org\n")
+    state = desired({"a@x.org": "pa"}).state
+    state.aliases["l@x.org"] = ("a@x.org",)
+    report = await eng.run_pass(Desired(state))
+    assert report.outcome == "noop" and report.plan is not None and report.plan.ops == []
+    claimed = Ledger(tmp_path / "dms" / LEDGER_NAME).load().aliases
+    assert claimed == {"l@x.org": frozenset({"a@x.org"})}
+
+
+def ready_once(rig: DmsRig) -> Path:
+    """A readiness probe that says "started" once, then "still starting" (a restart)."""
+    count = rig.root / "probes"
+    probe = rig.root / "ready-once"
+    probe.write_text(
+        f'#!/bin/sh\nn=$(cat "{count}" 2>/dev/null || echo 0)\n'
+        f'echo $((n + 1)) > "{count}"\n[ "$n" -eq 0 ]\n'
+    )
+    probe.chmod(0o755)
+    return probe
+
+
+async def test_dms_readiness_is_checked_again_right_before_commands(dms_rig: DmsRig) -> None:
+    settings = dms_rig.settings()
+    ready = settings.dms.model_copy(update={"ready_command": [str(ready_once(dms_rig))]})
+    eng = Engine(settings.model_copy(update={"dms": ready}), LocalExecutor())
+    report = await eng.run_pass(desired({"a@x.org": "pa"}))
+    assert report.outcome == "failed" and "DMS is still starting" in (report.error or "")
+    assert dms_rig.mutating_calls() == []
+
+
+async def test_a_pass_without_commands_needs_no_second_readiness_check(dms_rig: DmsRig) -> None:
+    """Only ledger facts to record (an account made by hand, adopted): no command runs, so
+    DMS restarting meanwhile does not fail the pass."""
+    assert dms_rig.run_setup("email", "add", "a@x.org", stdin="p\np\n").returncode == 0
+    settings = dms_rig.settings()
+    ready = settings.dms.model_copy(update={"ready_command": [str(ready_once(dms_rig))]})
+    eng = Engine(settings.model_copy(update={"dms": ready}), LocalExecutor())
+    report = await eng.run_pass(Desired(MailState(accounts={"a@x.org": Account("a@x.org")})))
+    assert report.outcome == "noop", report.describe()
+    assert report.plan is not None and [a.address for a in report.plan.adopt] == ["a@x.org"]
+    entry = Ledger(dms_rig.config_dir / LEDGER_NAME).load().accounts["a@x.org"]
+    assert entry.origin == "adopted"
