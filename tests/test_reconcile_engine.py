@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 import pytest
 
 from agent.app import AgentContext
-from agent.dms.observe import AGENT_LOCK, account_hash
-from agent.executor import LocalExecutor
+from agent.dms.observe import AGENT_LOCK, SETTINGS_FILE, account_hash
+from agent.executor import LocalExecutor, Result
 from agent.mailstate.model import (
     Account,
     Desired,
@@ -36,7 +37,7 @@ from agent.reconcile.plan import Op, Plan, PlanPolicy
 from agent.reconcile.reconciler import Engine, LedgerUnusable, PassReport, Reconciler, Retry
 from agent.settings import Settings
 from agent.status import State, StatusRegistry
-from tests.reconcile_rig import DmsRig, RecordedEvents, fault_script
+from tests.reconcile_rig import DmsRig, RecordedEvents, doveadm_verify, fault_script
 
 KEY = b"engine-test-key"
 
@@ -517,3 +518,52 @@ async def test_a_pass_without_commands_needs_no_second_readiness_check(dms_rig: 
     assert report.plan is not None and [a.address for a in report.plan.adopt] == ["a@x.org"]
     entry = Ledger(dms_rig.config_dir / LEDGER_NAME).load().accounts["a@x.org"]
     assert entry.origin == "adopted"
+
+
+class RestartsWith:
+    """The agent's LocalExecutor, except that DMS's environment (read with `env`) changes
+    after the first read, as when DMS restarted with other settings."""
+
+    def __init__(self, first: str, then: str) -> None:
+        self.inner = LocalExecutor()
+        self.answers = [first, then]
+        self.env_reads = 0
+
+    async def run(
+        self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
+    ) -> Result:
+        if list(argv) == ["cat", SETTINGS_FILE]:
+            return Result(1, "", "No such file or directory", 0.0)
+        if list(argv) == ["env"]:
+            self.env_reads += 1
+            return Result(0, self.answers[min(self.env_reads, 2) - 1], "", 0.0)
+        return await self.inner.run(argv, stdin, timeout)
+
+
+def reading_env(rig: DmsRig, executor: RestartsWith) -> Engine:
+    settings = rig.settings()
+    unset = settings.dms.model_copy(update={"environment": {}})  # read from DMS itself
+    return Engine(settings.model_copy(update={"dms": unset}), executor)
+
+
+async def test_dms_settings_changed_before_the_commands_are_planned_for_again(
+    dms_rig: DmsRig,
+) -> None:
+    """DMS's settings are read again right before the commands; when they changed (here DMS
+    came back with LDAP accounts), the pass observes and plans again with them."""
+    executor = RestartsWith("ACCOUNT_PROVISIONER=FILE\n", "ACCOUNT_PROVISIONER=LDAP\n")
+    report = await reading_env(dms_rig, executor).run_pass(desired({"a@x.org": "pa"}))
+    assert executor.env_reads == 2
+    assert report.plan is not None and "LDAP" in (report.plan.fatal or "")
+    assert report.outcome == "failed" and report.results == []
+    assert dms_rig.mutating_calls() == []
+    # quotas switched off meanwhile: the account is made, with its password, the quota is not
+    executor = RestartsWith("ENABLE_QUOTAS=1\n", "ENABLE_QUOTAS=0\n")
+    eng = reading_env(dms_rig, executor)
+    state = desired({"b@x.org": "pb"})
+    state.state.accounts["b@x.org"] = Account("b@x.org", quota="1G")
+    report = await eng.run_pass(state)
+    assert [(r.op.kind, r.status) for r in report.results] == [("account_add", "ok")]
+    entry = Ledger(dms_rig.config_dir / LEDGER_NAME).load().accounts["b@x.org"]
+    assert entry.digest == eng.digests(state)["b@x.org"]
+    assert doveadm_verify(dms_rig.hash_of("b@x.org"), "pb")
