@@ -78,7 +78,9 @@ TARGETS: dict[str, Target] = {
         "agent/dms/fileapply.py",
         ["tests/test_reconcile_units.py", "tests/test_reconcile_fileapply.py"],
     ),
-    # the deletion and password paths: digests, policy, applying, recording, retries
+    # the deletion and password paths: the pass and its re-plan under the lock (the deletion
+    # approval, DMS's settings read again), whether it writes, the ledger's reload, digests,
+    # policy, applying, recording, retries
     "reconciler": Target(
         "agent/reconcile/reconciler.py",
         [  # the tests that run passes (the other tests/test_reconcile_* never reach it)
@@ -96,6 +98,10 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_truth.py",
         ],
         only=[
+            "agent.reconcile.reconciler.xǁEngineǁrun_pass__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_pass__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_writes__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁrefresh_ledger__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁdigests__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁ_digest_changed__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁpolicy__mutmut_*",

@@ -32,7 +32,14 @@ from agent.mailstate.model import (
 from agent.metrics import REGISTRY
 from agent.reconcile import reconciler
 from agent.reconcile.apply import ApplyLock, OpResult, OpStatus
-from agent.reconcile.ledger import LEDGER_NAME, Ledger, LedgerEntry, intent_digest, intent_digests
+from agent.reconcile.ledger import (
+    LEDGER_NAME,
+    Ledger,
+    LedgerData,
+    LedgerEntry,
+    intent_digest,
+    intent_digests,
+)
 from agent.reconcile.plan import Op, Plan, PlanPolicy
 from agent.reconcile.reconciler import Engine, LedgerUnusable, PassReport, Reconciler, Retry
 from agent.settings import Settings
@@ -567,3 +574,80 @@ async def test_dms_settings_changed_before_the_commands_are_planned_for_again(
     entry = Ledger(dms_rig.config_dir / LEDGER_NAME).load().accounts["b@x.org"]
     assert entry.digest == eng.digests(state)["b@x.org"]
     assert doveadm_verify(dms_rig.hash_of("b@x.org"), "pb")
+
+
+# --- the pass itself ---------------------------------------------------------------------
+
+
+async def test_a_pass_deletes_nothing_over_the_ceiling_unless_approved(tmp_path: Path) -> None:
+    """Approval is only ever explicit: a pass asked for nothing approves no deletion, not
+    even one over maxDeletions."""
+    key_file(tmp_path)
+    settings = file_settings(tmp_path, prune=True, maxDeletions={"count": 1, "percent": 0})
+    eng = Engine(settings, None)
+    three = {"a@x.org": "pa", "b@x.org": "pb", "c@x.org": "pc"}
+    assert (await eng.run_pass(desired(three))).outcome == "applied"
+    report = await eng.run_pass(desired({"a@x.org": "pa"}))  # two deletions, one allowed
+    assert report.plan is not None and len(report.plan.refused) == 2 and report.results == []
+    approved = await eng.run_pass(desired({"a@x.org": "pa"}), allow_deletions=1)
+    assert [(r.op.kind, r.op.target) for r in approved.results] == [
+        ("account_del", "b@x.org"),
+        ("account_del", "c@x.org"),
+    ]
+
+
+async def test_the_ledger_is_read_again_only_when_its_files_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between passes the ledger in memory is the one on disk (this agent wrote it); it is
+    read again when another writer (a second agent, a restore) changed the files."""
+    key_file(tmp_path)
+    eng = Engine(file_settings(tmp_path), None)
+    assert eng.ledger is not None
+    loads: list[int] = []
+    real_load = eng.ledger.load
+
+    def counted() -> LedgerData:
+        loads.append(1)
+        return real_load()
+
+    monkeypatch.setattr(eng.ledger, "load", counted)
+    state = desired({"a@x.org": "pa"})
+    assert (await eng.run_pass(state)).outcome == "applied"
+    assert len(loads) == 1  # the first pass
+    assert (await eng.run_pass(state)).outcome == "noop"
+    assert (await eng.plan_only(state)).outcome == "observed"
+    assert len(loads) == 1  # unchanged on disk: not read again
+    snapshot = tmp_path / "dms" / LEDGER_NAME
+    rewritten = tmp_path / "dms" / "ledger.restored"
+    rewritten.write_text(snapshot.read_text())
+    rewritten.replace(snapshot)  # another writer: same content, a new file
+    assert (await eng.run_pass(state)).outcome == "noop"
+    assert len(loads) == 2
+
+
+async def test_without_a_place_for_the_ledger_the_pass_says_where_to_put_it(
+    dms_rig: DmsRig,
+) -> None:
+    settings = dms_rig.unmounted_settings()
+    nowhere = settings.reconcile.model_copy(update={"ledger_path": None})
+    eng = Engine(settings.model_copy(update={"reconcile": nowhere}), LocalExecutor())
+    report = await eng.run_pass(desired({"a@x.org": "pa"}))
+    assert report.outcome == "failed" and dms_rig.mutating_calls() == []
+    assert report.error == (
+        "no place for the ledger: set dms.configDir (mounted) or reconcile.ledgerPath"
+    )
+
+
+async def test_a_pass_observes_twice_and_reports_its_own_duration(dms_rig: DmsRig) -> None:
+    """Through `setup … list` (not mounted) each observe costs four commands: a pass with
+    work observes to plan, then once more under the apply lock; a third time only when DMS's
+    settings changed in between (tested above)."""
+    eng = Engine(dms_rig.unmounted_settings(), LocalExecutor())
+    started = time.monotonic()
+    report = await eng.run_pass(desired({"a@x.org": "pa"}))
+    took = time.monotonic() - started
+    assert report.outcome == "applied", report.describe()
+    lists = [c["argv"] for c in dms_rig.calls() if "list" in c["argv"]]
+    assert len(lists) == 2 * 4, lists
+    assert 0.0 < report.duration <= took  # measured from its start, not an absolute clock
