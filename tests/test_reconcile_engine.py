@@ -1,7 +1,8 @@
 """The reconcile engine's own decisions, in-process on the file executor (no DMS, no
 subprocess) unless a test needs DMS's `setup`: what the plan is told (the operator's policy,
 which ops wait for their retry), how failed ops back off, how password digests are computed
-and reused, and what a pass reports while and after it applies (progress, ETA, durations,
+and reused, what the ledger learns without an op, when a pass takes the apply lock and checks
+DMS again, and what a pass reports while and after it applies (progress, ETA, durations,
 metrics, Events). Found by bench/mutation.py: each test pins a behaviour a mutant got past.
 """
 
