@@ -72,7 +72,8 @@ TARGETS: dict[str, Target] = {
     ),
     "commands": Target(
         "agent/dms/commands.py",
-        ["tests/test_reconcile_commands.py"],
+        # quirks: the argv that ends DMS's options before an address starting with "-"
+        ["tests/test_reconcile_commands.py", "tests/test_reconcile_quirks.py"],
     ),
     "fileapply": Target(
         "agent/dms/fileapply.py",
@@ -113,7 +114,11 @@ TARGETS: dict[str, Target] = {
     ),
     "verdict": Target(
         "agent/checks/verdict.py",
-        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+        [
+            "tests/test_checks_verdict.py",
+            "tests/test_checks_verdict_details.py",
+            "tests/test_checks_safety.py",  # the escalation cap across restarts
+        ],
     ),
     "probe": Target(
         "agent/checks/probe.py",
