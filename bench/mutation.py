@@ -77,7 +77,11 @@ TARGETS: dict[str, Target] = {
     ),
     "fileapply": Target(
         "agent/dms/fileapply.py",
-        ["tests/test_reconcile_units.py", "tests/test_reconcile_fileapply.py"],
+        [
+            "tests/test_reconcile_units.py",
+            "tests/test_reconcile_fileapply.py",
+            "tests/test_reconcile_access_files.py",
+        ],
     ),
     # the deletion and password paths: the pass and its re-plan under the lock (the deletion
     # approval, DMS's settings read again), whether it writes, the ledger's reload, digests,
