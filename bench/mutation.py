@@ -63,6 +63,7 @@ TARGETS: dict[str, Target] = {
         [
             "tests/test_reconcile_units.py",
             "tests/test_reconcile_ledger.py",
+            "tests/test_reconcile_ledger_hostile.py",  # typed fields, the key's mode, streaming
             "tests/test_reconcile_failsafe.py::test_corrupt_ledger_fails_closed_with_a_located_error",
         ],
     ),
