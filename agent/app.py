@@ -60,8 +60,8 @@ Builder = Callable[[AgentContext], Sequence[Component]]
 BUILDERS: list[str | Builder] = [
     "agent.sources.build:build",
     "agent.reconcile.reconciler:build",
-    "agent.dkim.manager:build",
-    "agent.dns.component:build",
+    "agent.dkim:build",
+    "agent.dns:build",
     "agent.lb:build",
     "agent.checks:build",
     "agent.mailflow:build",

@@ -93,6 +93,7 @@ class ConnectionGuard:
         self.conns: dict[RequestHandler, _Conn] = {}  # in the order they connected
         self.evicted = 0
         self.timed_out = 0
+        self._connected = asyncio.Event()  # set when a connection opens: the watchdog wakes
 
     # --- the protocol factory given to loop.create_server ----------------------------------
     def protocol(self) -> asyncio.Protocol:
@@ -103,6 +104,7 @@ class ConnectionGuard:
         if len(self.conns) >= self.max_connections:
             self._evict_one()
         self.conns[handler] = _Conn(transport, self.clock() + self.header_timeout)
+        self._connected.set()
 
     def _closed(self, handler: RequestHandler) -> None:
         self.conns.pop(handler, None)
@@ -135,6 +137,9 @@ class ConnectionGuard:
     async def watch(self) -> None:
         step = max(0.05, min(self.header_timeout, self.keepalive_timeout) / 4)
         while True:
+            if not self.conns:  # nothing can be late: no wake-ups while idle
+                self._connected.clear()
+                await self._connected.wait()
             await asyncio.sleep(step)
             self.close_late()
 

@@ -2,12 +2,14 @@
 
 Prints, per stage, the median wall time and the median CPU time of the process over several
 runs (on a shared machine the wall time includes waiting for a core; CPU time is what the code
-costs). The goal for the state document (YAML + validation) is <= 300 ms.
+costs). Goals: both documents (state + passwords, parsed, validated and merged) <= 400 ms;
+the state document alone <= 300 ms.
 Run: .venv/bin/python bench/bench_parse.py
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -19,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.mailstate.load import _CACHE, desired_from_documents
 from agent.mailstate.parse import parse_passwords, parse_state
-from agent.mailstate.schema import StateDoc
+from agent.mailstate.shape import well_formed_state
+from agent.mailstate.structure import structure_errors
 from agent.sources.document import SourceDocument
 from agent.yamlloc import load_yaml
 
@@ -74,8 +77,9 @@ def main() -> None:
     ]
     rows = {
         "state: YAML with lines": median_ms(lambda: load_yaml(state, "s.yaml")),
-        "state: pydantic structure": median_ms(
-            lambda: StateDoc.model_validate(state_doc.value, strict=True)
+        "state: shape check (plain)": median_ms(lambda: well_formed_state(state_doc.value)),
+        "state: pydantic (malformed only)": median_ms(
+            lambda: structure_errors("state", state_doc.value)
         ),
         "state: structure + rules": median_ms(lambda: parse_state(state_doc)),
         "state: YAML + validation": median_ms(lambda: parse_state(load_yaml(state, "s.yaml"))),
@@ -89,8 +93,10 @@ def main() -> None:
     print(f"  {'stage':32s} {'wall':>8s}    {'cpu':>8s}")
     for name, (wall, cpu) in rows.items():
         print(f"  {name:32s} {wall:8.1f} ms {cpu:8.1f} ms")
-    wall, cpu = rows["state: YAML + validation"]
-    print(f"state document vs 300 ms goal: wall {wall / 300:.2f}x, cpu {cpu / 300:.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for row, goal in (("both: desired_from_documents", 400), ("state: YAML + validation", 300)):
+        wall, cpu = rows[row]
+        print(f"{row} vs {goal} ms goal: wall {wall / goal:.2f}x, cpu {cpu / goal:.2f}x")
 
 
 if __name__ == "__main__":

@@ -212,6 +212,51 @@ def test_webhook_wires_url_secret_and_node_ip(helm: str) -> None:
     assert env["NODE_IP"] == "status.hostIP"
 
 
+def test_webhook_address_from_the_node_object_adds_its_one_cluster_wide_grant(
+    helm: str,
+) -> None:
+    docs = rendered(helm, "lbnode")
+    lb = agent_settings(docs)["lb"]
+    assert lb["address"] == {"source": "node", "nodeAddressType": "ExternalIP"}
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container(docs, "agent")["env"]
+    }
+    assert env["NODE_NAME"] == "spec.nodeName"  # the agent finds its Node by this name
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert (
+        binding["roleRef"]["name"] == role["metadata"]["name"] == "mailserver-default-agent-nodes"
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "mailserver", "namespace": "default"}
+    ]
+    for combination in ("defaults", "webhook"):  # the downward API needs no grant
+        assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds(rendered(helm, combination)))
+        assert "NODE_NAME" not in {
+            e["name"] for e in container(rendered(helm, combination), "agent")["env"]
+        }
+
+
+def test_webhook_fixed_address(helm: str) -> None:
+    sets = [*render.COMBINATIONS["webhook"], "poor_mans_k8s_lb.address=fixed"]
+    proc = render.run([helm, "template", "x", str(render.CHART), *_set_args(sets)])
+    assert proc.returncode != 0 and "needs poor_mans_k8s_lb.fixedAddress" in proc.stderr
+    docs = render.load_docs(
+        render.helm_template(helm, [*sets, "poor_mans_k8s_lb.fixedAddress=192.0.2.10"])
+    )
+    assert agent_settings(docs)["lb"]["address"] == {"source": "fixed", "value": "192.0.2.10"}
+    bad = render.run(
+        [helm, "template", "x", str(render.CHART),
+         *_set_args([*sets, "poor_mans_k8s_lb.fixedAddress=lb.example.net"])]
+    )  # fmt: skip
+    assert bad.returncode != 0 and "fixedAddress" in bad.stderr
+
+
+def _set_args(sets: list[str]) -> list[str]:
+    return [a for item in sets for a in ("--set", item)]
+
+
 def test_cert_manager_certificate_mounted_as_a_folder(helm: str) -> None:
     docs = rendered(helm, "certmanager")
     cert = one(docs, "Certificate")["spec"]

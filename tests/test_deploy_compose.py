@@ -110,6 +110,10 @@ def test_agent_settings_load_and_follow_dms_env_file(tmp_path: Path) -> None:
     assert str(settings.reconcile.ledger_key_file) == "/run/secrets/ledger.key"
     assert "ledger.key" in SERVICES["dms-agent"]["secrets"]
     assert COMPOSE["secrets"]["ledger.key"]["file"] == "./secrets/ledger.key"
+    # /status and the page, reached through the published port (not loopback in the container)
+    assert str(settings.server.status_token_file) == "/run/secrets/status.token"
+    assert "status.token" in SERVICES["dms-agent"]["secrets"]
+    assert COMPOSE["secrets"]["status.token"]["file"] == "./secrets/status.token"
     assert str(settings.reconcile.ledger_path).startswith("/tmp/docker-mailserver/.dms-agent/")
     # the state the agent reads is the example's own
     (source,) = settings.sources
@@ -151,8 +155,10 @@ def test_prepare_script_gives_the_agent_the_config_folder_and_makes_a_key(
     assert (config.stat().st_uid, config.stat().st_gid) == (AGENT_UID, AGENT_UID)
     # compose bind-mounts the key file itself (the private folder is not crossed): uid 10001
     # owns it and nobody else may read it (the agent refuses a key others can read)
-    key_stat = (copy / "secrets" / "ledger.key").stat()
-    assert (key_stat.st_uid, key_stat.st_mode & 0o777) == (AGENT_UID, 0o600)
+    for secret in ("ledger.key", "status.token"):
+        st = (copy / "secrets" / secret).stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (AGENT_UID, 0o600), secret
+    assert re.fullmatch(r"[0-9a-f]{48}\n", (copy / "secrets" / "status.token").read_text())
     # uid 10001 writes the config folder: its lock, its ledger folder, DMS's files
     probe = (
         "import pathlib, sys; c = pathlib.Path(sys.argv[1]);"

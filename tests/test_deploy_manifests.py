@@ -143,7 +143,13 @@ def test_agent_sources_are_exactly_what_rbac_allows(kustomized: list[dict[str, A
 def test_rbac_is_least_privilege(helm: str, combination: str) -> None:
     docs = rendered(helm, combination)
     kinds = {d["kind"] for d in docs}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Namespace"}
+    assert "Namespace" not in kinds
+    # the one cluster-wide grant: reading Nodes, only when the LB address comes from one
+    cluster_rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    if combination == "lbnode":
+        assert cluster_rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    else:
+        assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
     role = one(docs, "Role")
     pod = one(docs, "StatefulSet")["metadata"]["name"] + "-0"
     named = {"configmaps", "secrets", "pods", "pods/exec"}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import ssl
 from pathlib import Path
 
 import pytest
 import yaml
 
+from agent.kube import events as events_module
 from agent.kube.client import (
     KubeApiError,
     KubeClient,
@@ -16,8 +18,10 @@ from agent.kube.client import (
 )
 from agent.kube.config import KubeSettings
 from agent.kube.events import KubeEventSink, make_event_sink
+from agent.metrics import REGISTRY
 from agent.settings import Settings
 from tests.kube_api.fixtures import KubeApi
+from tests.kube_support import eventually
 
 CM = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "mail", "name": "mail-state"}
 
@@ -57,6 +61,56 @@ async def test_message_is_cut_to_the_api_limit(kube_api: KubeApi) -> None:
     [event] = kube_api.server.events("mail")
     assert len(event["message"]) == 1024
     await sink.client.close()
+
+
+async def test_events_wait_for_an_api_server_that_is_down_and_arrive_in_order(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: an Event emitted while the API server restarted was logged and lost."""
+    monkeypatch.setattr(events_module, "RETRY_FIRST", 0.05)
+    sink = _sink(kube_api)
+    await kube_api.server.stop()
+    sink.emit("ApplyFailed", "1 op failed", "Warning")
+    sink.emit("Applied", "1 account created")
+    await eventually(lambda: _count("retried") >= 2)  # tried, and tried again
+    assert kube_api.server.events("mail") == []
+    await kube_api.server.start()
+    await sink.flush()
+    created = sorted(
+        kube_api.server.events("mail"), key=lambda e: int(e["metadata"]["resourceVersion"])
+    )
+    assert [e["reason"] for e in created] == ["ApplyFailed", "Applied"]  # in the order emitted
+    await sink.client.close()
+
+
+async def test_a_refused_event_is_not_retried(kube_api: KubeApi) -> None:
+    sink = _sink(kube_api)
+    sink.namespace = "mail/configmaps/x"  # a path the API server answers 404 for
+    before = _count("failed")
+    sink.emit("Applied", "x")
+    await sink.flush()
+    assert _count("failed") == before + 1
+    await sink.client.close()
+
+
+async def test_events_waiting_for_the_api_are_bounded_oldest_first(kube_api: KubeApi) -> None:
+    sink = _sink(kube_api)
+    await kube_api.server.stop()
+    dropped = _count("dropped")
+    for i in range(events_module.MAX_QUEUED + 5):
+        sink.emit("Drift", f"drift {i}", "Warning")
+    assert len(sink.queue) == events_module.MAX_QUEUED
+    messages = [m for _, m, _ in sink.queue]
+    assert messages[0] == "drift 0"  # on its way: kept
+    assert messages[1] == "drift 6" and messages[-1] == f"drift {events_module.MAX_QUEUED + 4}"
+    assert _count("dropped") == dropped + 5
+    await kube_api.server.start()
+    await sink.client.close()
+
+
+def _count(result: str) -> float:
+    value = REGISTRY.get_sample_value("dms_agent_kube_events_total", {"result": result})
+    return value or 0.0
 
 
 def test_event_sink_follows_the_settings(kube_api: KubeApi) -> None:
@@ -119,6 +173,8 @@ def test_kubeconfig_with_inline_token_and_ca_data(tmp_path: Path) -> None:
         "abc",
         None,
     )
+    assert isinstance(config.ssl, ssl.SSLContext)
+    assert config.ssl.cert_store_stats()["x509_ca"] == 1  # the named CA alone, as kubectl
 
 
 async def test_client_error_carries_the_status(kube_api: KubeApi) -> None:

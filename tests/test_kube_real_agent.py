@@ -34,7 +34,7 @@ from tests.kube_real.agent_rig import (
     write_state,
 )
 from tests.kube_real.cluster import KubeCluster
-from tests.kube_real.pod import collection, create, state_yaml
+from tests.kube_real.pod import collection, state_yaml
 from tests.kube_support import eventually
 from tests.rig.proc import Daemon, free_port
 
@@ -144,7 +144,7 @@ async def test_real_apiserver_non_utf8_binary_data_is_refused_with_its_key(
     pod_rig: PodRig,
 ) -> None:
     """The API server takes any bytes in binaryData; the agent must refuse a key that is not
-    UTF-8 text, name it, and keep the last good state."""
+    UTF-8 text and name it, while the object's other keys still apply."""
     pod = pod_rig.deploy()
     state = pod.source_names()["configmap"]
     async with pod_rig.run(pod) as run:
@@ -161,17 +161,30 @@ async def test_real_apiserver_non_utf8_binary_data_is_refused_with_its_key(
         assert f"configmap {kube_ns}/{state}[more.yaml]" in error and "UTF-8" in error, error
         await eventually(lambda: len(invalid_events(pod_rig)) == 1, 10)
         assert "[more.yaml]" in invalid_events(pod_rig)[0]["message"]
-        assert set(run.dms.accounts()) == {"alice@example.com"}
-        assert len(run.dms.calls()) == calls
+        await applied(run, {"alice@example.com", "bob@example.com"})  # the good key applied
+        merge = run.component("sources merge")
+        assert merge["details"]["rejected_files"] == [f"configmap {kube_ns}/{state}[more.yaml]"]
+        assert len(run.dms.calls()) > calls
+
+
+LB_NODE = render.COMBINATIONS["lbnode"]
+
+
+async def test_real_apiserver_default_chart_grants_no_node_read(
+    kube_real: KubeCluster, kube_ns: str, pod_rig: PodRig
+) -> None:
+    pod = pod_rig.deploy()
+    kube_real.admin.post("/api/v1/nodes", {"metadata": {"name": kube_ns}})
+    agent = kube_real.as_token(pod.token)
+    assert agent.status_of("GET", f"/api/v1/nodes/{kube_ns}") == 403
 
 
 async def test_real_apiserver_lb_node_address_read_with_the_agents_own_rbac(
     kube_real: KubeCluster, kube_ns: str, pod_rig: PodRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """LB ``address: {source: node}``: the Node (made by the admin, as kubelet would) read
-    with the agent's token. The chart's Role grants no Node read (it uses the downward API);
-    the LB docs name the grant: ``get`` on ``nodes``, cluster-wide."""
-    pod = pod_rig.deploy()
+    """LB ``address: {source: node}`` (chart: ``poor_mans_k8s_lb.address: ExternalIP``): the
+    Node (made by the admin, as kubelet would) read with the agent's token. The default chart
+    grants no Node read (it uses the downward API); with that value it adds the one grant."""
     node = kube_ns  # Nodes are cluster-wide: a name of this test's own
     kube_real.admin.post("/api/v1/nodes", {"metadata": {"name": node}})
     addresses = [
@@ -179,25 +192,13 @@ async def test_real_apiserver_lb_node_address_read_with_the_agents_own_rbac(
         {"type": "ExternalIP", "address": "203.0.113.9"},
     ]
     kube_real.admin.patch(f"/api/v1/nodes/{node}/status", {"status": {"addresses": addresses}})
+    pod = pod_rig.deploy(sets=LB_NODE)
+    assert pod.settings["lb"]["address"] == {"source": "node", "nodeAddressType": "ExternalIP"}
     for key, value in pod.environ().items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     kube = KubeSettings(service_account_dir=pod.sa_dir)
     lb = LbAddress.model_validate({"source": "node", "nodeName": node})
-
-    with pytest.raises(AddressError, match="HTTP 403"):
-        await node_address(lb, kube, node)
-
-    role = {"metadata": {"name": node}, "kind": "ClusterRole"}
-    role["rules"] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
-    binding = {
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": node},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": node},
-        "subjects": [{"kind": "ServiceAccount", "name": pod.service_account, "namespace": kube_ns}],
-    }
-    create(kube_real, kube_ns, role)
-    create(kube_real, kube_ns, binding)
     found: list[str] = []
 
     async def read() -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -21,7 +23,7 @@ from agent.sources.base import digest, snapshots
 from agent.sources.kube import KubeSource
 from agent.sources.merge import Merge
 from agent.status import StatusRegistry
-from tests.kube_api.fixtures import KubeApi
+from tests.kube_api.fixtures import KubeApi, start_kube_api
 from tests.kube_support import Recorder, eventually, load, start, state_yaml, stop
 
 NS = "mail"
@@ -286,17 +288,95 @@ async def test_named_sources_ask_for_their_object_only(rig: Rig) -> None:
     assert docs and not [o for o in docs if "unrelated" in o]
 
 
-async def test_endless_410_backs_off(rig: Rig) -> None:
-    """A server answering 410 forever must not be hammered with list+watch."""
+def record_backoffs(monkeypatch: pytest.MonkeyPatch, src: KubeSource) -> list[tuple[int, float]]:
+    """(consecutive failures, delay chosen) of every backoff the source waits."""
+    chosen: list[tuple[int, float]] = []
+    original = src._backoff
+
+    def backoff(failures: int) -> float:
+        delay = original(failures)
+        chosen.append((failures, delay))
+        return delay
+
+    monkeypatch.setattr(src, "_backoff", backoff)
+    return chosen
+
+
+def record_delays(monkeypatch: pytest.MonkeyPatch, src: KubeSource) -> list[tuple[str, float]]:
+    """(reason, wait chosen) of every restart that is not the server's own end."""
+    chosen: list[tuple[str, float]] = []
+    original = src._delay
+
+    def delay(reason: str, failures: int) -> float:
+        chosen.append((reason, original(reason, failures)))
+        return chosen[-1][1]
+
+    monkeypatch.setattr(src, "_delay", delay)
+    return chosen
+
+
+@asynccontextmanager
+async def lone_source(
+    api: KubeApi, settings: KubeSettings
+) -> AsyncIterator[tuple[KubeSource, Recorder]]:
+    """One ConfigMap source (``mail-state``, first holding a@x.org) and its merge, running."""
+    write_lone_state(api, "a@x.org")
+    client = KubeClient(load_cluster_config(settings))
+    hub, status = Hub(), StatusRegistry()
+    spec = SourceSettings(kind="configmap", name="mail-state")
+    src = KubeSource(spec, client, settings, hub, status)
+    rec = Recorder(hub)
+    tasks = start(src, Merge([src.key], hub, status, LogEventSink(), load))
+    try:
+        await rec.until({"a@x.org"})
+        yield src, rec
+    finally:
+        await stop(tasks)
+        rec.stop()
+        await client.close()
+
+
+def write_lone_state(api: KubeApi, account: str) -> None:
+    store = api.server.store
+    body = {"metadata": {"name": "mail-state"}, "data": {"mailserver.yaml": state_yaml(account)}}
+    if ("configmaps", NS, "mail-state") in store.objects:
+        store.update("configmaps", NS, "mail-state", body)
+    else:
+        store.create("configmaps", NS, body)
+
+
+async def test_unreachable_server_is_retried_without_a_growing_backoff(
+    kube_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listening (an API server restarting): connecting again costs it nothing, so
+    the wait stays at most backoffInitial however long the outage, and the source is back
+    as soon as the server is; other failures in a row still back off (test above)."""
+    settings = kube_settings(kube_api, backoff_initial=0.05, backoff_max=30.0)
+    async with lone_source(kube_api, settings) as (src, rec):
+        delays = record_delays(monkeypatch, src)
+        await kube_api.server.stop()
+        await eventually(lambda: len(delays) >= 8, 10)
+        refused = delays[1:]  # the first is the cut stream itself
+        assert all(reason == "error" and d <= 0.05 for reason, d in refused), delays
+        write_lone_state(kube_api, "b@x.org")
+        await kube_api.server.start()
+        await rec.until({"b@x.org"})
+
+
+async def test_endless_410_backs_off(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering 410 forever must not be hammered with list+watch: the first 410
+    lists again at once, every further one in a row waits, longer each time up to backoffMax."""
     server = rig.api.server
+    src = rig.sources[0]
+    chosen = record_backoffs(monkeypatch, src)
     server.force_410(10_000)
     server.drop_streams(abrupt=False)
-    before = len(server.requests)
-    await asyncio.sleep(1.0)
-    made = len(server.requests) - before
-    # list + watch per round; backoff 0.02 s doubling to a 0.1 s cap (jittered): about 13
-    # rounds per source and second. Without backoff it would be hundreds.
-    assert made < 80, made
+    await eventually(lambda: src.restarts.get("expired", 0) >= 6)
+    failures = [f for f, _ in chosen]
+    assert failures[:4] == [2, 3, 4, 5], failures  # the first 410 (failures 1) waits not
+    cap = src.settings.backoff_max
+    assert all(0 < d <= cap for _, d in chosen), chosen
+    assert max(d for _, d in chosen) >= cap / 2  # grown to the cap (jitter: half to whole)
     server.force_410(0)
     rig.write_state("a@x.org", "after@x.org")
     await rig.rec.until({"a@x.org", "after@x.org"})
@@ -308,3 +388,60 @@ async def test_restarted_merge_does_not_publish_the_state_in_force(rig: Rig) -> 
     again = Merge([s.key for s in rig.sources], rig.hub, rig.status, LogEventSink(), load)
     published = await again.consider(board_of(rig.hub))
     assert not published and len(rig.rec.published) == 1
+
+
+@pytest.fixture
+async def quiet_api(tmp_path: Path) -> AsyncIterator[KubeApi]:
+    """A test API server that sends no bookmark (as a real one on a quiet watch: the first may
+    come only after ~2 minutes)."""
+    api = await start_kube_api(tmp_path, bookmark_interval=3600)
+    try:
+        yield api
+    finally:
+        await api.server.stop()
+
+
+async def test_quiet_watch_is_ended_by_the_server_and_never_taken_for_stalled(
+    quiet_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No event and no bookmark: the server's own end of each watch (watchTimeout, below
+    stallTimeout) keeps a quiet healthy watch from being restarted as stalled, and such ends
+    do not count as failures (a later outage is met with the first backoff, not a grown one).
+    A real stall is still caught, and the update held back by it arrives."""
+    settings = kube_settings(quiet_api, watch_timeout=1, stall_timeout=2.5)
+    async with lone_source(quiet_api, settings) as (src, rec):
+        chosen = record_backoffs(monkeypatch, src)
+        await eventually(lambda: src.restarts.get("end", 0) >= 4, 15)
+        assert src.restarts.get("stalled", 0) == 0, src.restarts
+        server = quiet_api.server
+        await server.restart(down_for=0.05)
+        seen = len(server.requests)
+        await eventually(lambda: bool(chosen), 10)
+        assert chosen[0][0] == 1, chosen  # the outage is the first failure in a row
+        # the server registers a watch's stream in the same step as it logs the request
+        await eventually(lambda: any("watch=true" in p for _, p in server.requests[seen:]), 10)
+        delays = record_delays(monkeypatch, src)
+        server.stall_streams()
+        write_lone_state(quiet_api, "b@x.org")  # held back by the stalled stream
+        await rec.until({"b@x.org"}, timeout=15)
+        assert src.restarts.get("stalled", 0) >= 1, src.restarts
+        assert ("stalled", 0.0) in delays  # re-watched at once
+        # a re-watch whose answer never comes, not even its head (a request sent on a dead
+        # pooled connection), is caught the same way
+        stalled = src.restarts["stalled"]
+        server.hold_watch_heads = True
+        server.stall_streams()
+        write_lone_state(quiet_api, "c@x.org")
+        await eventually(lambda: src.restarts["stalled"] >= stalled + 2, 15)
+        server.hold_watch_heads = False
+        await rec.until({"c@x.org"}, timeout=15)
+
+
+def test_default_timeouts_catch_a_stall_within_90_s_and_leave_quiet_watches_alone() -> None:
+    """The server ends a watch after watchTimeout; only a watch silent for longer than
+    stallTimeout is taken as stalled. A stall is caught within stallTimeout and the watch
+    opened again after at most one backoff step (the first failure in a row)."""
+    d = KubeSettings()
+    assert d.watch_timeout + 5 <= d.stall_timeout  # margin for a slow server's end
+    first_backoff = min(d.backoff_max, d.backoff_initial * 2)  # _backoff(1), before jitter
+    assert d.stall_timeout + first_backoff <= 90

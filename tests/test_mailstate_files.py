@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -193,3 +195,18 @@ def test_garbage_never_crashes_and_errors_are_located(text: str) -> None:
         for err in parsed.errors:
             assert err.file == "f.cf"
             assert err.line is not None and 1 <= err.line <= n_lines
+
+
+def test_utf8_bytes_read_line_by_line_as_the_decoded_text() -> None:
+    """The file applier reads DMS's files as bytes, a line at a time: same entries, same
+    located errors as the text (a BOM, CR, comments, continuations, non-ASCII included)."""
+    text = (
+        "\ufeffa@x.org|{PLAIN}é\r\n# note\nbroken line\n\n"
+        "l@x.org a@x.org,\n  b@x.org\nA@x.org|{PLAIN}a\nq@x.org:1G\n"
+    )
+    data = text.encode()
+    for entries in (files.iter_accounts, files.iter_virtual, files.iter_quotas):
+        assert list(entries(data, "f")) == list(entries(text, "f"))
+        assert list(entries(io.BytesIO(data), "f")) == list(entries(text, "f"))  # a file's lines
+    with pytest.raises(UnicodeDecodeError):
+        list(files.iter_accounts(b"a@x.org|{PLAIN}a\n\xff\n", "f"))

@@ -242,17 +242,21 @@ def test_every_document_error_is_reported_and_nothing_applies() -> None:
     assert [e.file for e in errors] == ["cm[a.yaml]", "cm[b.yaml]", "cm[passwords.yaml]"]
 
 
-def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    parsed: list[str] = []
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts of the documents parsed (not found in the cache), in order."""
+    texts: list[str] = []
     real = load._parse_document
 
     def counting(d: SourceDocument) -> Any:
-        parsed.append(d.text)
+        texts.append(d.text)
         return real(d)
 
     monkeypatch.setattr(load, "_parse_document", counting)
+    return texts
+
+
+def test_unchanged_documents_are_parsed_once_and_changes_are_seen(parsed: list[str]) -> None:
     state = doc("s.yaml", HEAD + "accounts:\n  a@x.com: {}\n# unique to this test\n")
     first = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: one}\n")])
     second = desired_from_documents([state, doc("passwords.yaml", "a@x.com: {password: two}\n")])
@@ -267,6 +271,23 @@ def test_unchanged_documents_are_parsed_once_and_changes_are_seen(
     # a document turned invalid is rejected even though its old text parsed before
     with pytest.raises(InvalidDocument):
         desired_from_documents([doc("s.yaml", HEAD + "accounts:\n  a@: {}\n")])
+
+
+def test_parsed_documents_kept_for_reuse_are_bounded_by_their_size(
+    parsed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past generations of a big document are not kept: it is parsed again instead."""
+    monkeypatch.setattr(load, "_CACHE", load._FragmentCache(chars=300))
+    accounts = "".join(f"  u{i}@x.com: {{}}\n" for i in range(20))  # 300+ characters
+    big = doc("big.yaml", HEAD + "accounts:\n" + accounts)
+    small = doc("small.yaml", HEAD + "accounts:\n  s@x.com: {}\n")
+    for _ in range(2):
+        desired_from_documents([big, small])
+    assert parsed.count(big.text) == 2 and parsed.count(small.text) == 1
+    others = [doc(f"o{i}.yaml", HEAD + f"accounts:\n  o{i}@x.com: {{}}\n") for i in range(9)]
+    desired_from_documents(others)  # 9 x ~50 characters: the oldest drop out, small first
+    desired_from_documents([small])
+    assert parsed.count(small.text) == 2
 
 
 def test_generation_is_order_independent_and_content_sensitive() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 
 import pytest
 import yaml
@@ -73,3 +74,15 @@ def test_errors_are_located(text: str, line: int, fragment: str) -> None:
 def test_empty_document() -> None:
     assert load_yaml("", "x").value is None
     assert load_yaml("# nothing\n", "x").value is None
+
+
+def test_a_parsed_document_is_freed_without_the_cyclic_collector() -> None:
+    """The loader leaves no reference cycle behind: a document's values go as soon as nobody
+    holds them (a cycle kept 100,000 accounts' values until the next full collection)."""
+    gc.collect()
+    gc.disable()
+    try:
+        load_yaml("a:\n  b: [1, 2]\n  c: {d: e}\n", "x.yaml")
+        assert gc.collect() == 0  # nothing unreachable was waiting for the collector
+    finally:
+        gc.enable()

@@ -135,3 +135,45 @@ def test_a_fresh_nested_folder_a_missing_maildir_and_a_located_refusal(tmp_path:
     with pytest.raises(FileApplyError) as caught:
         fa.apply(Op("account_add", "c@x.org", password=hashed("{PLAIN}c")))
     assert str(caught.value).startswith(f"not rewriting {files.ACCOUNTS_FILE}: {broken}:2")
+
+
+def test_a_removal_checks_every_file_before_rewriting_any(tmp_path: Path) -> None:
+    fa = seeded(tmp_path)
+    (fa.config_dir / files.QUOTAS_FILE).write_text("a@x.org:1G\nA@x.org:2G\n")  # a repeat
+    before = {n: (fa.config_dir / n).stat().st_ino for n in files.NATIVE_FILES[:3]}
+    with pytest.raises(FileApplyError, match=r"^not rewriting dovecot-quotas.cf: .*:2: "):
+        fa.apply(Op("account_del", "a@x.org"))
+    assert {n: (fa.config_dir / n).stat().st_ino for n in files.NATIVE_FILES[:3]} == before
+
+
+def test_a_big_file_is_rewritten_whole_in_dms_form(tmp_path: Path) -> None:
+    fa = seeded(tmp_path)
+    lines = [f"u{i}@x.org|{{PLAIN}}{i}\n" for i in range(5000)]
+    path = fa.config_dir / files.ACCOUNTS_FILE
+    path.write_text("# a comment DMS's files may hold\n" + "".join(lines).replace("\n", "\r\n", 1))
+    fa.apply(Op("password_update", "u2500@x.org", password=hashed("{PLAIN}new")))
+    lines[2500] = "u2500@x.org|{PLAIN}new\n"
+    assert path.read_text() == "".join(lines)  # canonical: no comment, no CR
+
+
+def test_a_line_appended_between_check_and_rewrite_stops_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both passes read one descriptor; DMS appending (`>>`) in between is seen, not lost: an
+    unreadable appended line refuses the write and the file keeps everything."""
+    fa = seeded(tmp_path)
+    path = fa.config_dir / files.ACCOUNTS_FILE
+    check = FileApplier._scan
+
+    def check_then_append(self: FileApplier, *args: object) -> object:
+        found = check(self, *args)  # type: ignore[arg-type]
+        with path.open("a") as f:
+            f.write("not an account line\n")
+        return found
+
+    monkeypatch.setattr(FileApplier, "_scan", check_then_append)
+    inode = path.stat().st_ino
+    with pytest.raises(FileApplyError, match=r"^not rewriting postfix-accounts.cf: .*:3: "):
+        fa.apply(Op("account_add", "c@x.org", password=hashed("{PLAIN}c")))
+    assert path.stat().st_ino == inode
+    assert path.read_text() == "a@x.org|{PLAIN}a\nb@x.org|{PLAIN}b\nnot an account line\n"

@@ -162,6 +162,25 @@ def test_file_applier_refuses_to_rewrite_an_unreadable_file(tmp_path: Path) -> N
     assert "broken" in (tmp_path / files.ACCOUNTS_FILE).read_text()
 
 
+def test_a_dms_file_that_is_not_utf8_is_a_located_error_and_never_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Was: a traceback (UnicodeDecodeError) from `plan` and from every pass."""
+    from agent.dms.observe import ObserveError
+
+    virtual = tmp_path / files.VIRTUAL_FILE
+    virtual.write_bytes(b"b@x.org b@x.org\ncaf\xe9@x.org b@x.org\n")  # saved as latin-1
+    with pytest.raises(ObserveError) as info:
+        read_files(tmp_path)
+    assert str(info.value) == (
+        f"{virtual}:2: not UTF-8 text (the first invalid byte is in column 4); "
+        "DMS and the agent read this file as UTF-8: save it as UTF-8"
+    )
+    with pytest.raises(FileApplyError, match=r"alias_add p@x\.org: not UTF-8 text"):
+        FileApplier(tmp_path).apply(Op("alias_add", "p@x.org", value="b@x.org"))
+    assert virtual.read_bytes() == b"b@x.org b@x.org\ncaf\xe9@x.org b@x.org\n"
+
+
 def test_observe_waits_out_a_dms_lock(tmp_path: Path) -> None:
     from agent.dms.observe import DmsBusy
 

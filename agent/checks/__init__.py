@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 
 def build(ctx: AgentContext) -> list[Component]:
+    settings = ctx.settings.checks
+    if not settings.enabled:  # before the imports: a disabled capability costs no start-up
+        return []
     from agent.checks.defaults import effective_checks
     from agent.checks.probes import ProbeEnv
     from agent.checks.ratelog import RateLog, beside
@@ -20,9 +23,6 @@ def build(ctx: AgentContext) -> list[Component]:
     from agent.checks.state import CheckState
     from agent.checks.verdict import Board, VerdictWriter
 
-    settings = ctx.settings.checks
-    if not settings.enabled:
-        return []
     specs = effective_checks(settings, ctx.settings.dms.environment)
     env = ProbeEnv(executor=ctx.executor, warning_days=settings.certificate_warning_days)
     for spec in specs:  # TLS contexts may read CA files: build them now, not in the loop

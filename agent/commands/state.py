@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.app import build_executor
 from agent.commands.common import EXIT_INVALID_SETTINGS, settings_from_args
 from agent.errors import InvalidDocument
 from agent.mailstate.load import desired_from_documents
@@ -54,6 +53,10 @@ def read_desired(settings: Settings, override: list[Path] | None) -> Desired | N
 
 
 def make_engine(settings: Settings) -> Engine:
+    if settings.dms.executor.kind == "file":  # no DMS: the agent's wiring is not needed
+        return Engine(settings, None)
+    from agent.app import build_executor
+
     return Engine(settings, build_executor(settings))
 
 

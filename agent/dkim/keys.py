@@ -3,6 +3,8 @@
 OpenDKIM: ``opendkim/keys/<d>/<sel>.txt`` (a zone-file TXT stub) beside ``<sel>.private``, plus
 ``KeyTable`` and ``SigningTable``. Rspamd: ``rspamd/dkim/<type>[-<bits>]-<sel>-<d>.public.dns.txt``
 (the record value) beside ``.private.txt``. This module never opens a private key.
+A key's size is read by agent/dkim/der.py, not a crypto library: the agent reads keys every
+DKIM pass, and the library would stay in its memory all day for one integer.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from agent.dkim.der import rsa_key_bits
 
 Backend = Literal["opendkim", "rspamd"]
 
@@ -70,12 +71,10 @@ def key_bits(key_type: str, p: str) -> int:
         if len(der) != 32:  # RFC 8463: the raw 32-byte key, not SubjectPublicKeyInfo
             raise ValueError(f"ed25519 p= must be 32 bytes, got {len(der)}")
         return 256
-    key = load_der_public_key(der)
-    if isinstance(key, rsa.RSAPublicKey):
-        return key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return 256
-    raise ValueError(f"unsupported public key type {type(key).__name__}")
+    try:  # SubjectPublicKeyInfo, or a bare PKCS#1 RSAPublicKey (as verifiers accept)
+        return rsa_key_bits(der)
+    except ValueError as exc:
+        raise ValueError(f"p= is not an RSA public key: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ One pass: import BYO keys -> generate missing keys through DMS's `setup config d
 which keys are published -> for each domain take the rotation step (agent/dkim/rotation.py) ->
 write the backend's signing files -> make OpenDKIM keys live in place. Passes run when the
 desired state changes and every ``dkim.interval`` seconds (DNS publication is not an event).
+
+What needs big libraries (``cryptography`` to import BYO keys and make keys here, dnspython to
+ask DNS about publication) runs in a worker process (agent/dkim/worker.py), so they do not stay
+in the agent's memory between passes.
 """
 
 from __future__ import annotations
@@ -18,17 +22,23 @@ from typing import Any
 
 from agent.app import AgentContext
 from agent.dkim import metrics as m
-from agent.dkim.byo import generate_key, install_byo_key, load_byo_keys
+from agent.dkim import worker
 from agent.dkim.keys import Backend, PublicKey, read_public_keys
-from agent.dkim.publication import is_published, make_resolver
 from agent.dkim.rotation import DomainState, Facts, Step, after_retire, after_switch, next_step
 from agent.dkim.signing import read_signing, write_signing
 from agent.dkim.state import load_state, save_state
 from agent.executor import Executor, Result
 from agent.mailstate.model import DkimSpec
 from agent.status import State
+from agent.worker import WorkerFailed, run_worker
 
 log = logging.getLogger("dms_agent.dkim")
+
+# seconds a job of the DKIM worker may take: an interpreter's start on a busy node, plus a
+# 4096-bit RSA key's generation (~1-3 s) or a lookup's dkim.dnsTimeout with room to spare, per
+# key or file it handles
+WORKER_DEADLINE = 60.0
+WORKER_DEADLINE_PER_ITEM = 10.0
 
 
 def detect_backend(configured: str, environment: dict[str, str]) -> Backend:
@@ -90,6 +100,8 @@ class DkimManager:
         self.status = ctx.status.component(self.name)
         self.known_records: set[str] = set()
         self.restart_required = False
+        # the BYO folder and declarations the last import job saw, and its reply
+        self._byo_last: tuple[object, dict[str, Any]] | None = None
 
     @property
     def config_dir(self) -> Path | None:
@@ -151,14 +163,38 @@ class DkimManager:
         if folder is None or self.config_dir is None:
             return
         allow = self.settings.byo_allow_undeclared
-        keys, errors = await asyncio.to_thread(load_byo_keys, folder, p.specs, allow)
-        for err in errors:
+        # the worker (and cryptography's import) only when the folder or the declarations
+        # changed, or a key it imported is gone: passes run every dkim.interval
+        seen = (await asyncio.to_thread(folder_listing, folder), tuple(sorted(p.specs.items())))
+        present = await self._keys(p)
+        last = self._byo_last
+        if last and last[0] == seen and all((d, s) in present for d, s in last[1]["valid"]):
+            reply = {**last[1], "written": []}
+        else:
+            request = worker.import_request(self.config_dir, p.backend, folder, p.specs, allow)
+            answer = await self._work(p, request, len(p.specs) + 1)
+            if answer is None:
+                return
+            self._byo_last = (seen, answer)
+            reply = answer
+        for err in worker.refused_errors(reply):
             p.errors.append(str(err))
             self.ctx.events.emit("Invalid", f"DKIM key refused: {err}", "Warning")
-        for key in keys:
-            if await asyncio.to_thread(install_byo_key, self.config_dir, p.backend, key):
-                m.ACTIONS.labels("import", "ok").inc()
-                log.info("imported DKIM key %s._domainkey.%s", key.selector, key.domain)
+        for domain, selector in reply["written"]:
+            m.ACTIONS.labels("import", "ok").inc()
+            log.info("imported DKIM key %s._domainkey.%s", selector, domain)
+
+    async def _work(
+        self, p: DkimPass, request: dict[str, Any], items: int
+    ) -> dict[str, Any] | None:
+        """One job of the DKIM worker; None when it failed (the pass's error says where)."""
+        try:
+            deadline = WORKER_DEADLINE + WORKER_DEADLINE_PER_ITEM * items
+            return await run_worker(worker.MODULE, request, deadline)
+        except WorkerFailed as exc:
+            log.error("DKIM %s failed: %s", request["job"], exc)
+            p.errors.append(f"DKIM {request['job']} failed: {exc}")
+            return None
 
     async def _generate(self, p: DkimPass) -> None:
         wanted = {}
@@ -172,7 +208,7 @@ class DkimManager:
             # Rspamd: DMS's `config dkim` takes one domain per call and restarts Rspamd on each;
             # the agent makes the whole batch and writes it at once, so DMS's change detector
             # (it watches rspamd/**) restarts Rspamd once (docs/dms-compat.md)
-            await self._generate_here(p.backend, wanted)
+            await self._generate_here(p, wanted)
             return
         executor = self.ctx.executor
         if executor is None:
@@ -189,26 +225,19 @@ class DkimManager:
                 p.errors.append(msg)
                 self.ctx.events.emit("ApplyFailed", msg, "Warning")
 
-    async def _generate_here(self, backend: Backend, wanted: dict[str, DkimSpec]) -> None:
+    async def _generate_here(self, p: DkimPass, wanted: dict[str, DkimSpec]) -> None:
         """Make the keys ourselves, in DMS's layout and modes: all of them first (the slow
         part), then write them one right after the other."""
-        config_dir = self.config_dir
-        assert config_dir is not None
-        keys = [await asyncio.to_thread(generate_key, d, s) for d, s in sorted(wanted.items())]
-
-        def install_all() -> None:
-            for key in keys:
-                install_byo_key(config_dir, backend, key)
-
-        await asyncio.to_thread(install_all)
-        for key in keys:
+        assert self.config_dir is not None
+        request = worker.generate_request(self.config_dir, p.backend, wanted)
+        reply = await self._work(p, request, len(wanted))
+        for domain, selector in reply["written"] if reply else []:
             m.ACTIONS.labels("generate", "ok").inc()
-            log.info("generated DKIM key %s._domainkey.%s", key.selector, key.domain)
+            log.info("generated DKIM key %s._domainkey.%s", selector, domain)
 
     async def _check_publication(self, p: DkimPass) -> None:
-        # the DNS checks' nameservers unless DKIM names its own
-        servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
-        resolver = make_resolver(servers, self.settings.dns_timeout)
+        """Ask DNS (in the worker: dnspython stays out of the agent) which keys it serves;
+        a failed worker leaves every answer unknown, never "not published"."""
         wanted = set()
         for domain, spec in p.specs.items():
             st = p.state.get(domain, DomainState())
@@ -216,7 +245,14 @@ class DkimManager:
                 if sel and (domain, sel) in p.keys:
                     wanted.add((domain, sel))
         ordered = sorted(wanted)
-        answers = await asyncio.gather(*(is_published(resolver, p.keys[k]) for k in ordered))
+        if not ordered:
+            return
+        # the DNS checks' nameservers unless DKIM names its own
+        servers = self.settings.nameservers or self.ctx.settings.dns.nameservers
+        keys = [(d, sel, p.keys[(d, sel)].p) for d, sel in ordered]
+        request = worker.published_request(servers, self.settings.dns_timeout, keys)
+        reply = await self._work(p, request, 1)
+        answers = reply["published"] if reply else [None] * len(ordered)
         p.published = dict(zip(ordered, answers, strict=True))
 
     def _take_steps(self, p: DkimPass, adopted: dict[str, str]) -> tuple[bool, list[PublicKey]]:
@@ -333,6 +369,18 @@ class DkimManager:
             domains=domains,
             restartRequired=self.restart_required,
         )
+
+
+def folder_listing(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) of each file: a changed BYO key shows here. Blocking."""
+    if not folder.is_dir():
+        return []
+    listing = []
+    for path in sorted(folder.iterdir()):
+        with contextlib.suppress(OSError):  # gone meanwhile: not listed
+            st = path.stat()  # through kubelet's symlinks: a Secret update shows
+            listing.append((path.name, st.st_size, st.st_mtime_ns))
+    return listing
 
 
 def move_aside(config_dir: Path, keys: list[PublicKey]) -> None:

@@ -2,6 +2,7 @@
 
 Returns True (published and matching), False (absent or a different key), None (could not
 tell: timeout, SERVFAIL). A lookup problem never counts as "not published".
+Runs in the DKIM worker process (agent/dkim/worker.py), so dnspython stays out of the agent.
 """
 
 from __future__ import annotations
@@ -9,18 +10,18 @@ from __future__ import annotations
 import dns.asyncresolver
 import dns.exception
 import dns.name
+import dns.nameserver
 import dns.resolver
 
-from agent.dkim.keys import PublicKey, record_tags
-from agent.dns.resolver import nameserver_objects
+from agent.dkim.keys import record_tags
 
 
-def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
-    """A resolver of our own (never the process-wide one); ``host``, ``host:port`` or
-    ``[v6]:port`` entries, parsed as the DNS checks parse them. Empty: the system's servers."""
+def make_resolver(nameservers: list[tuple[str, int]], timeout: float) -> dns.asyncresolver.Resolver:
+    """A resolver of our own (never the process-wide one) asking ``nameservers`` (host, port),
+    as the agent split them from the settings. Empty: the system's servers."""
     if nameservers:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = nameserver_objects(nameservers)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
     else:
         resolver = dns.asyncresolver.Resolver()
     resolver.lifetime = timeout
@@ -28,8 +29,11 @@ def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.R
     return resolver
 
 
-async def is_published(resolver: dns.asyncresolver.Resolver, key: PublicKey) -> bool | None:
-    qname = dns.name.from_text(f"{key.selector}._domainkey.{key.domain}.")  # absolute: no ndots
+async def is_published(
+    resolver: dns.asyncresolver.Resolver, domain: str, selector: str, p: str
+) -> bool | None:
+    """Does DNS serve ``p`` (a public key's ``p=``) at ``selector._domainkey.domain``?"""
+    qname = dns.name.from_text(f"{selector}._domainkey.{domain}.")  # absolute: no ndots
     try:
         answer = await resolver.resolve(qname, "TXT", search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -38,6 +42,6 @@ async def is_published(resolver: dns.asyncresolver.Resolver, key: PublicKey) -> 
         return None
     for rdata in answer:
         text = b"".join(rdata.strings).decode(errors="replace")
-        if record_tags(text).get("p") == key.p:
+        if record_tags(text).get("p") == p:
             return True
     return False

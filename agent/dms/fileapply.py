@@ -11,21 +11,26 @@ accepts (checked with ``doveadm pw -t`` in the tests). Blocking: run ``apply`` i
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import bcrypt
 
 from agent.dms import files
-from agent.fsio import write_file
+from agent.errors import LocatedError
+from agent.fsio import Data, write_file
 from agent.mailstate.model import PasswordIntent
 from agent.reconcile.plan import Op
 
 BCRYPT_ROUNDS = 10  # ~80 ms here; stronger than DMS's own SHA512-CRYPT default
 T = TypeVar("T")
+_Entries = Callable[
+    [Iterable[bytes], str], Iterator[T | LocatedError]
+]  # files.iter_*(text, source)
 
 
 class FileApplyError(Exception):
@@ -44,6 +49,20 @@ def hash_password(intent: PasswordIntent) -> str:
     return "{BLF-CRYPT}" + bcrypt.hashpw(intent.secret.value.encode(), salt).decode()
 
 
+class _Lines:
+    """A file's lines as bytes, from the start each time they are iterated: one descriptor,
+    so both passes read the same file even if DMS replaces it meanwhile (``sed -i``)."""
+
+    def __init__(self, file: BinaryIO | None) -> None:
+        self._file = file
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._file is None:  # no such file: no lines
+            return iter(())
+        self._file.seek(0)
+        return iter(self._file)
+
+
 class FileApplier:
     def __init__(self, config_dir: Path, mail_dir: Path | None = None) -> None:
         self.config_dir = config_dir
@@ -54,76 +73,127 @@ class FileApplier:
         handler = getattr(self, f"_{op.kind}", None)
         if handler is None:
             raise FileApplyError(f"{op.kind} needs DMS's `setup` (no DMS here: file executor)")
-        result: FileResult = handler(op)
+        with contextlib.ExitStack() as self._open:  # the files an op reads, closed after it
+            try:
+                result: FileResult = handler(op)
+            except UnicodeDecodeError as exc:  # before any write: rewriting would drop lines
+                raise FileApplyError(
+                    f"not rewriting a DMS file for {op.kind} {op.target}: not UTF-8 text "
+                    f"(byte {exc.start + 1} of a line); save it as UTF-8"
+                ) from None
         return result
 
     # --- file helpers ---------------------------------------------------------------------
+    # A file is read line by line and checked whole before anything is written, then read
+    # again from the same open descriptor and streamed out: neither its entries nor its text
+    # ever sit in memory whole (a list of entries plus the new text took ~100 MB per op at
+    # 100,000 accounts, the bytes alone 18 MB).
+
     def _path(self, name: str) -> Path:
         return self.config_dir / name
 
-    def _load(self, name: str, parse: Callable[[str, str], files.Parsed[T]]) -> list[T]:
-        path = self._path(name)
+    def _scan(
+        self, name: str, entries: _Entries[T], kind: type[T], target: str
+    ) -> tuple[_Lines, T | None]:
+        """The file's lines, refused if any is unreadable (rewriting would drop it), and the
+        entry of ``kind`` whose key is ``target`` (any case), if there is one."""
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _Lines(self._open.enter_context(self._path(name).open("rb")))
         except FileNotFoundError:
-            return []
-        parsed = parse(text, str(path))
-        if parsed.errors:
-            # rewriting would drop the lines we cannot read: refuse rather than lose them
-            raise FileApplyError(f"not rewriting {name}: {parsed.errors[0]}")
-        return parsed.entries
+            text = _Lines(None)
+        found: T | None = None
+        for item in entries(text, str(self._path(name))):
+            if not isinstance(item, kind):
+                raise FileApplyError(f"not rewriting {name}: {item}")
+            if found is None and _key(item).lower() == target:
+                found = item
+        return text, found
 
-    def _save(self, name: str, text: str) -> None:
-        write_file(self._path(name), text)
+    def _rewrite(
+        self,
+        name: str,
+        text: _Lines,
+        entries: _Entries[T],
+        render: Callable[[T], str],
+        change: Callable[[T], T | None] = lambda e: e,
+        append: T | None = None,
+    ) -> None:
+        """Write ``text``'s entries back in DMS's canonical form (``change`` may replace one or
+        drop it with None), then ``append``; ``text`` was checked by ``_scan``."""
+
+        def lines() -> Iterator[str]:
+            for item in entries(text, name):
+                if isinstance(item, LocatedError):  # appended since the check: write nothing
+                    raise FileApplyError(f"not rewriting {name}: {item}")
+                kept = change(item)
+                if kept is not None:
+                    yield render(kept) + "\n"
+            if append is not None:
+                yield render(append) + "\n"
+
+        self._save(name, lines())
+
+    def _save(self, name: str, data: Data) -> None:
+        write_file(self._path(name), data)
+
+    def _account_line(self, address: str) -> tuple[_Lines, files.AccountLine | None]:
+        return self._scan(files.ACCOUNTS_FILE, files.iter_accounts, files.AccountLine, address)
 
     # --- accounts -------------------------------------------------------------------------
-    def _accounts(self) -> list[files.AccountLine]:
-        return self._load(files.ACCOUNTS_FILE, files.parse_accounts)
-
     def _account_add(self, op: Op) -> FileResult:
-        entries = self._accounts()
-        if any(e.address.lower() == op.target for e in entries):
+        text, line = self._account_line(op.target)
+        if line is not None:
             raise FileApplyError(f"{op.target} already exists")
         if op.password is None:
             raise FileApplyError(f"{op.target}: no password to write")
         hash_ = hash_password(op.password)
-        entries.append(files.AccountLine(op.target, hash_))
-        self._save(files.ACCOUNTS_FILE, files.write_accounts(entries))
+        new = files.AccountLine(op.target, hash_)
+        self._rewrite(
+            files.ACCOUNTS_FILE, text, files.iter_accounts, files.account_text, append=new
+        )
         return FileResult(hash_)
 
     def _password_update(self, op: Op) -> FileResult:
-        entries = self._accounts()
+        text, line = self._account_line(op.target)
         if op.password is None:
             raise FileApplyError(f"{op.target}: no password to write")
-        for i, e in enumerate(entries):
-            if e.address.lower() == op.target:
-                hash_ = hash_password(op.password)
-                entries[i] = replace(e, hash=hash_)
-                self._save(files.ACCOUNTS_FILE, files.write_accounts(entries))
-                return FileResult(hash_)
-        raise FileApplyError(f"{op.target} does not exist")
+        if line is None:
+            raise FileApplyError(f"{op.target} does not exist")
+        updated = replace(line, hash=hash_password(op.password))
+        self._rewrite(
+            files.ACCOUNTS_FILE,
+            text,
+            files.iter_accounts,
+            files.account_text,
+            lambda e: updated if e.line == line.line else e,
+        )
+        return FileResult(updated.hash)
 
     def _account_del(self, op: Op) -> FileResult:
         """As DMS's `email del`: drop the address from every alias (and emptied aliases), its
         quota line, then the account; the maildir only with deleteMailData."""
-        entries = self._accounts()
-        kept = [e for e in entries if e.address.lower() != op.target]
-        if len(kept) == len(entries):
-            raise FileApplyError(f"{op.target} does not exist")
-        aliases = []
-        for a in self._load(files.VIRTUAL_FILE, files.parse_virtual):
-            recips = tuple(r for r in a.recipients if r.lower() != op.target)
-            if recips:
-                aliases.append(replace(a, recipients=recips))
-        self._save(files.VIRTUAL_FILE, files.write_virtual(aliases))
-        quotas = self._load(files.QUOTAS_FILE, files.parse_quotas)
-        self._save(
-            files.QUOTAS_FILE,
-            files.write_quotas(q for q in quotas if q.address.lower() != op.target),
+        target = op.target
+        accounts, line = self._account_line(target)
+        if line is None:
+            raise FileApplyError(f"{target} does not exist")
+        virtual = self._scan(files.VIRTUAL_FILE, files.iter_virtual, files.AliasLine, "")[0]
+        quotas = self._scan(files.QUOTAS_FILE, files.iter_quotas, files.QuotaLine, "")[0]
+
+        def without_recipient(a: files.AliasLine) -> files.AliasLine | None:
+            recips = tuple(r for r in a.recipients if r.lower() != target)
+            return replace(a, recipients=recips) if recips else None
+
+        self._rewrite(
+            files.VIRTUAL_FILE, virtual, files.iter_virtual, files.alias_text, without_recipient
         )
-        self._save(files.ACCOUNTS_FILE, files.write_accounts(kept))
+        self._rewrite(
+            files.QUOTAS_FILE, quotas, files.iter_quotas, files.quota_text, _unless(target)
+        )
+        self._rewrite(
+            files.ACCOUNTS_FILE, accounts, files.iter_accounts, files.account_text, _unless(target)
+        )
         if op.delete_mail_data and self.mail_dir is not None:
-            local, _, domain = op.target.partition("@")
+            local, _, domain = target.partition("@")
             shutil.rmtree(self.mail_dir / domain / local, ignore_errors=True)
         return FileResult()
 
@@ -131,26 +201,31 @@ class FileApplier:
     def _quota_set(self, op: Op) -> FileResult:
         """As DMS: an existing quota line is replaced where it stands, a new one appended."""
         self._require_account(op.target)
-        quotas = self._load(files.QUOTAS_FILE, files.parse_quotas)
-        for i, q in enumerate(quotas):
-            if q.address.lower() == op.target:
-                quotas[i] = replace(q, quota=op.value)
-                break
+        text, old = self._scan(files.QUOTAS_FILE, files.iter_quotas, files.QuotaLine, op.target)
+        if old is None:
+            new = files.QuotaLine(op.target, op.value)
+            self._rewrite(files.QUOTAS_FILE, text, files.iter_quotas, files.quota_text, append=new)
         else:
-            quotas.append(files.QuotaLine(op.target, op.value))
-        self._save(files.QUOTAS_FILE, files.write_quotas(quotas))
+            set_ = replace(old, quota=op.value)
+            self._rewrite(
+                files.QUOTAS_FILE,
+                text,
+                files.iter_quotas,
+                files.quota_text,
+                lambda q: set_ if q.line == old.line else q,
+            )
         return FileResult()
 
     def _quota_del(self, op: Op) -> FileResult:
         self._require_account(op.target)
-        quotas = self._load(files.QUOTAS_FILE, files.parse_quotas)
-        kept = [q for q in quotas if q.address.lower() != op.target]
-        if len(kept) != len(quotas):
-            self._save(files.QUOTAS_FILE, files.write_quotas(kept))
+        text, old = self._scan(files.QUOTAS_FILE, files.iter_quotas, files.QuotaLine, op.target)
+        if old is not None:
+            drop = _unless(op.target)
+            self._rewrite(files.QUOTAS_FILE, text, files.iter_quotas, files.quota_text, drop)
         return FileResult()
 
     def _require_account(self, address: str) -> None:
-        if not any(e.address.lower() == address for e in self._accounts()):
+        if self._account_line(address)[1] is None:
             raise FileApplyError(f"{address} does not exist")
 
     # --- restrictions ---------------------------------------------------------------------
@@ -185,29 +260,42 @@ class FileApplier:
 
     # --- aliases --------------------------------------------------------------------------
     def _alias_add(self, op: Op) -> FileResult:
-        if any(e.address.lower() == op.target for e in self._accounts()):
+        if self._account_line(op.target)[1] is not None:
             raise FileApplyError(f"alias {op.target} is an account")
-        entries = self._load(files.VIRTUAL_FILE, files.parse_virtual)
-        for i, a in enumerate(entries):
-            if a.alias.lower() == op.target:
-                if op.value in (r.lower() for r in a.recipients):
-                    raise FileApplyError(f"{op.target} already forwards to {op.value}")
-                entries[i] = replace(a, recipients=(*a.recipients, op.value))
-                break
-        else:
-            entries.append(files.AliasLine(op.target, (op.value,)))
-        self._save(files.VIRTUAL_FILE, files.write_virtual(entries))
+        text, old = self._scan(files.VIRTUAL_FILE, files.iter_virtual, files.AliasLine, op.target)
+        render, entries = files.alias_text, files.iter_virtual
+        if old is None:
+            new = files.AliasLine(op.target, (op.value,))
+            self._rewrite(files.VIRTUAL_FILE, text, entries, render, append=new)
+            return FileResult()
+        if op.value in (r.lower() for r in old.recipients):
+            raise FileApplyError(f"{op.target} already forwards to {op.value}")
+        grown = replace(old, recipients=(*old.recipients, op.value))
+        self._rewrite(
+            files.VIRTUAL_FILE, text, entries, render, lambda a: grown if a.line == old.line else a
+        )
         return FileResult()
 
     def _alias_del(self, op: Op) -> FileResult:
-        entries = self._load(files.VIRTUAL_FILE, files.parse_virtual)
-        out = []
-        for a in entries:
-            if a.alias.lower() == op.target:
-                recips = tuple(r for r in a.recipients if r.lower() != op.value)
-                if recips:
-                    out.append(replace(a, recipients=recips))
-            else:
-                out.append(a)
-        self._save(files.VIRTUAL_FILE, files.write_virtual(out))
+        text = self._scan(files.VIRTUAL_FILE, files.iter_virtual, files.AliasLine, op.target)[0]
+
+        def without(a: files.AliasLine) -> files.AliasLine | None:
+            if a.alias.lower() != op.target:
+                return a
+            recips = tuple(r for r in a.recipients if r.lower() != op.value)
+            return replace(a, recipients=recips) if recips else None
+
+        self._rewrite(files.VIRTUAL_FILE, text, files.iter_virtual, files.alias_text, without)
         return FileResult()
+
+
+def _key(entry: object) -> str:
+    if isinstance(entry, files.AliasLine):
+        return entry.alias
+    assert isinstance(entry, files.AccountLine | files.QuotaLine)
+    return entry.address
+
+
+def _unless(target: str) -> Callable[[Any], Any]:
+    """A ``change`` that drops the entry for ``target`` (any case) and keeps the others."""
+    return lambda e: None if e.address.lower() == target else e

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Generic, TypeVar
 
 from agent.errors import InvalidDocument, LocatedError
@@ -36,6 +37,8 @@ RECEIVE_ACCESS_FILE = "postfix-receive-access.cf"
 NATIVE_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, SEND_ACCESS_FILE, RECEIVE_ACCESS_FILE)
 
 T = TypeVar("T")
+# what the parsers read: text, UTF-8 bytes, or a binary file's lines
+Text = str | bytes | Iterable[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +84,13 @@ class Parsed(Generic[T]):
         return self.entries
 
 
-def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, content)`` for each non-blank, non-comment logical line."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
+def _logical_lines(text: Text, continuation: bool) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, content)`` for each non-blank, non-comment logical line; bytes
+    (whole, or as the lines of a file opened in binary mode) are read as UTF-8 a line at a
+    time (a file's text never exists whole)."""
     current: tuple[int, str] | None = None
-    for number, raw in enumerate(text.split("\n"), start=1):
+    lines = _split_lines(text) if isinstance(text, str) else _split_utf8_lines(text)
+    for number, raw in lines:
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -100,28 +104,67 @@ def _logical_lines(text: str, continuation: bool) -> Iterator[tuple[int, str]]:
         yield current
 
 
-def _parse(
-    text: str,
+def _split_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``enumerate(text.split("\\n"), 1)`` one line at a time, without a leading BOM: the
+    list of all lines of a 100,000-line file (~25 MB) never exists."""
+    start, number = (1 if text.startswith("\ufeff") else 0), 1
+    while (end := text.find("\n", start)) >= 0:
+        yield number, text[start:end]
+        start, number = end + 1, number + 1
+    yield number, text[start:]
+
+
+def _split_utf8_lines(data: bytes | Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """The same for UTF-8 bytes, or for lines of bytes each ending in ``\\n`` but maybe the
+    last (UnicodeDecodeError at the first bad line)."""
+    if isinstance(data, bytes):
+        start, number = 0, 1
+        while (end := data.find(b"\n", start)) >= 0:
+            yield number, _utf8(data[start:end], number)
+            start, number = end + 1, number + 1
+        yield number, _utf8(data[start:], number)
+        return
+    for number, raw in enumerate(data, 1):
+        yield number, _utf8(raw[:-1] if raw.endswith(b"\n") else raw, number)
+
+
+def _utf8(raw: bytes, number: int) -> str:
+    return raw[3:].decode() if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw.decode()
+
+
+def _iterate(
+    text: Text,
     source: str,
     entry: Callable[[int, str], T | str],
     key: Callable[[T], str],
     continuation: bool,
-) -> Parsed[T]:
-    """Run ``entry`` on every logical line; a str result is that line's error message."""
-    out: Parsed[T] = Parsed(source)
+) -> Iterator[T | LocatedError]:
+    """Run ``entry`` on every logical line, in file order: each entry, or a located error for
+    a line that is not one (a str result is that line's message) or repeats a key."""
     first_line: dict[str, int] = {}
     for number, content in _logical_lines(text, continuation):
         result = entry(number, content)
         if isinstance(result, str):
-            out.errors.append(LocatedError(source, number, "", result))
+            yield LocatedError(source, number, "", result)
             continue
         k = key(result).lower()
+        if k == key(result):  # lower-case already (as DMS writes): keep one string, not two
+            k = key(result)
         if k in first_line:
             msg = f"{key(result)!r} already appears on line {first_line[k]}"
-            out.errors.append(LocatedError(source, number, key(result), msg))
+            yield LocatedError(source, number, key(result), msg)
             continue
         first_line[k] = number
-        out.entries.append(result)
+        yield result
+
+
+def _parse(items: Iterable[T | LocatedError], source: str) -> Parsed[T]:
+    out: Parsed[T] = Parsed(source)
+    for item in items:
+        if isinstance(item, LocatedError):
+            out.errors.append(item)
+        else:
+            out.entries.append(item)
     return out
 
 
@@ -144,17 +187,26 @@ def _account(number: int, content: str) -> AccountLine | str:
         return "the password field must be `{SCHEME}hash`"
     if _has_space(hash_):
         return "the password field holds whitespace"
-    return AccountLine(address, hash_, rest[0] if rest else None, number)
+    # interned as the mail state's parser interns addresses: 100,000 accounts named in the
+    # desired state, in this file and in the ledger share one string each
+    return AccountLine(intern(address), hash_, rest[0] if rest else None, number)
+
+
+def iter_accounts(text: Text, source: str = ACCOUNTS_FILE) -> Iterator[AccountLine | LocatedError]:
+    """``parse_accounts`` one line at a time: 100,000 entries never sit in memory together."""
+    return _iterate(text, source, _account, lambda e: e.address, continuation=False)
 
 
 def parse_accounts(text: str, source: str = ACCOUNTS_FILE) -> Parsed[AccountLine]:
-    return _parse(text, source, _account, lambda e: e.address, continuation=False)
+    return _parse(iter_accounts(text, source), source)
+
+
+def account_text(e: AccountLine) -> str:
+    return f"{e.address}|{e.hash}" + (f"|{e.extra}" if e.extra is not None else "")
 
 
 def write_accounts(entries: Iterable[AccountLine]) -> str:
-    return _join(
-        f"{e.address}|{e.hash}" + (f"|{e.extra}" if e.extra is not None else "") for e in entries
-    )
+    return _join(account_text(e) for e in entries)
 
 
 # --- postfix-virtual.cf --------------------------------------------------------------------
@@ -172,12 +224,20 @@ def _alias(number: int, content: str) -> AliasLine | str:
     return AliasLine(alias, recipients, number)
 
 
+def iter_virtual(text: Text, source: str = VIRTUAL_FILE) -> Iterator[AliasLine | LocatedError]:
+    return _iterate(text, source, _alias, lambda e: e.alias, continuation=True)
+
+
 def parse_virtual(text: str, source: str = VIRTUAL_FILE) -> Parsed[AliasLine]:
-    return _parse(text, source, _alias, lambda e: e.alias, continuation=True)
+    return _parse(iter_virtual(text, source), source)
+
+
+def alias_text(e: AliasLine) -> str:
+    return f"{e.alias} {','.join(e.recipients)}"
 
 
 def write_virtual(entries: Iterable[AliasLine]) -> str:
-    return _join(f"{e.alias} {','.join(e.recipients)}" for e in entries)
+    return _join(alias_text(e) for e in entries)
 
 
 # --- dovecot-quotas.cf ---------------------------------------------------------------------
@@ -189,15 +249,23 @@ def _quota(number: int, content: str) -> QuotaLine | str:
         return "expected `email:quota`"
     if _has_space(address, quota):
         return "whitespace inside `email:quota`"
-    return QuotaLine(address, quota, number)
+    return QuotaLine(intern(address), quota, number)
+
+
+def iter_quotas(text: Text, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | LocatedError]:
+    return _iterate(text, source, _quota, lambda e: e.address, continuation=False)
 
 
 def parse_quotas(text: str, source: str = QUOTAS_FILE) -> Parsed[QuotaLine]:
-    return _parse(text, source, _quota, lambda e: e.address, continuation=False)
+    return _parse(iter_quotas(text, source), source)
+
+
+def quota_text(e: QuotaLine) -> str:
+    return f"{e.address}:{e.quota}"
 
 
 def write_quotas(entries: Iterable[QuotaLine]) -> str:
-    return _join(f"{e.address}:{e.quota}" for e in entries)
+    return _join(quota_text(e) for e in entries)
 
 
 # --- postfix-send-access.cf / postfix-receive-access.cf -----------------------------------
@@ -211,7 +279,11 @@ def _access(number: int, content: str) -> AccessLine | str:
 
 
 def parse_access(text: str, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine]:
-    return _parse(text, source, _access, lambda e: e.address, continuation=True)
+    return _parse(_iter_access(text, source), source)
+
+
+def _iter_access(text: str, source: str) -> Iterator[AccessLine | LocatedError]:
+    return _iterate(text, source, _access, lambda e: e.address, continuation=True)
 
 
 def write_access(entries: Iterable[AccessLine]) -> str:

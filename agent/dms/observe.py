@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from sys import intern
 from typing import Any, TypeVar, cast
 
 from agent.dms import DMS_CONFIG_DIR, files
 from agent.dms.actual import Actual, DkimBackend, DmsInfo
 from agent.dms.commands import list_commands
 from agent.executor import Executor
-from agent.mailstate.model import Account, MailState, Restriction
+from agent.mailstate.model import NO_RESTRICTIONS, Account, MailState, Restriction
 
 log = logging.getLogger("dms_agent.observe")
 T = TypeVar("T")
@@ -78,9 +79,18 @@ def _busy(config_dir: Path, now: float) -> str | None:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # hand-edited in a latin-1 editor, say: name the spot
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ObserveError(
+            f"{path}:{line}: not UTF-8 text (the first invalid byte is in column {column}); "
+            "DMS and the agent read this file as UTF-8: save it as UTF-8"
+        ) from None
 
 
 def read_files(config_dir: Path, info: DmsInfo | None = None, missing_ok: bool = False) -> Actual:
@@ -176,8 +186,11 @@ def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = No
     accounts: dict[str, Account] = {}
     hashes: dict[str, str] = {}
     for line in accounts_p.entries:
-        addr = line.address.lower()
-        accounts[addr] = Account(addr, quotas.get(addr), frozenset(restrict.get(addr, ())))
+        addr = _lower(line.address)
+        held = restrict.get(addr)
+        accounts[addr] = Account(
+            addr, quotas.get(addr), frozenset(held) if held else NO_RESTRICTIONS
+        )
         hashes[addr] = line.hash
     aliases = {a.alias.lower(): tuple(r.lower() for r in a.recipients) for a in virtual_p.entries}
     state = MailState(accounts=accounts, aliases=aliases)
@@ -191,6 +204,13 @@ def _parse_folder(config_dir: Path, info: DmsInfo, cache: ParseCache | None = No
     }
     dkim = read_dkim(config_dir, info.dkim_backend)
     return Actual(state, hashes, dkim, info, "files", access, upper_cased(spelled))
+
+
+def _lower(address: str) -> str:
+    """``address`` lower-cased and interned, as the mail state's parser does: the desired and
+    the actual state then share one string per address (100,000 of them: ~8 MB a copy)."""
+    lowered = address.lower()
+    return intern(address if lowered == address else lowered)
 
 
 def upper_cased(spellings: list[str]) -> frozenset[str]:
@@ -233,8 +253,8 @@ def account_hash(config_dir: Path, address: str) -> str | None:
     """The hash DMS holds for one account (after a `setup` wrote it)."""
     text = _read(config_dir / files.ACCOUNTS_FILE)
     want = address.lower()
-    for line in files.parse_accounts(text).entries:
-        if line.address.lower() == want:
+    for line in files.iter_accounts(text):  # one line at a time: the file may be 100,000
+        if isinstance(line, files.AccountLine) and line.address.lower() == want:
             return line.hash
     return None
 

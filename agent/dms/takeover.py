@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from agent.dms.actual import Actual
-from agent.mailstate.schema import API_VERSION
+from agent.mailstate.model import API_VERSION
 
 
 def state_document(actual: Actual) -> str:

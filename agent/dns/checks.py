@@ -281,7 +281,10 @@ async def _spf_limits(env: Env, domain: str, record: str, probe: spfeval.SpfOutc
     msg = f"SPF is broken: {probe.explanation}"
     flat = spfeval.flatten(faults, domain.lower())
     if flat is None:
-        fix = "flatten includes into ip4:/ip6: terms: at most 10 terms may query DNS"
+        fix = (
+            "replace DNS-querying terms (include:, a, mx, exists:) by the ip4:/ip6: terms "
+            "they stand for: at most 10 terms may query DNS"
+        )
         return Finding(F, msg, found, expected, fix)
     fix = f'flatten includes into their ip4:/ip6: terms, `{domain}. TXT "{flat}"`'
     return Finding(
@@ -353,11 +356,25 @@ async def _dkim_one(
             selector, False, False, key_source=source
         )
     if len(records) > 1:
-        fix = f"keep exactly one TXT at {name}: receivers cannot tell which key is meant"
         msg = f"{len(records)} TXT records at {name}"
-        finding = Finding(F, msg, " | ".join(r[:40] for r in records), "one record", fix)
+        fix, publish, withdraw = _dkim_one_record(name, records, key)
+        shown = " | ".join(r[:40] for r in records)
+        finding = Finding(F, msg, shown, "one record", fix, publish, withdraw)
         return finding, DkimInfo(selector, True, None, key_source=source)
     return _dkim_compare(env, name, records[0], selector, key)
+
+
+def _dkim_one_record(
+    name: str, records: list[str], key: PublicKey | None
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Advice for several TXT records at one selector: keep DMS's key, if DMS holds one."""
+    why = "receivers cannot tell which key is meant"
+    if key is None:
+        return f"keep exactly one TXT at {name}: {why}", (), ()
+    ours = [r for r in records if key_data(r) == key.p]
+    withdraw = tuple(txt_line(name, r) for r in records if r not in ours[:1])
+    publish = () if ours else (txt_line(name, key.record),)
+    return f"keep only the TXT at {name} with the value in {key.source}: {why}", publish, withdraw
 
 
 def _dkim_compare(
@@ -374,7 +391,9 @@ def _dkim_compare(
     except ValueError as exc:
         info = DkimInfo(selector, True, False if key else None, key_source=source)
         msg = f"DKIM key {selector} is {exc}" if published == "" else f"{name}: {exc}"
-        return Finding(F, msg, record[:80], "v=DKIM1; k=rsa; p=<key>", _dkim_fix(name, key)), info
+        change = ((txt_line(name, key.record),), (txt_line(name, record),)) if key else ((), ())
+        expected = "v=DKIM1; k=rsa; p=<key>"
+        return Finding(F, msg, record[:80], expected, _dkim_fix(name, key), *change), info
     matches = None if key is None else published == key.p
     info = DkimInfo(selector, True, matches, bits, source)
     shown = f"{bits}-bit key p=...{(published or '')[-16:]}"
@@ -445,7 +464,7 @@ async def check_dmarc(env: Env, domain: str) -> CheckResult:
         return result(domain, "dmarc", finding)
     findings = [_dmarc_policy(name, record, tags.get("p", "").lower(), want)]
     uris = [u.strip() for u in tags.get("rua", "").split(",") if u.strip()]
-    findings.extend(await asyncio.gather(*(_dmarc_rua(env, domain, u) for u in uris)))
+    findings.extend(await asyncio.gather(*(_dmarc_rua(env, domain, record, u) for u in uris)))
     return result(domain, "dmarc", *findings)
 
 
@@ -477,9 +496,13 @@ def _dmarc_policy(name: str, record: str, policy: str, want: str) -> Finding:
     return Finding(P, f"DMARC p={policy}", record)
 
 
-async def _dmarc_rua(env: Env, domain: str, uri: str) -> Finding:
+async def _dmarc_rua(env: Env, domain: str, record: str, uri: str) -> Finding:
     if not uri.lower().startswith("mailto:"):
-        return Finding(W, f"rua {uri} is not a mailto: URI", uri, "mailto:...", "use mailto:")
+        name, mailto = f"_dmarc.{domain}", f"mailto:postmaster@{domain}"
+        fixed = record.replace(uri, mailto, 1)
+        fix = f'report to a mailto: URI, `{name}. TXT "{fixed}"`: receivers send reports by mail'
+        change = (txt_line(name, fixed),), (txt_line(name, record),)
+        return Finding(W, f"rua {uri} is not a mailto: URI", uri, mailto, fix, *change)
     target = uri[7:].split("!")[0].rpartition("@")[2].lower().rstrip(".")
     if not target or target == domain or target.endswith("." + domain):
         return Finding(P, f"reports go to {target or uri}", uri)
@@ -621,7 +644,9 @@ async def check_tlsa(env: Env, host: str) -> CheckResult:
         return result(host, "tlsa", Finding(P, "TLSA matches the served certificate", shown))
     if not end_entity:
         msg = "only CA (usage 0/2) TLSA records: not verifiable from here"
-        return result(host, "tlsa", Finding(W, msg, shown, want, f"consider `{name}. TLSA {want}`"))
+        record = f"{name}. TLSA {want}"
+        fix = f"add a record for the served certificate itself, `{record}`"
+        return result(host, "tlsa", Finding(W, msg, shown, want, fix, (record,)))
     fix = f"publish `{name}. TLSA {want}` (and remove the stale records)"
     msg = "TLSA does not match the served certificate: DANE senders will not deliver"
     stale = tuple(f"{name}. TLSA {r}" for r in records if r.usage in (1, 3))

@@ -1,6 +1,11 @@
 """The ``dns`` component: runs the checks on a schedule and whenever the desired mail state
 changes, then publishes the results (hub, /status, metrics, Events).
 
+Each run is a worker process (agent/dns/worker.py): the run's libraries (dnspython, pyspf,
+dkimpy, TLS contexts; ~12 MB) live only while it runs, not in the agent all day. A worker that
+crashes or hangs leaves the last results in place and says where it failed in /status; the next
+run comes at the interval or with the next desired state, as usual.
+
 DNS results never touch liveness, readiness or the mailserver verdict: a wrong record is a
 problem for a person to fix, not a reason to restart anything.
 """
@@ -12,10 +17,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from agent.dns import metrics, runner
+from agent.dns import metrics, worker
 from agent.dns.model import DomainReport, Status
+from agent.dns.plan import plan_from
+from agent.dns.wire import reports_from_json
 from agent.events import EventType
 from agent.status import State
+from agent.worker import WorkerFailed, run_worker
 
 if TYPE_CHECKING:
     from agent.app import AgentContext, Component
@@ -23,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dms_agent.dns")
 
 MAX_EVENTS_PER_RUN = 20  # one summary Event carries the rest
+# seconds the worker may take beyond dns.deadline: an interpreter's start and imports on a
+# busy node (the run itself stops at dns.deadline)
+WORKER_GRACE = 30.0
 
 
 class DnsChecker:
@@ -46,11 +57,19 @@ class DnsChecker:
                 pass
 
     async def check_once(self) -> dict[str, DomainReport]:
+        """One run in a worker process; its reports ({} when the worker failed)."""
         started = time.monotonic()
-        plan = runner.plan_from(self.settings, self.ctx.hub.desired.value)
-        reports = await runner.run_off_loop(
-            self.settings, plan, self.ctx.settings.dms.config_dir, metrics.count_error
-        )
+        plan = plan_from(self.settings, self.ctx.hub.desired.value)
+        request = worker.request(self.settings, plan, self.ctx.settings.dms.config_dir)
+        try:
+            reply = await run_worker(worker.MODULE, request, self.settings.deadline + WORKER_GRACE)
+        except WorkerFailed as exc:
+            self._worker_failed(str(exc))
+            return {}
+        reports = reports_from_json(reply["reports"])
+        for kind, count in reply["queryErrors"].items():
+            for _ in range(count):
+                metrics.count_error(kind)
         duration = time.monotonic() - started
         self.runs += 1
         self._publish_metrics(reports, duration)
@@ -59,6 +78,13 @@ class DnsChecker:
         self.ctx.hub.dns_results.set(reports)
         log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
         return reports
+
+    def _worker_failed(self, error: str) -> None:
+        """The last results stay (status page, metrics); the state and message say why no new
+        ones came, and where the worker failed."""
+        log.error("dns checks: the run failed: %s", error)
+        entry = self.ctx.status.component(self.name)
+        entry.set(State.FAILED, f"the DNS run failed: {error}", workerError=error)
 
     def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
         current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
@@ -89,7 +115,9 @@ class DnsChecker:
         message = f"{len(reports)} names checked: " + ", ".join(
             f"{n} {s}" for s, n in counts.items() if n
         )
-        self.ctx.status.component(self.name).set(
+        entry = self.ctx.status.component(self.name)
+        entry.details.pop("workerError", None)  # a failed run before this one: over
+        entry.set(
             state,
             message,
             counts=counts,

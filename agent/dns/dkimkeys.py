@@ -83,13 +83,23 @@ def key_bits(record: str) -> int | None:
 
 
 def load_public_keys(config_dir: Path | None, domain: str) -> dict[str, PublicKey]:
-    """Blocking: selector -> public key for ``domain`` from both DKIM backends' folders
-    (read by the DKIM capability's one reader of DMS's key files)."""
+    """Blocking: selector -> public key for ``domain`` (see ``load_domains_keys``)."""
+    return load_domains_keys(config_dir, [domain])[domain]
+
+
+def load_domains_keys(
+    config_dir: Path | None, domains: list[str]
+) -> dict[str, dict[str, PublicKey]]:
+    """Blocking: domain -> selector -> public key, from both DKIM backends' folders (read by
+    the DKIM capability's one reader of DMS's key files). One pass over the folders for all
+    ``domains``: asking per domain listed Rspamd's folder once per domain (0.13 s of CPU for
+    200 domains, against 6 ms)."""
+    keys: dict[str, dict[str, PublicKey]] = {d: {} for d in domains}
     if config_dir is None:
-        return {}
-    keys: dict[str, PublicKey] = {}
-    for f in key_files(config_dir, domain=domain):
-        if f.selector not in keys:
+        return keys
+    for f in key_files(config_dir, frozenset(domains)):
+        selectors = keys.get(f.domain)
+        if selectors is not None and f.selector not in selectors:
             source = f"{f.source} ({f.error})" if f.error else str(f.source)
-            keys[f.selector] = PublicKey(f.selector, f.record, source)
+            selectors[f.selector] = PublicKey(f.selector, f.record, source)
     return keys

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Enum, Gauge
 
-from agent.dns.model import Status
-from agent.dns.resolver import ERROR_KINDS
+from agent.dns.model import ERROR_KINDS, Status
 from agent.metrics import REGISTRY
 
 CHECK_STATE = Enum(

@@ -23,6 +23,9 @@ class Status(StrEnum):
 
 SEVERITY = {Status.PASS: 0, Status.WARN: 1, Status.ERROR: 2, Status.FAIL: 3}
 
+# The closed set of lookup error kinds (agent/dns/resolver.py): a metric label, so it must stay
+# bounded. Here, not in the resolver, so the agent's metrics need no DNS library.
+ERROR_KINDS = ("timeout", "servfail", "refused", "other")
 # The closed set of check names: a metric label, so it must stay bounded.
 CHECKS = ("mx", "mx-address", "ptr", "spf", "dkim", "dmarc", "mta-sts", "tls-rpt", "tlsa")
 

@@ -1,7 +1,8 @@
-"""DNS lookups for the checks: dnspython's async resolver, absolute names, classified errors.
+"""DNS lookups for the checks: one answer per name and type per run, classified errors.
 
-Every name is made absolute before it is asked, so a search list and Kubernetes' ``ndots:5``
-never turn ``example.com`` into ``example.com.default.svc.cluster.local``. A lookup either
+Every name is asked as an absolute name (``agent.dns.transport``), so a search list and
+Kubernetes' ``ndots:5`` never turn ``example.com`` into
+``example.com.default.svc.cluster.local``. A lookup either
 returns records (possibly none: NXDOMAIN or no data is an answer) or raises ``LookupFailed``
 with a bounded ``kind`` (timeout, servfail, refused, other) — the checks turn that into an
 ``error`` result, never a ``fail``. Identical lookups within one run are asked once.
@@ -10,25 +11,17 @@ with a bounded ``kind`` (timeout, servfail, refused, other) — the checks turn 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
 import dns.nameserver
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
 
-from agent.dns.config import DnsSettings, split_host_port
-
-ERROR_KINDS = ("timeout", "servfail", "refused", "other")
+from agent.dns.config import split_host_port
 
 
 class LookupFailed(Exception):
-    """No usable answer. ``kind`` is one of ERROR_KINDS (a metric label)."""
+    """No usable answer. ``kind`` is one of ``model.ERROR_KINDS`` (a metric label)."""
 
     def __init__(self, kind: str, name: str, rdtype: str, detail: str) -> None:
         super().__init__(f"{rdtype} {name}: {kind} ({detail})")
@@ -56,38 +49,10 @@ def nameserver_objects(nameservers: list[str]) -> list[dns.nameserver.Nameserver
     return result
 
 
-def configure(resolver: dns.resolver.BaseResolver, settings: DnsSettings) -> None:
-    """Apply our nameservers and timeouts; no search list (names are absolute anyway)."""
-    if settings.nameservers:
-        resolver.nameservers = nameserver_objects(settings.nameservers)
-    resolver.timeout = settings.timeout
-    resolver.lifetime = settings.lifetime
-    resolver.search = []
-    resolver.use_search_by_default = False
-    resolver.ndots = 1
+class Asker(Protocol):
+    """Sends one query (``agent.dns.transport.Transport``)."""
 
-
-def make_async_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
-    resolver = dns.asyncresolver.Resolver(configure=not settings.nameservers)
-    configure(resolver, settings)
-    return resolver
-
-
-def absolute(name: str) -> dns.name.Name:
-    return dns.name.from_text(name.rstrip(".") + ".")
-
-
-def classify(exc: Exception) -> str:
-    """The bounded kind of a failed lookup."""
-    if isinstance(exc, dns.exception.Timeout):
-        return "timeout"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        text = str(exc)
-        if "SERVFAIL" in text:
-            return "servfail"
-        if "REFUSED" in text:
-            return "refused"
-    return "other"
+    def ask(self, name: str, rdtype: str) -> Awaitable[Answer]: ...
 
 
 class Lookup:
@@ -100,11 +65,11 @@ class Lookup:
 
     def __init__(
         self,
-        resolver: dns.asyncresolver.Resolver,
+        transport: Asker,
         on_error: Callable[[str], None] | None = None,
         in_flight: int = 16,
     ) -> None:
-        self._resolver = resolver
+        self._transport = transport
         self._on_error = on_error
         # Few queries at once keep each loop iteration short (answers arrive, and are parsed,
         # a few at a time); the nameserver is not the bottleneck.
@@ -159,25 +124,14 @@ class Lookup:
         try:
             async with self._slots:
                 self._asked.set()
-                answer = await self._resolver.resolve(
-                    absolute(name), rdtype, search=False, raise_on_no_answer=False
-                )
-        except dns.resolver.NXDOMAIN:
-            self._note(None)
-            return Answer((), nxdomain=True)
-        except dns.resolver.NoAnswer:
-            self._note(None)
-            return Answer(())
-        except (dns.exception.DNSException, OSError) as exc:
-            kind = classify(exc)
-            self._note(kind)
+                answer = await self._transport.ask(name, rdtype)
+        except LookupFailed as exc:
+            self._note(exc.kind)
             if self._on_error is not None:
-                self._on_error(kind)
-            raise LookupFailed(kind, name, rdtype, type(exc).__name__) from None
+                self._on_error(exc.kind)
+            raise
         self._note(None)
-        if answer.rrset is None:
-            return Answer(())
-        return Answer(tuple(answer.rrset))
+        return answer
 
     async def txt(self, name: str) -> list[str]:
         """TXT records, each joined across its character-strings (RFC 7208 3.3, RFC 6376)."""

@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,51 +20,12 @@ from agent.dns import checks, dkimkeys, spfeval
 from agent.dns.config import DnsSettings
 from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
 from agent.dns.mtasts import LookupResolver, ssl_context
-from agent.dns.resolver import Lookup, make_async_resolver
+from agent.dns.plan import DomainSpec, Plan
+from agent.dns.plan import plan_from as plan_from  # re-exported: check-dns and tests use it
+from agent.dns.resolver import Lookup
+from agent.dns.transport import make_transport
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DomainSpec:
-    name: str
-    selectors: frozenset[str] = frozenset()  # DKIM selectors the mail state declares
-    send_only: bool = False
-
-
-@dataclass(slots=True)
-class Plan:
-    """The mail domains to check (the MX host comes from the settings, in ``run``)."""
-
-    domains: list[DomainSpec] = field(default_factory=list)
-
-    @property
-    def names(self) -> list[str]:
-        return [d.name for d in self.domains]
-
-
-def plan_from(settings: DnsSettings, desired: Any, only: Iterable[str] = ()) -> Plan:
-    """Domains of the desired mail state (``agent.mailstate.model.Desired`` or None) plus the
-    settings' extra domains; ``only`` restricts to those names (the CLI's arguments)."""
-    selectors: dict[str, set[str]] = {}
-    state = getattr(desired, "state", None)
-    if state is not None:
-        for name, domain in state.domains.items():
-            sel = selectors.setdefault(name.lower(), set())
-            if domain.dkim is not None:
-                sel.add(domain.dkim.selector)
-        for address in [*state.accounts, *state.aliases]:
-            _local, at, part = address.rpartition("@")
-            if at and part:  # a bare local-part alias ("postmaster") names no domain
-                selectors.setdefault(part.lower(), set())
-    for name in [*settings.domains, *settings.send_only_domains]:
-        selectors.setdefault(name, set())
-    wanted = [n.lower().rstrip(".") for n in only]
-    for name in wanted:
-        selectors.setdefault(name, set())
-    names = sorted(n for n in selectors if not wanted or n in wanted)
-    send_only = set(settings.send_only_domains)
-    return Plan([DomainSpec(n, frozenset(selectors[n]), n in send_only) for n in names])
 
 
 async def run(
@@ -74,13 +35,14 @@ async def run(
     on_error: Callable[[str], None] | None = None,
 ) -> dict[str, DomainReport]:
     """Check every domain of ``plan`` and the MX host; reports keyed by domain / host name."""
-    lookup = Lookup(make_async_resolver(settings), on_error)
+    transport = make_transport(settings)
+    lookup = Lookup(transport, on_error)
     loop = asyncio.get_running_loop()
     env = checks.Env(
         settings=settings,
         lookup=lookup,
         spf_ask=spfeval.loop_asker(lookup, loop, settings.lifetime + 1),
-        dkim_keys=await asyncio.to_thread(_load_keys, config_dir, plan.names),
+        dkim_keys=await asyncio.to_thread(dkimkeys.load_domains_keys, config_dir, plan.names),
     )
     try:
         ctx = await asyncio.to_thread(ssl_context, settings.mta_sts.ca_bundle)
@@ -102,10 +64,13 @@ async def run(
         jobs.append(
             functools.partial(_host, env, host, reports.setdefault(host, DomainReport(host)))
         )
-    async with aiohttp.ClientSession(connector=connector) as http:
-        env.http = http
-        reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
-    lookup.close()
+    try:
+        async with aiohttp.ClientSession(connector=connector) as http:
+            env.http = http
+            reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
+    finally:
+        lookup.close()
+        transport.close()
     if reason is not None:
         for spec in plan.domains:
             _unfinished(reports[spec.name], domain_checks(spec), reason)
@@ -129,13 +94,11 @@ async def run_off_loop(
     by up to 26 ms. On a loop of its own, the agent's loop only waits for the GIL, which the
     interpreter hands over every few milliseconds. Cancelling this cancels the run.
     """
-    started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]]
-    started = asyncio.get_running_loop().create_future()
-    caller = asyncio.get_running_loop()
+    handle = _RunHandle()
 
     async def body() -> dict[str, DomainReport]:
         task = asyncio.ensure_future(run(settings, plan, config_dir, on_error))
-        caller.call_soon_threadsafe(_resolve, started, (asyncio.get_running_loop(), task))
+        handle.started(asyncio.get_running_loop(), task)
         return await task
 
     worker = asyncio.ensure_future(asyncio.to_thread(asyncio.run, body()))
@@ -143,20 +106,37 @@ async def run_off_loop(
     try:
         return await asyncio.shield(worker)
     except asyncio.CancelledError:
-        if started.done():
-            loop, task = started.result()
-            loop.call_soon_threadsafe(task.cancel)
+        handle.cancel()
         raise
+
+
+class _RunHandle:
+    """Cancels a run on another thread's loop, whether or not that run has started yet: the
+    run checks ``abandoned`` once it has registered, the canceller after setting it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.abandoned = False
+        self._run: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    def started(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._run = (loop, task)
+            if self.abandoned:
+                task.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            if self._run is not None and not self._run[1].done():
+                loop, task = self._run
+                with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: it ended
+                    loop.call_soon_threadsafe(task.cancel)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 async def _within_deadline(
@@ -220,10 +200,6 @@ async def bounded(jobs: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]
 
     await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
     return [r for r in results if r is not None]
-
-
-def _load_keys(config_dir: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    return {n: dkimkeys.load_public_keys(config_dir, n) for n in names}
 
 
 async def _domain(env: checks.Env, spec: DomainSpec, report: DomainReport) -> None:

@@ -28,11 +28,14 @@ class KubeSettings(Section):
     service_account_dir: Path = SERVICE_ACCOUNT_DIR
     # seconds one API request may take
     request_timeout: float = Field(30.0, gt=0)
-    # A watch with neither an event nor a bookmark for this long is restarted (the apiserver
-    # sends bookmarks about once a minute).
-    stall_timeout: float = Field(150.0, gt=0)
-    # Server-side end of each watch request (timeoutSeconds), below aiohttp's ~5 min trouble.
-    watch_timeout: int = Field(240, ge=1)
+    # A watch that has sent no line (event, bookmark, or its end) for this long is taken as
+    # silently stalled and restarted. Keep it above watchTimeout: the API server ends a quiet
+    # healthy watch then, while its bookmarks on a quiet watch may come only after ~2 minutes.
+    stall_timeout: float = Field(65.0, gt=0)
+    # Server-side end of each watch request (timeoutSeconds): the agent re-watches at once from
+    # the last version, so a quiet watch is never older than this and a stall shows within
+    # stallTimeout (default: stall detected in at most 65 s, 10 s of margin over the end).
+    watch_timeout: int = Field(55, ge=1)
     # seconds before a failed watch or list is retried, doubling...
     backoff_initial: float = Field(0.5, gt=0)
     # ...up to this

@@ -5,6 +5,8 @@ Aggregated like client-go's correlator: a repeat of the same reason+message+type
 ``kube.eventsAggregateWindow`` patches ``count`` and ``lastTimestamp`` of the first Event
 instead of creating another. Rate-limited by a token bucket (``eventsBurst`` at once, refilled
 at ``eventsPerMinute``); what the bucket refuses is logged and counted, never queued forever.
+While the API server is unreachable (or answers 5xx/429) Events wait, in order, and are retried
+with backoff; at most ``MAX_QUEUED`` wait, the oldest dropped first.
 Every event is logged too. Callers never put a secret in a message; the sink also cuts messages
 to the API's 1 KiB.
 """
@@ -22,10 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from prometheus_client import Counter
 
 from agent.events import EventSink, EventType, LogEventSink
-from agent.kube.client import KubeClient, KubeConfigError, shared_client
+from agent.kube.client import KubeApiError, KubeClient, KubeConfigError, shared_client
 from agent.kube.config import KubeSettings
 from agent.metrics import REGISTRY
 from agent.settings import Settings
@@ -33,11 +36,14 @@ from agent.settings import Settings
 log = logging.getLogger("dms_agent.kube.events")
 
 MAX_MESSAGE = 1024
+MAX_QUEUED = 100  # Events waiting while the API server is unreachable; older ones are dropped
+RETRY_FIRST = 0.5  # seconds before the first retry of an Event the API could not take
+RETRY_MAX = 30.0
 
 KUBE_EVENTS = Counter(
     "dms_agent_kube_events_total",
-    "Kubernetes Events, by result: created, aggregated (count patched), dropped (rate limit), "
-    "failed (API error).",
+    "Kubernetes Events, by result: created, aggregated (count patched), dropped (rate limit, or "
+    "too many waiting for the API), retried (API unreachable or busy), failed (API refusal).",
     ["result"],
     registry=REGISTRY,
 )
@@ -67,6 +73,13 @@ class TokenBucket:
         return False
 
 
+def _retryable(exc: Exception) -> bool:
+    """No answer, or an answer saying "later" (5xx, 429); a refusal (403, 422) is final."""
+    if isinstance(exc, KubeApiError):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, (OSError, asyncio.TimeoutError, aiohttp.ClientError))
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -93,6 +106,9 @@ class KubeEventSink:
 
     def emit(self, reason: str, message: str, type: EventType = "Normal") -> None:
         self.log_sink.emit(reason, message, type)
+        if len(self.queue) >= MAX_QUEUED:  # the API has been away long: the oldest goes
+            del self.queue[1]  # [0] may be on its way
+            KUBE_EVENTS.labels("dropped").inc()
         self.queue.append((reason, message[:MAX_MESSAGE], type))
         if self._pump is None or self._pump.done():
             try:
@@ -107,13 +123,26 @@ class KubeEventSink:
                 await self._pump
 
     async def _drain(self) -> None:
+        failures = 0
         while self.queue:
-            reason, message, type_ = self.queue.popleft()
+            reason, message, type_ = self.queue[0]
             try:
                 await self._send(reason, message, type_)
             except Exception as exc:  # an Event is never worth a crash
+                if _retryable(exc):
+                    # The API server is down or overloaded (a restart, an upgrade): what
+                    # happened meanwhile is what an operator looks for later, so keep it.
+                    failures += 1
+                    KUBE_EVENTS.labels("retried").inc()
+                    if failures == 1:
+                        log.warning("could not send Event %s, will retry: %s", reason, exc)
+                    await asyncio.sleep(min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1)))
+                    continue
                 KUBE_EVENTS.labels("failed").inc()
                 log.warning("could not send Event %s: %s", reason, exc)
+            if self.queue:
+                self.queue.popleft()
+            failures = 0
 
     async def _send(self, reason: str, message: str, type_: EventType) -> None:
         key = (reason, message, type_)

@@ -1,7 +1,9 @@
 """Parse and validate one state or passwords document into a Fragment.
 
 Two passes over the YAML value, both collecting every problem before anything is rejected:
-pydantic checks the structure (types, unknown keys, enumerations) against ``schema.py``, then a
+the structure (types, unknown keys, enumerations) as ``schema.py`` declares it — a plain check
+accepts the well-formed common case (``shape.py``), pydantic then says what is wrong with any
+other (``structure.py``, loaded only then: its import and model build cost ~150 ms) — then a
 plain-Python pass checks what pydantic cannot (address syntax, case-insensitive duplicates,
 key sizes per key type, password values) and builds the model values. The second pass runs on
 the raw value and skips what has the wrong type, so one run reports both kinds of errors. It is
@@ -13,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from sys import intern
 from typing import Any, cast
-
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agent.errors import InvalidDocument
 from agent.mailstate import syntax
 from agent.mailstate.fragment import Collector, Fragment
 from agent.mailstate.model import (
+    API_VERSION,
+    NO_RESTRICTIONS,
     Account,
     DkimSpec,
     Domain,
@@ -30,28 +33,10 @@ from agent.mailstate.model import (
     Restriction,
     Secret,
 )
-from agent.mailstate.schema import (
-    API_VERSION,
-    AccountDoc,
-    DkimDoc,
-    DomainDoc,
-    PasswordEntry,
-    PolicyDoc,
-    StateDoc,
-)
+from agent.mailstate.shape import well_formed_passwords, well_formed_state
 from agent.yamlloc import LocatedDoc, format_path
 
 RSA_SIZES = (1024, 2048, 3072, 4096)
-_PASSWORDS = TypeAdapter(dict[str, PasswordEntry])
-
-# The model whose keys are allowed at a path (dict keys such as addresses replaced by "*").
-_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): StateDoc,
-    ("domains", "*"): DomainDoc,
-    ("domains", "*", "dkim"): DkimDoc,
-    ("accounts", "*"): AccountDoc,
-    ("policy",): PolicyDoc,
-}
 
 
 class _Doc(Collector):
@@ -87,7 +72,8 @@ def parse_state(doc: LocatedDoc) -> Fragment:
             "its name",
         )
         c.check()
-    _structure(c, StateDoc, value, _state_model_at)
+    if not well_formed_state(value):  # pydantic only to say what is wrong
+        _structure(c, "state", value)
     frag = Fragment(doc.source)
     _domains(c, frag, value.get("domains"))
     _accounts(c, frag, value.get("accounts"))
@@ -118,8 +104,8 @@ def parse_passwords(doc: LocatedDoc) -> Fragment:
         if value["apiVersion"] != API_VERSION:
             c.at(("apiVersion",), f"must be {API_VERSION}")
         value = {k: v for k, v in value.items() if k != "apiVersion"}
-    if not _well_formed_passwords(value):  # pydantic only to say what is wrong
-        _structure(c, _PASSWORDS, value, lambda loc: PasswordEntry if len(loc) == 1 else None)
+    if not well_formed_passwords(value):  # pydantic only to say what is wrong
+        _structure(c, "passwords", value)
     seen: dict[str, str] = {}
     for key, entry in value.items():
         address = _key(c, seen, key, (key,), syntax.check_address)
@@ -133,64 +119,16 @@ def parse_passwords(doc: LocatedDoc) -> Fragment:
     return frag
 
 
-# --- structure (pydantic) ---------------------------------------------------------------
+# --- structure ---------------------------------------------------------------------------
 
 
-def _well_formed_passwords(value: dict[Any, Any]) -> bool:
-    """Every entry is ``{password: str}`` or ``{hash: str}``: what pydantic would accept
-    without a word, checked without building 100,000 models (~50 MB at the peak)."""
-    for entry in value.values():
-        if type(entry) is not dict or len(entry) != 1:
-            return False
-        (field, text), *_ = entry.items()
-        if field not in ("password", "hash") or type(text) is not str:
-            return False
-    return True
+def _structure(c: _Doc, kind: str, value: Any) -> None:
+    """pydantic's structure errors for ``value`` as a ``kind`` document ("state" or
+    "passwords"), located. Imported here: a well-formed document never loads pydantic."""
+    from agent.mailstate.structure import structure_errors
 
-
-def _structure(
-    c: _Doc,
-    model: type[BaseModel] | TypeAdapter[Any],
-    value: Any,
-    model_at: Any,
-) -> None:
-    try:
-        if isinstance(model, TypeAdapter):
-            model.validate_python(value, strict=True)
-        else:
-            model.model_validate(value, strict=True)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False, include_input=False):
-            loc = tuple(err["loc"])
-            c.at(loc, _message(err["type"], err["msg"], loc, model_at))
-
-
-def _state_model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    key = tuple(
-        "*" if i == 1 and loc[0] in ("domains", "accounts") else p for i, p in enumerate(loc)
-    )
-    return _MODELS.get(cast(tuple[str, ...], key))
-
-
-def _message(kind: str, msg: str, loc: tuple[str | int, ...], model_at: Any) -> str:
-    """pydantic's message, said in the document's own terms where it helps."""
-    if kind == "extra_forbidden":
-        model = model_at(loc[:-1])
-        if model is not None:
-            allowed = [f.alias or n for n, f in model.model_fields.items()]
-            return f"unknown key; allowed here: {', '.join(allowed)}"
-        return "unknown key"
-    if loc == ("apiVersion",) and kind == "literal_error":
-        return f"must be {API_VERSION}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        if model_at(loc) is PasswordEntry:
-            return "must be {password: ...} or {hash: ...}, never a bare string"
-        return "must be a mapping"
-    if kind == "list_type":
-        return "must be a list"
-    if kind == "string_type":
-        return "must be a string (quote it in YAML)"
-    return msg
+    for loc, message in structure_errors(kind, value):
+        c.at(loc, message)
 
 
 # --- semantic checks and model values --------------------------------------------------
@@ -200,7 +138,7 @@ def _key(
     c: _Doc, seen: dict[str, str], key: str, path: tuple[str | int, ...], check: Any
 ) -> str | None:
     """Lower-case ``key``, check its syntax and case-insensitive uniqueness; None if bad."""
-    lowered = key.lower()
+    lowered = intern(key.lower())
     problem = check(lowered)
     if problem is not None:
         c.at(path, problem)
@@ -266,7 +204,9 @@ def _accounts(c: _Doc, frag: Fragment, accounts: Any) -> None:
     valid = syntax.ADDRESS_RE.fullmatch
     for key, spec in accounts.items():
         path = ("accounts", key)
-        lowered = key.lower()
+        # interned: the passwords document, DMS's files and the ledger name the same 100,000
+        # addresses; one string each instead of one per place saves ~8 MB a copy
+        lowered = intern(key.lower())
         address: str | None = lowered
         if lowered in seen or valid(lowered) is None:
             address = _key(c, seen, key, path, syntax.check_address)
@@ -283,7 +223,7 @@ def _accounts(c: _Doc, frag: Fragment, accounts: Any) -> None:
 def _account_settings(c: _Doc, frag: Fragment, key: str, address: str | None, spec: Any) -> Account:
     path = ("accounts", key)
     quota: str | None = None
-    restrict: frozenset[Restriction] = frozenset()
+    restrict = NO_RESTRICTIONS
     if isinstance(spec, dict):
         if spec.get("quota") is not None:
             quota, problem = syntax.check_quota(spec["quota"])
@@ -299,7 +239,7 @@ def _restrict(
     c: _Doc, frag: Fragment, address: str, path: tuple[str, ...], items: Any
 ) -> frozenset[Restriction]:
     if not isinstance(items, list):
-        return frozenset()
+        return NO_RESTRICTIONS
     out: set[Restriction] = set()
     for i, item in enumerate(items):
         if item not in ("send", "receive"):
@@ -308,7 +248,7 @@ def _restrict(
             c.at((*path, i), f"{item!r} appears twice")
         out.add(item)
         frag.settings[(address, item)] = (c.source, c.doc.line_of((*path, i)))
-    return frozenset(out)
+    return frozenset(out) if out else NO_RESTRICTIONS
 
 
 def _aliases(c: _Doc, frag: Fragment, aliases: Any) -> None:

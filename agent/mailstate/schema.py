@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "dms-agent/v1"
+from agent.mailstate.model import API_VERSION
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 QUOTA_PATTERN = r"^([0-9]+(B|k|M|G|T)|0)$"
 

@@ -67,8 +67,10 @@ class ApplyLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        holder = f"{os.getpid()}\n".encode()
+        if os.pread(fd, 64, 0) != holder:  # rewritten only when another process held it last
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder, 0)
         self._fd = fd
         return True
 
@@ -151,12 +153,13 @@ class Applier:
             raise
 
     async def _run(self, op: Op) -> OpResult:
+        written: str | None = None  # the hash the file applier wrote: no need to read it back
         if self._via_files(op):
-            result = await self._run_file(op)
+            result, written = await self._run_file(op)
         else:
             result = await self._run_command(op)
         if result.status == "ok":
-            await asyncio.to_thread(self._record, op)
+            await asyncio.to_thread(self._record, op, written)
         return result
 
     def _via_files(self, op: Op) -> bool:
@@ -164,20 +167,20 @@ class Applier:
             return True
         return op.password is not None and op.password.kind == "hash"
 
-    async def _run_file(self, op: Op) -> OpResult:
+    async def _run_file(self, op: Op) -> tuple[OpResult, str | None]:
         if self.files is None:
-            return OpResult(op, "failed", "a pre-hashed password needs the DMS config folder")
+            return OpResult(op, "failed", "a pre-hashed password needs the DMS config folder"), None
         if op.direct and op.delete_mail_data and self.mail_dir is None:
             # DMS's own `email del -y` cannot be used here (see the op's reason) and the agent
             # cannot reach the mail: never drop the account while leaving its mail unnoticed
             why = "deleteMailData without DMS's `email del` needs the mail folder (dms.mailDir)"
-            return OpResult(op, "failed", why)
+            return OpResult(op, "failed", why), None
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.files.apply, op)
+            done = await asyncio.to_thread(self.files.apply, op)
         except (FileApplyError, OSError) as exc:
-            return OpResult(op, "failed", str(exc), None, time.monotonic() - started)
-        return OpResult(op, "ok", "", 0, time.monotonic() - started)
+            return OpResult(op, "failed", str(exc), None, time.monotonic() - started), None
+        return OpResult(op, "ok", "", 0, time.monotonic() - started), done.hash
 
     async def _run_command(self, op: Op) -> OpResult:
         assert self.executor is not None
@@ -220,11 +223,14 @@ class Applier:
         res = await self.executor.run(["test", "-d", where], None, self.timeout)
         return res.exit_code == 1
 
-    def _record(self, op: Op) -> None:
-        """The ledger entry for a completed op (blocking: called in a thread)."""
+    def _record(self, op: Op, written: str | None = None) -> None:
+        """The ledger entry for a completed op (blocking: called in a thread); ``written``:
+        the hash the file applier just wrote, else the one `setup` left is read back."""
         ledger = self.ledger
         if op.kind in ("account_add", "password_update"):
-            hash_now = account_hash(self.config_dir, op.target) if self.config_dir else None
+            hash_now = written
+            if hash_now is None and self.config_dir is not None:
+                hash_now = account_hash(self.config_dir, op.target)
             old = ledger.data.accounts.get(op.target)
             if op.kind == "password_update" and old is not None:
                 ledger.set_account(op.target, replace(old, digest=op.digest, hash=hash_now))

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.dkim.keys import read_public_keys
 from agent.dkim.rotation import DomainState, Facts, next_step
 from agent.dkim.state import load_state
 from agent.dms.actual import DkimBackend
@@ -56,6 +55,8 @@ def dkim_work(
     """Blocking (reads the key files and the state file): call it in a thread."""
     if not specs or backend == "none":
         return []
+    from agent.dkim.keys import read_public_keys  # loads cryptography: only with DKIM specs
+
     keys = read_public_keys(config_dir, backend, frozenset(specs))
     states = load_state(state_file or config_dir / STATE_NAME)
     work = []

@@ -11,11 +11,14 @@ unknown outcome ends the pass and a new one starts from a fresh observe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.dms.actual import Actual, DmsInfo
@@ -154,11 +157,15 @@ class Engine:
         self.reader = FolderReader()  # re-parses DMS's files only when one changed
         self.retries: dict[str, Retry] = {}
         self._digests: tuple[MailState, dict[str, str]] | None = None
-        self._intents: dict[str, tuple[PasswordIntent, str]] = {}
+        # the last passwords and their digests (the dicts themselves, not a copy: 100,000
+        # (intent, digest) pairs held ~11 MB), and the key they were made with
+        self._intents: tuple[Mapping[str, PasswordIntent], Mapping[str, str]] = ({}, {})
         self._intents_key = b""
         self._last_refused: tuple[str, ...] = ()
         self._last_drift: tuple[str, ...] = ()
         self._last_ledger_error: str | None = None
+        self._plan_memo: tuple[tuple[object, ...], PlanPolicy, Plan] | None = None
+        self._key: tuple[tuple[int, ...] | None, bytes] | None = None  # (file signature, key)
 
     # --- DMS ------------------------------------------------------------------------------
     @property
@@ -204,6 +211,15 @@ class Engine:
         except (ObserveError, OSError) as exc:
             raise ReconcileError(str(exc)) from None
 
+    async def reread(self) -> None:
+        """After a pass that wrote DMS's files: parse them again now, so the next update's
+        pass finds them read instead of re-parsing what we wrote on its path."""
+        if self.config_dir is None or self.info is None:
+            return
+        folder, info, missing_ok = self.config_dir, self.info, self.executor is None
+        with contextlib.suppress(ObserveError, OSError):  # the next observe says it properly
+            await asyncio.to_thread(self.reader.read, folder, info, missing_ok)
+
     # --- ledger & digests -----------------------------------------------------------------
     def _ledger_signature(self) -> tuple[Any, ...]:
         assert self.ledger is not None
@@ -215,6 +231,14 @@ class Engine:
             except FileNotFoundError:
                 sig.append(None)
         return tuple(sig)
+
+    async def current_ledger(self) -> Ledger:
+        """refresh_ledger, in a thread only when the ledger's files changed (two stats on the
+        loop decide: the common case, nothing changed, costs no thread hop)."""
+        if self.ledger is not None and self._ledger_sig is not None:
+            if self._ledger_signature() == self._ledger_sig:
+                return self.ledger
+        return await asyncio.to_thread(self.refresh_ledger)
 
     def refresh_ledger(self) -> Ledger:
         """(Re)load the ledger if another agent or a crash changed it since we last wrote it."""
@@ -240,34 +264,57 @@ class Engine:
         if not passwords:
             result: dict[str, str] = {}
         else:
-            assert self.ledger_path is not None
-            rec = self.settings.reconcile
-            try:
-                key = load_key(rec.ledger_key_file, self.ledger_path, rec.create_ledger_key)
-            except LedgerError as exc:
-                raise LedgerUnusable(str(exc)) from None
-            result = self._digest_changed(key, passwords)
+            result = self._digest_changed(self._digest_key(), passwords)
         self._digests = (desired.state, result)
         return result
+
+    def _digest_key(self) -> bytes:
+        """The digest key, read and checked again only when its file changed (one stat per
+        pass instead of resolving, checking and reading it on every update's path)."""
+        assert self.ledger_path is not None
+        rec = self.settings.reconcile
+        sig = _file_signature(rec.ledger_key_file)
+        if sig is not None and self._key is not None and self._key[0] == sig:
+            return self._key[1]
+        try:
+            key = load_key(rec.ledger_key_file, self.ledger_path, rec.create_ledger_key)
+        except LedgerError as exc:
+            self._key = None
+            raise LedgerUnusable(str(exc)) from None
+        self._key = (_file_signature(rec.ledger_key_file), key)
+        return key
 
     def _digest_changed(
         self, key: bytes, passwords: Mapping[str, PasswordIntent]
     ) -> dict[str, str]:
         """Digests, recomputing only intents that differ from the previous desired state's
         (a new state with one change costs one HMAC, not 10,000)."""
-        previous = self._intents if self._intents_key == key else {}
+        old_intents, old_digests = self._intents if self._intents_key == key else ({}, {})
         result: dict[str, str] = {}
         fresh: dict[str, PasswordIntent] = {}
         for addr, intent in passwords.items():
-            old = previous.get(addr)
-            if old is not None and old[0] == intent:
-                result[addr] = old[1]
+            if old_intents.get(addr) == intent:
+                result[addr] = old_digests[addr]
             else:
                 fresh[addr] = intent
         result.update(intent_digests(key, fresh))
-        self._intents = {a: (i, result[a]) for a, i in passwords.items()}
+        self._intents = (passwords, result)
         self._intents_key = key
         return result
+
+    def _plan(self, desired: Desired, actual: Actual, ledger: Ledger, policy: PlanPolicy) -> Plan:
+        """plan(), computed once per pass for the same inputs: under the apply lock the plan
+        is made again only when something it reads changed since the first one (another
+        agent applied, the ledger was reloaded, a retry fell due), not a second time for
+        nothing on every update's path."""
+        digests = self.digests(desired)
+        inputs = (desired, actual, ledger.data, digests)
+        memo = self._plan_memo
+        if memo is not None and memo[1] == policy and all(map(operator.is_, memo[0], inputs)):
+            return memo[2]
+        p = plan(desired, actual, ledger.data, policy, digests)
+        self._plan_memo = (inputs, policy, p)
+        return p
 
     def policy(self, allow_deletions: int = 0) -> PlanPolicy:
         rec = self.settings.reconcile
@@ -315,12 +362,11 @@ class Engine:
         started = time.monotonic()
         report = PassReport(applied=True)
         lock = None
+        self._plan_memo = None
         try:
-            ledger = await asyncio.to_thread(self.refresh_ledger)
+            ledger = await self.current_ledger()
             actual = await self.observe()
-            p = plan(
-                desired, actual, ledger.data, self.policy(allow_deletions), self.digests(desired)
-            )
+            p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
             report.plan = p
             if p.fatal is None and self._writes(desired, actual, p):
                 lock = await self._take_lock()
@@ -355,7 +401,11 @@ class Engine:
 
     def _writes(self, desired: Desired, actual: Actual, p: Plan) -> bool:
         """Whether the plan or the ledger-only facts would write anything."""
-        if p.ops or p.adopt or p.forget or p.settled:
+        return bool(p.ops) or self._facts_pending(desired, actual, p)
+
+    def _facts_pending(self, desired: Desired, actual: Actual, p: Plan) -> bool:
+        """Whether _record_plan_facts has anything to record (else its thread hop is saved)."""
+        if p.adopt or p.forget or p.settled:
             return True
         assert self.ledger is not None
         data = self.ledger.data
@@ -386,10 +436,9 @@ class Engine:
         report: PassReport,
         progress: Progress | None,
     ) -> None:
-        ledger = await asyncio.to_thread(self.refresh_ledger)
-        digests = self.digests(desired)
+        ledger = await self.current_ledger()
         actual = await self.observe()
-        p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+        p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
         if p.ops and self.executor is not None:
             # DMS compatibility is checked again right before applying anything
             info_before = self.info
@@ -398,11 +447,12 @@ class Engine:
                 raise ReconcileError(waiting)
             if self.info != info_before:
                 actual = await self.observe()
-                p = plan(desired, actual, ledger.data, self.policy(allow_deletions), digests)
+                p = self._plan(desired, actual, ledger, self.policy(allow_deletions))
         report.plan = p
         if p.fatal:
             return
-        await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
+        if self._facts_pending(desired, actual, p):
+            await asyncio.to_thread(self._record_plan_facts, desired, actual, p)
         await self._apply(p, report, progress)
         self._settle_retries(p, report)
         await asyncio.to_thread(ledger.compact)
@@ -412,7 +462,10 @@ class Engine:
         """Ledger-only changes: adoptions, forgotten accounts, learned hashes, alias claims."""
         assert self.ledger is not None
         ledger = self.ledger
-        ledger.set_accounts({a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt})
+        if p.adopt:  # an empty batch would still open and fsync the journal
+            ledger.set_accounts(
+                {a.address: new_entry(a.digest, a.hash, "adopted") for a in p.adopt}
+            )
         for addr in p.forget:
             ledger.forget_account(addr)
         for a in p.settled:
@@ -596,6 +649,8 @@ class Reconciler:
                 report = await self.engine.run_pass(desired, progress=self._progress)
         self.dirty = report.interrupted or self._blocked_progress(report)
         self._show(report)
+        if report.results:
+            await self.engine.reread()
         return report
 
     @staticmethod
@@ -657,6 +712,17 @@ class Reconciler:
             for w in waits:
                 w.cancel()
         return hub.resync.version
+
+
+def _file_signature(path: Path | None) -> tuple[int, ...] | None:
+    """What changes when a file is replaced (a kubelet ..data swap too), edited or chmod'ed."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _headline(report: PassReport) -> str:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from agent.settings import SourceSettings
 from agent.sources.merge import Merge
-from agent.sources.mounted import MountedSource
 from agent.status import State, StatusRegistry
 
 if TYPE_CHECKING:
@@ -51,6 +50,8 @@ def build(ctx: AgentContext) -> list[Component]:
     kube = ctx.settings.kube
     for spec in ctx.settings.sources:
         if spec.kind == "path":
+            from agent.sources.mounted import MountedSource  # only mounted users load it
+
             assert spec.path is not None  # the settings model guarantees it
             mounted = MountedSource(
                 spec.path, spec.secret, ctx.hub, ctx.status, kube.mounted_resync,

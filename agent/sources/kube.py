@@ -5,8 +5,10 @@ list (collection resourceVersion) -> watch from it with bookmarks -> on a clean 
 (``timeoutSeconds``), resume from the last version seen (event or bookmark) -> on 410
 Expired/Gone, list again -> on an API error Status, list again after a backoff -> on
 connection errors, payload errors or timeouts, resume from the last version after a backoff.
-A watch with neither an event nor a bookmark for ``kube.stallTimeout`` is restarted (and says
-so in /status and a metric): watches are known to stop silently. resourceVersion is never
+A watch that sent no line for ``kube.stallTimeout`` is restarted (and says so in /status and a
+metric): watches are known to stop silently. The server ends every watch after
+``kube.watchTimeout`` (below stallTimeout), so a quiet healthy watch is never taken for a stalled
+one even where bookmarks come only every few minutes. resourceVersion is never
 compared or computed with, as the API asks.
 
 A deleted object (or a selector matching nothing) makes the source *absent*: reported, never
@@ -38,6 +40,7 @@ from agent.status import ComponentStatus, State, StatusRegistry
 log = logging.getLogger("dms_agent.sources.kube")
 
 MAX_LINE = 8 * 1024 * 1024  # one watch event: a 1 MiB Secret grows by base64 and JSON
+STEADY_ROUND = 10.0  # seconds: a round that stood this long resets the backoff
 
 
 class WatchExpired(Exception):
@@ -106,6 +109,16 @@ class KubeSource:
         self.rv: str | None = None
         self.restarts: dict[str, int] = {}
         self.progressed = False
+        self.refused = False
+        self.unreachable = False  # the last round could not connect (its warning was logged)
+        if settings.stall_timeout <= settings.watch_timeout:
+            log.warning(
+                "%s: kube.stallTimeout (%ss) is not above kube.watchTimeout (%ss): a quiet "
+                "watch may be restarted as stalled unless bookmarks come more often",
+                self.key,
+                settings.stall_timeout,
+                settings.watch_timeout,
+            )
 
     # ---- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -113,16 +126,22 @@ class KubeSource:
         loop = asyncio.get_running_loop()
         while True:
             self.progressed = False  # set by every watch line: a round that got nothing backs off
+            self.refused = False  # set when the server could not even be connected to
             started = loop.time()
             reason = await self._one_round()
-            failures = 0 if self.progressed else failures + 1
+            self.unreachable = self.refused  # until a connection is made again
+            lasted = loop.time() - started
+            if lasted >= STEADY_ROUND:
+                failures = 0  # a round that stood this long ended the trouble before it
+            # the server ending a quiet watch on time (timeoutSeconds) is a healthy round too:
+            # counting it as a failure would grow the next real failure's backoff hour by hour
+            on_time = reason == "end" and (self.progressed or lasted >= 1.0)
+            failures = 0 if self.progressed or on_time else failures + 1
             self.restarts[reason] = self.restarts.get(reason, 0) + 1
             WATCH_RESTARTS.labels(self.key, reason).inc()
-            quick_empty_end = reason == "end" and failures and loop.time() - started < 1.0
-            if reason == "end" and not quick_empty_end:
-                continue  # the server ended the watch on time: resume at once
-            # the first 410 lists again at once; a storm of them, or empty ends, back off
-            delay = 0.0 if reason == "expired" and failures <= 1 else self._backoff(failures)
+            if on_time:
+                continue  # resume at once from the last version seen
+            delay = self._delay(reason, failures)
             state = State.OK if reason == "expired" else State.DEGRADED
             self.entry.set(
                 state,
@@ -131,6 +150,18 @@ class KubeSource:
             )
             if delay:
                 await asyncio.sleep(delay)
+
+    def _delay(self, reason: str, failures: int) -> float:
+        """How long to wait before the next round."""
+        if reason == "expired" and failures <= 1:
+            return 0.0  # the first 410 lists again at once
+        if reason == "stalled":
+            return 0.0  # a stall took stallTimeout to show: re-watching at once cannot hammer
+        if self.refused:
+            # nothing listens (an API server restarting): a connection attempt costs it
+            # nothing, and a grown backoff would only delay noticing that it is back
+            return min(self._backoff(failures), self.settings.backoff_initial)
+        return self._backoff(failures)  # a storm of 410s, errors or empty ends backs off
 
     def _backoff(self, failures: int) -> float:
         base = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(0, failures))
@@ -147,7 +178,7 @@ class KubeSource:
             log.info("%s: resourceVersion expired (410); listing again", self.key)
             self.rv = None
             return "expired"
-        except WatchStalled:
+        except (WatchStalled, aiohttp.SocketTimeoutError):  # silent before or after the head
             log.warning(
                 "%s: no event nor bookmark for %.0fs; restarting the watch",
                 self.key,
@@ -165,6 +196,12 @@ class KubeSource:
             if not refused:
                 self.rv = None
             return "unauthorized" if refused else "error"
+        except aiohttp.ClientConnectorError as exc:
+            # retried every backoffInitial: said once per outage, not every half second
+            level = logging.DEBUG if self.unreachable else logging.WARNING
+            log.log(level, "%s: API server unreachable: %s", self.key, exc)
+            self.refused = self.unreachable = True
+            return "error"
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
@@ -188,7 +225,8 @@ class KubeSource:
             ("timeoutSeconds", str(self.settings.watch_timeout)),
             ("resourceVersion", self.rv or ""),
         ]
-        async with self.client.stream(self.path, query) as resp:
+        stall = self.settings.stall_timeout
+        async with self.client.stream(self.path, query, read_timeout=stall) as resp:
             self._report()
             while True:
                 try:

@@ -4,8 +4,10 @@
   selector matching nothing) means "unknown", so nothing is published until it is back — a
   missing Secret must never read as "no passwords" or a missing ConfigMap as "no accounts".
 - The state loader validates all documents together (a duplicate across two objects is its
-  error, naming both origins). Invalid input: the last good state stays in force, the errors go
-  to the log, /status and an Event (without the text of secret documents).
+  error, naming both origins). A file with errors is rejected alone: its last good version
+  (none, if it is new) stands in for it, the other files apply, and deletions wait until it is
+  fixed. Errors no file can be blamed for keep the whole last good state in force. Either way
+  the errors go to the log, /status and an Event (without the text of secret documents).
 - A digest of the merged input makes every published state a distinct generation: re-reads,
   re-lists and flip-flops back to the state in force publish nothing.
 """
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from agent.errors import InvalidDocument, LocatedError
 from agent.events import EventSink
@@ -58,6 +61,8 @@ class Merge:
         self.in_force: str | None = None  # the input of the published state
         self.generation = 0
         self.rejected = False  # the last input considered was rejected: say when one is accepted
+        self.partial = False  # the state in force holds last good versions of broken files
+        self.good: dict[str, SourceDocument] = {}  # each document of the state in force
 
     @property
     def loader(self) -> Loader:
@@ -87,7 +92,9 @@ class Merge:
             return False
         docs = tuple(d for k in self.expected for d in board[k].documents or ())
         key = digest(docs)
-        if key in (self.last_input, self.in_force):
+        # A partial state in force is not "the same" as its input made whole again: the
+        # deletions it withheld must come back, so that input is loaded afresh.
+        if key == self.last_input or (key == self.in_force and not self.partial):
             self.last_input = key
             MERGES.labels("unchanged").inc()
             if key == self.in_force and self.rejected:  # the bad edit was undone
@@ -96,34 +103,14 @@ class Merge:
                 self.entry.set(State.OK, "published", generation=self.generation, absent=[])
             return False
         self.last_input = key
-        unreadable = [
-            LocatedError(d.origin, d.problem_line, "", d.problem) for d in docs if d.problem
-        ]
-        if unreadable:
-            self._rejected(unreadable, docs)
-            return False
         try:
-            desired = await asyncio.to_thread(self.loader, docs)
-        except InvalidDocument as exc:
-            self._rejected(exc.errors, docs)
-            return False
-        except Exception as exc:  # a loader bug must not drop the last good state either
-            log.exception("state loader failed; the last good state stays in force")
-            self._rejected([LocatedError("(state loader)", None, "", repr(exc))], docs)
-            return False
-        if not desired.generation:
-            desired.generation = key[:16]
-        current = self.hub.desired.value
-        if current is not None and getattr(current, "generation", None) == desired.generation:
-            self.in_force = key  # e.g. this component restarted: the same state is in force
-            self.entry.set(State.OK, "published", generation=self.generation, absent=[])
-            return False
-        self.in_force = key
-        self.generation += 1
-        GENERATION.set(self.generation)
-        PUBLISHED_AT.set(time.time())
-        self.hub.desired.set(desired)
-        self._accepted(len(docs), f"generation {self.generation}")
+            desired = await self._load(docs)
+        except _Rejected as whole:
+            return await self._consider_partial(docs, whole.errors)
+        self.partial = False
+        published = self._publish(desired, docs)
+        if published or self.rejected:
+            self._accepted(len(docs), f"generation {self.generation}")
         self.entry.set(
             State.OK,
             "published",
@@ -133,6 +120,89 @@ class Merge:
             absent=[],
             errors=[],
         )
+        return published
+
+    async def _load(self, docs: Sequence[SourceDocument]) -> Desired:
+        """The loader's verdict on ``docs``; every error (a located one) raised as _Rejected."""
+        unreadable = [
+            LocatedError(d.origin, d.problem_line, "", d.problem) for d in docs if d.problem
+        ]
+        if unreadable:
+            raise _Rejected(unreadable)
+        try:
+            return await asyncio.to_thread(self.loader, docs)
+        except InvalidDocument as exc:
+            raise _Rejected(exc.errors) from None
+        except Exception as exc:  # a loader bug must not drop the last good state either
+            log.exception("state loader failed; the last good state stays in force")
+            raise _Rejected([LocatedError("(state loader)", None, "", repr(exc))]) from None
+
+    async def _consider_partial(
+        self, docs: tuple[SourceDocument, ...], errors: list[LocatedError]
+    ) -> bool:
+        """Apply the files that are fine, each broken one at its last good version.
+
+        Only when every error is located in a document. Deletions are withheld meanwhile: an
+        account moved into a file that is now broken would otherwise read as removed.
+        """
+        partial = await self._without_broken(docs, errors)
+        if partial is None:
+            self._rejected(errors, docs)
+            return False
+        desired, used, broken = partial
+        self._report_broken(errors, docs, broken)
+        used_key = digest(used)
+        if used_key == self.in_force:  # the broken files were new or their edits all failed
+            MERGES.labels("invalid").inc()
+            return False
+        desired.state.policy = replace(desired.state.policy, prune=False)
+        desired.generation = f"{desired.generation or used_key[:16]}-partial"  # not the whole one
+        desired.warnings.append(
+            f"{len(broken)} file(s) rejected, their last good version in force: "
+            "deletions wait until they are fixed"
+        )
+        self.partial = True
+        MERGES.labels("partial").inc()
+        return self._publish(desired, used, used_key)
+
+    async def _without_broken(
+        self, docs: tuple[SourceDocument, ...], errors: list[LocatedError]
+    ) -> tuple[Desired, tuple[SourceDocument, ...], set[str]] | None:
+        origins = {d.origin for d in docs}
+        broken: set[str] = set()
+        while True:
+            located = {e.file for e in errors}
+            if not located <= origins or located <= broken:
+                return None  # an error outside any file, or no progress: the whole set waits
+            broken |= located
+            if broken == origins:
+                return None  # nothing intact to apply
+            used = tuple(
+                self.good[d.origin] if d.origin in broken else d
+                for d in docs
+                if d.origin not in broken or d.origin in self.good
+            )
+            try:
+                return await self._load(used), used, broken
+            except _Rejected as again:  # e.g. a good file names an account of a broken one
+                errors = again.errors
+
+    def _publish(
+        self, desired: Desired, used: tuple[SourceDocument, ...], key: str | None = None
+    ) -> bool:
+        key = key or digest(used)
+        if not desired.generation:
+            desired.generation = key[:16]
+        self.good = {d.origin: d for d in used}
+        current = self.hub.desired.value
+        self.in_force = key
+        if current is not None and getattr(current, "generation", None) == desired.generation:
+            return False  # e.g. this component restarted: the same state is in force
+        self.generation += 1
+        GENERATION.set(self.generation)
+        PUBLISHED_AT.set(time.time())
+        MERGES.labels("published").inc()
+        self.hub.desired.set(desired)
         return True
 
     def _accepted(self, documents: int, what: str) -> None:
@@ -146,8 +216,7 @@ class Merge:
     def _rejected(self, errors: list[LocatedError], docs: Sequence[SourceDocument]) -> None:
         self.rejected = True
         MERGES.labels("invalid").inc()
-        secret_origins = {d.origin for d in docs if d.secret}
-        shown = [_safe(e, secret_origins) for e in errors]
+        shown = self._shown(errors, docs)
         for line in shown:
             log.error("desired state rejected, the last good one stays in force: %s", line)
         self.entry.set(
@@ -157,6 +226,38 @@ class Merge:
         )
         first = shown[0] if shown else "no detail"
         self.events.emit("Invalid", f"{len(errors)} error(s), first: {first}", "Warning")
+
+    def _report_broken(
+        self, errors: list[LocatedError], docs: Sequence[SourceDocument], broken: set[str]
+    ) -> None:
+        self.rejected = True
+        shown = self._shown(errors, docs)
+        for line in shown:
+            log.error("file rejected, its last good version stays in force: %s", line)
+        self.entry.set(
+            State.DEGRADED,
+            f"{len(broken)} file(s) rejected ({len(errors)} errors), their last good version "
+            "stays in force; the other files applied, deletions wait until they are fixed",
+            errors=shown[:20],
+            rejected_files=sorted(broken),
+            generation=self.generation,
+        )
+        first = shown[0] if shown else "no detail"
+        self.events.emit(
+            "Invalid", f"{len(broken)} file(s) rejected, {len(errors)} error(s), first: {first}",
+            "Warning",
+        )  # fmt: skip
+
+    @staticmethod
+    def _shown(errors: list[LocatedError], docs: Sequence[SourceDocument]) -> list[str]:
+        secret_origins = {d.origin for d in docs if d.secret}
+        return [_safe(e, secret_origins) for e in errors]
+
+
+class _Rejected(Exception):
+    def __init__(self, errors: list[LocatedError]) -> None:
+        super().__init__(f"{len(errors)} error(s)")
+        self.errors = errors
 
 
 def _safe(error: LocatedError, secret_origins: set[str]) -> str:

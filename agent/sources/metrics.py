@@ -45,7 +45,8 @@ PRESENT = Gauge(
 )
 MERGES = Counter(
     "dms_agent_sources_merges_total",
-    "Merge outcomes: published, invalid (last good kept), waiting (a source absent), unchanged.",
+    "Merge outcomes: published, partial (broken files at their last good version), invalid "
+    "(last good state kept), waiting (a source absent), unchanged.",
     ["result"],
     registry=REGISTRY,
 )

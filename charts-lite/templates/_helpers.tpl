@@ -115,7 +115,7 @@ become "1"/"0"; every value is a string.
 {{- if .Values.poor_mans_k8s_lb.enabled -}}
 {{- $target := dict "url" .Values.poor_mans_k8s_lb.webhook_url "format" .Values.poor_mans_k8s_lb.format "secretFile" "/etc/dms-agent/secrets/webhook-secret" -}}
 {{- $_ := set $generated.lb "targets" (list $target) -}}
-{{- $_ := set $generated.lb "address" (dict "source" "env" "env" "NODE_IP") -}}
+{{- $_ := set $generated.lb "address" (include "mailserver.lbAddress" . | fromYaml) -}}
 {{- if .Values.liveness_tests.enabled -}}
 {{- $_ := set $generated.lb "waitForCheck" "smtp" -}}
 {{- end -}}
@@ -329,5 +329,27 @@ is applied, naming the manual step.
 {{- if not (eq (toJson $installed) (toJson $wanted)) -}}
 {{- fail (printf "persistence: the StatefulSet %s has claim templates %s, these values want %s; claim templates cannot change in place. Nothing was applied. The manual step: resize or move the PVCs yourself (kubectl edit pvc, or existingClaim), then `kubectl delete statefulset %s --cascade=orphan` (the pod and its PVCs stay) and run the upgrade again; see docs/migrate-pvcs.md" (include "mailserver.fullname" .) (toJson $installed) (toJson $wanted) (include "mailserver.fullname" .)) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the LB webhook's address comes from (poor_mans_k8s_lb.address). */}}
+{{- define "mailserver.lbAddress" -}}
+{{- $lb := .Values.poor_mans_k8s_lb -}}
+{{- if eq $lb.address "fixed" -}}
+{{- if not $lb.fixedAddress -}}
+{{- fail "poor_mans_k8s_lb.address: fixed needs poor_mans_k8s_lb.fixedAddress (an IP address)" -}}
+{{- end -}}
+{{- toYaml (dict "source" "fixed" "value" $lb.fixedAddress) -}}
+{{- else if eq $lb.address "hostIP" -}}
+{{- toYaml (dict "source" "env" "env" "NODE_IP") -}}
+{{- else -}}
+{{- toYaml (dict "source" "node" "nodeAddressType" $lb.address) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the agent reads its Node object (and so needs NODE_NAME and `get` on nodes). */}}
+{{- define "mailserver.readsNode" -}}
+{{- if and .Values.poor_mans_k8s_lb.enabled (has .Values.poor_mans_k8s_lb.address (list "ExternalIP" "InternalIP")) -}}
+true
 {{- end -}}
 {{- end -}}

@@ -7,6 +7,8 @@
 # - the ledger key (secrets/ledger.key): 32 random bytes, hex, readable by the agent's user
 #   only (the agent refuses a key others may read). An existing key is kept: a new key
 #   invalidates the ledger's password digests and every password is set again once.
+# - the status token (secrets/status.token): /status and the status page answer beyond the
+#   container's loopback only with it, and compose's published port is beyond it.
 # Safe to run again.
 set -eu
 cd "$(dirname "$0")"
@@ -26,4 +28,10 @@ fi
 # nobody else may read it (the agent refuses a key others can read, as ssh does)
 chown "$AGENT_UID:$AGENT_GID" secrets/ledger.key
 chmod 0600 secrets/ledger.key
+if [ ! -s secrets/status.token ]; then
+  (umask 077 && openssl rand -hex 24 > secrets/status.token.new)
+  mv secrets/status.token.new secrets/status.token
+fi
+chown "$AGENT_UID:$AGENT_GID" secrets/status.token
+chmod 0600 secrets/status.token
 echo "ready: docker compose up -d --build"

@@ -57,6 +57,11 @@ COMBINATIONS: dict[str, list[str]] = {
         "poor_mans_k8s_lb.webhook_url=https://lb.example.net/hooks/mail",
         "poor_mans_k8s_lb.webhook_secret=EXAMPLE-hook-secret",
     ],
+    "lbnode": [
+        "poor_mans_k8s_lb.enabled=true",
+        "poor_mans_k8s_lb.webhook_url=https://lb.example.net/hooks/mail",
+        "poor_mans_k8s_lb.address=ExternalIP",
+    ],
     "certmanager": ["ssl.issuer.name=letsencrypt", "ssl.dnsname=mx.example.com"],
     "loadbalancer": [
         "service.type=LoadBalancer",

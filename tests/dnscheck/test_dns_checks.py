@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,14 +141,16 @@ def test_dkim_keys_are_read_from_both_backends(dns_world: World) -> None:
 
 
 def test_names_are_absolute_whatever_the_search_list(dns_world: World) -> None:
-    """ndots/search must not matter: a resolver with a search list still asks good.test."""
-    from agent.dns.resolver import Lookup, make_async_resolver
+    """ndots/search must not matter: a name without its final dot is asked as it is."""
+    from agent.dns.resolver import Lookup
+    from agent.dns.transport import make_transport
 
     async def ask() -> list[str]:
-        resolver = make_async_resolver(dns_world.settings())
-        resolver.search = [__import__("dns.name").name.from_text("svc.cluster.local.")]
-        resolver.ndots = 5
-        return await Lookup(resolver).txt("_dmarc.good.test")
+        transport = make_transport(dns_world.settings())
+        try:
+            return await Lookup(transport).txt("_dmarc.good.test")
+        finally:
+            transport.close()
 
     assert asyncio.run(ask())[0].startswith("v=DMARC1")
 
@@ -232,6 +237,53 @@ async def test_the_agents_off_loop_run_gives_the_same_reports(
         assert {c: r.status for c, r in off[name].results.items()} == {
             c: r.status for c, r in reports[name].results.items()
         }
+
+
+@pytest.mark.parametrize("when", ["asking", "at once"])
+async def test_cancelling_the_off_loop_run_cancels_the_run_on_its_thread(
+    dns_world: World, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The agent cancels the hourly run on shutdown: the run on the worker thread's loop must
+    end too (cancelled), whether it was already asking or had not started yet."""
+    ended: list[str] = []
+    finished = threading.Event()
+    real_run = runner.run
+
+    async def spy(*args: Any, **kwargs: Any) -> dict[str, DomainReport]:
+        try:
+            return await real_run(*args, **kwargs)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(runner, "run", spy)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # never answers: left alone, the run takes a minute
+        settings = dns_world.settings(
+            nameservers=[f"127.0.0.1:{silent.getsockname()[1]}"],
+            timeout=30.0,
+            lifetime=60.0,
+            deadline=60.0,
+        )
+        task = asyncio.create_task(
+            runner.run_off_loop(settings, runner.plan_from(settings, None, ["good.test"]), None)
+        )
+        if when == "asking":
+            ready = await asyncio.to_thread(select.select, [silent], [], [], 10)
+            assert ready[0], "no query reached the nameserver"
+        else:
+            await asyncio.sleep(0)  # run_off_loop hands the run to a thread, which may not start
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # every worker thread ends (joined): the run does not go on in the background
+        await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 10)
+    if when == "asking":
+        assert ended == ["cancelled"] and finished.is_set()
+    else:  # cancelled before or after it began
+        assert ended in ([], ["cancelled"])
 
 
 def test_a_rejected_policy_certificate_gets_certificate_advice(

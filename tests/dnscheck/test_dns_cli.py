@@ -155,3 +155,23 @@ def test_mta_sts_ca_bundle_flag(dns_world: World, tmp_path: Path) -> None:
     sts = json.loads(out.stdout)["domains"]["good.test"]["checks"]["mta-sts"]
     assert sts["status"] == "pass", sts
     assert out.returncode == 0, out.stdout
+
+
+def test_the_documented_json_layout_is_the_output(dns_world: World) -> None:
+    """docs/dns-checks.md's JSON example has the keys the output has, at every level shown."""
+    text = (ROOT / "docs" / "dns-checks.md").read_text()
+    example = json.loads(
+        text.split("### The JSON output", 1)[1].split("```json", 1)[1].split("```")[0]
+    )
+    out = check_dns(dns_world, "--output", "json", "--egress", world.V4, "twospf.test")
+    real = json.loads(out.stdout)
+    assert set(real) == set(example)
+    assert set(real["summary"]) == set(example["summary"])
+    doc_domain, doc_host = example["domains"]["example.com"], example["domains"]["mail.example.com"]
+    domain, host = real["domains"]["twospf.test"], real["domains"][world.MX]
+    assert set(domain) == set(doc_domain) and set(host) == set(doc_host)
+    assert set(domain["checks"]["spf"]) == set(doc_domain["checks"]["spf"])
+    assert set(host["checks"]) == set(doc_host["checks"])
+    finding = domain["checks"]["spf"]["findings"][0]
+    assert set(doc_domain["checks"]["spf"]["findings"][0]) <= set(finding)
+    assert set(domain["dkim"]["mail"]) == set(doc_domain["dkim"]["mail"])

@@ -30,6 +30,7 @@ The command of an exec runs as a local process (the pod's ``Container`` gives it
 so tests can run the DMS ``setup`` double "inside the container".
 
 Fault injection for chaos tests: ``restart()``, ``drop_streams()``, ``stall_streams()``,
+``hold_watch_heads``,
 ``force_410(n)``, ``poison_versions()``, ``store.compact()``, ``rotate_token()``,
 ``forbid_exec``, ``exec_fault``.
 """
@@ -103,6 +104,7 @@ class KubeApiServer:
     forbid_exec: bool = False  # RBAC refusal: 403 for pods/exec
     forbid_user: str = "system:serviceaccount:mail:dms-agent"
     exec_fault: Literal["drop", "stall"] | None = None
+    hold_watch_heads: bool = False  # new watches get no answer, not even the response's head
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query)
     _streams: list[Stream] = field(default_factory=list)
     _force_410: int = 0
@@ -370,6 +372,9 @@ class KubeApiServer:
         self._add_stream(stream)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
+            if self.hold_watch_heads:  # the request is taken, its answer never comes
+                await _wait(watcher.dropped.wait(), None)
+                return resp
             await resp.prepare(request)
             if isinstance(first, dict):
                 await resp.write(_line({"type": "ERROR", "object": first}))
@@ -397,10 +402,10 @@ class KubeApiServer:
         next_bookmark = loop.time() + self.bookmark_interval
         while not watcher.dropped.is_set():
             now = loop.time()
-            if deadline is not None and now >= deadline:
+            if watcher.stalled:  # hold everything, the end at timeoutSeconds too, until the
+                await _wait(watcher.dropped.wait(), None)  # client gives up
                 return
-            if watcher.stalled:  # hold everything until the client gives up
-                await _wait(watcher.dropped.wait(), None)
+            if deadline is not None and now >= deadline:
                 return
             wake = min(next_bookmark, deadline or next_bookmark)
             event = await _wait(watcher.queue.get(), max(0.0, wake - now))

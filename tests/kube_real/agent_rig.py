@@ -11,7 +11,7 @@ The ``pod_rig`` fixture gives a ``PodRig``: ``deploy(source)`` applies the RBAC 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +132,10 @@ class PodRig:
     caplog: pytest.LogCaptureFixture
     monkeypatch: pytest.MonkeyPatch
 
-    def deploy(self, source: str = "chart") -> AgentPod:
-        pod = deploy(self.cluster, self.namespace, self.tmp_path, source)
+    def deploy(self, source: str = "chart", sets: Sequence[str] = ()) -> AgentPod:
+        """The rendered RBAC made by the admin (the chart with value ``sets`` in this test's
+        namespace), and the ServiceAccount's token and identity as kubelet would mount them."""
+        pod = deploy(self.cluster, self.namespace, self.tmp_path, source, sets)
         write_state(pod, ALICE)
         write_passwords(pod)
         return pod
@@ -167,8 +169,11 @@ carol@example.com: {password: "carol's secret"}
 """
 
 
-def deploy(cluster: KubeCluster, ns: str, tmp_path: Path, source: str = "chart") -> AgentPod:
-    return AgentPod.deploy(cluster, ns, rendered(source), tmp_path)
+def deploy(
+    cluster: KubeCluster, ns: str, tmp_path: Path, source: str = "chart", sets: Sequence[str] = ()
+) -> AgentPod:
+    docs = rendered(source, [f"--namespace={ns}", *sets] if sets else ())
+    return AgentPod.deploy(cluster, ns, docs, tmp_path)
 
 
 def write_state(pod: AgentPod, accounts: dict[str, dict[str, str]], **extra: str) -> None:

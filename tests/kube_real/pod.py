@@ -11,6 +11,7 @@ in-cluster from that folder with ``KUBERNETES_SERVICE_HOST/PORT`` pointing at th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,12 @@ def collection(kind: str, namespace: str) -> str:
     return _PATHS[kind].format(ns=namespace)
 
 
-def rendered(source: str) -> list[Doc]:
-    """The objects ``charts-lite/`` (default values) or ``manifests/`` give an admin."""
+def rendered(source: str, sets: Sequence[str] = ()) -> list[Doc]:
+    """The objects ``charts-lite/`` (default values, or ``sets``) or ``manifests/`` give an
+    admin."""
     if source == "chart":
         helm = render.require_tool("helm", HOW_HELM)
-        return render.load_docs(render.helm_template(helm))
+        return render.load_docs(render.helm_template(helm, sets))
     kubectl = render.require_tool("kubectl", HOW_HELM)
     proc = render.run([kubectl, "kustomize", str(render.MANIFESTS)])
     assert proc.returncode == 0, proc.stderr
