@@ -70,7 +70,12 @@ TARGETS: dict[str, Target] = {
     ),
     "apply": Target(
         "agent/reconcile/apply.py",
-        ["tests/test_reconcile_applier.py", "tests/test_reconcile_failsafe.py"],
+        [
+            "tests/test_reconcile_applier.py",
+            "tests/test_reconcile_failsafe.py",
+            "tests/test_reconcile_errors.py",  # DMS's error lines, joined and redacted
+            "tests/test_reconcile_quirks.py",  # ops written to the files directly
+        ],
     ),
     "commands": Target(
         "agent/dms/commands.py",
