@@ -14,6 +14,12 @@ Slow (minutes per module on two cores); not part of CI's default run. Needs the 
     .venv/bin/python bench/mutation.py                 # every module
     .venv/bin/python bench/mutation.py plan verdict    # some, by short name
     .venv/bin/python bench/mutation.py --survivors     # also list each unexplained survivor
+    .venv/bin/python bench/mutation.py reconciler --functions policy,_settle_retries
+    .venv/bin/python bench/mutation.py reconciler --keep   # re-test only the last survivors
+
+--functions narrows a module to some functions (a whole module can take an hour on a busy
+machine); --keep reuses the last run's results in --workdir and re-tests only the mutants not
+killed then (after a new test: the figure for the unchanged code, in minutes).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +56,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_plan.py",
             "tests/test_reconcile_guards.py",
             "tests/test_reconcile_plan_details.py",
+            "tests/test_reconcile_quirks.py",  # routing around DMS's matching quirks
         ],
     ),
     "ledger": Target(
@@ -56,30 +64,56 @@ TARGETS: dict[str, Target] = {
         [
             "tests/test_reconcile_units.py",
             "tests/test_reconcile_ledger.py",
+            "tests/test_reconcile_ledger_hostile.py",  # typed fields, the key's mode, streaming
             "tests/test_reconcile_failsafe.py::test_corrupt_ledger_fails_closed_with_a_located_error",
         ],
     ),
     "apply": Target(
         "agent/reconcile/apply.py",
-        ["tests/test_reconcile_applier.py", "tests/test_reconcile_failsafe.py"],
+        [
+            "tests/test_reconcile_applier.py",
+            "tests/test_reconcile_failsafe.py",
+            "tests/test_reconcile_errors.py",  # DMS's error lines, joined and redacted
+            "tests/test_reconcile_quirks.py",  # ops written to the files directly
+        ],
     ),
     "commands": Target(
         "agent/dms/commands.py",
-        ["tests/test_reconcile_commands.py"],
+        # quirks: the argv that ends DMS's options before an address starting with "-"
+        ["tests/test_reconcile_commands.py", "tests/test_reconcile_quirks.py"],
     ),
     "fileapply": Target(
         "agent/dms/fileapply.py",
-        ["tests/test_reconcile_units.py", "tests/test_reconcile_fileapply.py"],
+        [
+            "tests/test_reconcile_units.py",
+            "tests/test_reconcile_fileapply.py",
+            "tests/test_reconcile_access_files.py",
+        ],
     ),
-    # the deletion and password paths: digests, policy, applying, recording, retries
+    # the deletion and password paths: the pass and its re-plan under the lock (the deletion
+    # approval, DMS's settings read again), whether it writes, the ledger's reload, digests,
+    # policy, applying, recording, retries
     "reconciler": Target(
         "agent/reconcile/reconciler.py",
-        [
+        [  # the tests that run passes (the other tests/test_reconcile_* never reach it)
+            "tests/test_reconcile_engine.py",
             "tests/test_reconcile_failsafe.py",
             "tests/test_reconcile_apply.py",
             "tests/test_reconcile_ledger_facts.py",
+            "tests/test_reconcile_ledger_hostile.py",
+            "tests/test_reconcile_errors.py",
+            "tests/test_reconcile_dmsinfo.py",
+            "tests/test_reconcile_filebytes.py",
+            "tests/test_reconcile_loop.py",
+            "tests/test_reconcile_progress.py",
+            "tests/test_reconcile_quirks.py",
+            "tests/test_reconcile_truth.py",
         ],
         only=[
+            "agent.reconcile.reconciler.xǁEngineǁrun_pass__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_pass__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁ_writes__mutmut_*",
+            "agent.reconcile.reconciler.xǁEngineǁrefresh_ledger__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁdigests__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁ_digest_changed__mutmut_*",
             "agent.reconcile.reconciler.xǁEngineǁpolicy__mutmut_*",
@@ -91,7 +125,11 @@ TARGETS: dict[str, Target] = {
     ),
     "verdict": Target(
         "agent/checks/verdict.py",
-        ["tests/test_checks_verdict.py", "tests/test_checks_verdict_details.py"],
+        [
+            "tests/test_checks_verdict.py",
+            "tests/test_checks_verdict_details.py",
+            "tests/test_checks_safety.py",  # the escalation cap across restarts
+        ],
     ),
     "probe": Target(
         "agent/checks/probe.py",
@@ -109,12 +147,18 @@ def explained() -> set[str]:
     return set(re.findall(r"`(agent\.[^`]+__mutmut_\d+)`", EQUIVALENT.read_text()))
 
 
-def prepare(work: Path, target: Target) -> None:
-    if work.exists():
+def prepare(work: Path, target: Target, keep: bool) -> None:
+    """A copy of the tree for mutmut; ``keep``: refresh the copy, keep mutmut's results."""
+    if work.exists() and not keep:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for name in ("agent", "tests"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("agent", "tests", "examples"):  # examples: settings some tests load
+        shutil.copytree(
+            ROOT / name,
+            work / name,
+            ignore=shutil.ignore_patterns("__pycache__"),
+            dirs_exist_ok=True,
+        )
     # pytest's settings without the [tool.mutmut] lookup: mutmut then reads setup.cfg
     text = (ROOT / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(text.replace("[tool.mutmut]", "[tool.not-mutmut]"))
@@ -126,37 +170,63 @@ def prepare(work: Path, target: Target) -> None:
         f"pytest_add_cli_args_test_selection =\n    {tests}\n"
         "pytest_add_cli_args = -p no:cacheprovider -q\n"
         "use_git_change_detection = false\n"
+        "also_copy = examples\n"  # mutmut runs the tests in its own copy of the tree
     )
 
 
-def run(name: str, target: Target, base: Path, children: int) -> dict[str, str]:
-    work = base / name
-    prepare(work, target)
-    mutmut = [sys.executable, "-m", "mutmut"]
+def scope(target: Target, functions: list[str]) -> list[str]:
+    """mutmut's name patterns for the mutants in scope: the target's, or the named functions'
+    (``Class.method`` names are spelt ``xǁClassǁmethod`` by mutmut, functions ``x_name``)."""
+    if not functions:
+        return target.only
+    module = target.path.removesuffix(".py").replace("/", ".")
+    return [
+        p for f in functions for p in (f"{module}.xǁ*ǁ{f}__mutmut_*", f"{module}.x_{f}__mutmut_*")
+    ]
+
+
+def results_of(work: Path, patterns: list[str]) -> dict[str, str]:
+    """mutmut's verdict per mutant in scope (all of the module's when no patterns)."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    results = {}
+    for line in listing.stdout.splitlines():
+        m = STATUS.match(line)
+        if m and (not patterns or any(fnmatch(m.group(1), p) for p in patterns)):
+            results[m.group(1)] = m.group(2)
+    return results
+
+
+def run(name: str, target: Target, args: argparse.Namespace) -> dict[str, str]:
+    work = args.workdir / name
+    patterns = scope(target, args.functions)
+    kept = results_of(work, patterns) if args.keep and (work / "mutants").exists() else {}
+    prepare(work, target, args.keep)
+    # mutmut re-runs every mutant named on its command line; with --keep only the ones that
+    # were not killed the last time are named (changed tests are picked up by mutmut itself)
+    names = [k for k, v in kept.items() if v not in ("killed", "timeout")] if kept else patterns
     started = time.monotonic()
     log = work / "mutmut.log"
+    if kept and not names:
+        return kept  # everything in scope was killed already
     with log.open("w") as out:
         subprocess.run(
-            [*mutmut, "run", "--max-children", str(children), *target.only],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children), *names],
             cwd=work,
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
         )
-    listing = subprocess.run(
-        [*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True
-    )
-    results = {}
-    for line in listing.stdout.splitlines():
-        m = STATUS.match(line)
-        if m:
-            results[m.group(1)] = m.group(2)
-    if target.only:
-        from fnmatch import fnmatch
-
-        results = {k: v for k, v in results.items() if any(fnmatch(k, p) for p in target.only)}
+    if "failed to collect stats" in log.read_text(errors="replace"):
+        # a test failed on the unmutated code: no figure would mean anything
+        raise SystemExit(f"{name}: the tests fail without any mutant; see {log}")
     print(f"  ({name}: {time.monotonic() - started:.0f} s, log {log})", file=sys.stderr)
-    return results
+    return results_of(work, patterns)
 
 
 def main() -> int:
@@ -165,6 +235,17 @@ def main() -> int:
     parser.add_argument("--survivors", action="store_true", help="list unexplained survivors")
     parser.add_argument("--children", type=int, default=1, help="parallel test processes")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dms-mut")
+    parser.add_argument(
+        "--functions",
+        type=lambda s: s.split(","),
+        default=[],
+        help="only these functions or methods (comma-separated names, e.g. _settle_retries)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="reuse the last run's results in --workdir: re-test only what was not killed",
+    )
     args = parser.parse_args()
     names = args.modules or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -173,7 +254,7 @@ def main() -> int:
     known = explained()
     rows, missed = [], 0
     for name in names:
-        results = run(name, TARGETS[name], args.workdir, args.children)
+        results = run(name, TARGETS[name], args)
         counts = Counter(results.values())
         total = len(results)
         killed = counts["killed"] + counts["timeout"]
@@ -188,9 +269,9 @@ def main() -> int:
                 if k not in known:
                     print(f"    {results[k]:<10} {k}")
     print(f"{'module':<32} {'mutants':>7} {'killed':>6} {'equiv':>5} {'kill%':>6} {'+equiv%':>7}")
-    for path, total, killed, equivalent, rate, explained_rate in rows:
+    for path, total, killed, equivalents, rate, explained_rate in rows:
         flag = "" if explained_rate >= GOAL else f"  below the {GOAL:g} % goal"
-        figures = f"{total:>7} {killed:>6} {equivalent:>5} {rate:>5.1f}% {explained_rate:>6.1f}%"
+        figures = f"{total:>7} {killed:>6} {equivalents:>5} {rate:>5.1f}% {explained_rate:>6.1f}%"
         print(f"{path:<32} {figures}{flag}")
     return 1 if missed else 0
 

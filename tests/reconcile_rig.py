@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from agent.events import EventType, LogEventSink
 from agent.settings import Settings
 from tests.dms_double.fixtures import DmsDouble, doveadm_verify
 
-__all__ = ["DmsRig", "dms_rig", "doveadm_verify", "fault_script"]
+__all__ = ["DmsRig", "RecordedEvents", "dms_rig", "doveadm_verify", "fault_script"]
 
 
 @dataclass
@@ -112,6 +113,17 @@ class DmsRig:
         ledger.mkdir(exist_ok=True)
         rec = settings.reconcile.model_copy(update={"ledger_path": ledger / "ledger.json"})
         return settings.model_copy(update={"dms": dms, "reconcile": rec})
+
+
+class RecordedEvents(LogEventSink):
+    """The agent's own log sink, remembering what it emitted."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, str, EventType]] = []
+
+    def emit(self, reason: str, message: str, type: EventType = "Normal") -> None:
+        self.emitted.append((reason, message, type))
+        super().emit(reason, message, type)
 
 
 def fault_script(rig: DmsRig, name: str, body: str) -> Path:

@@ -375,11 +375,10 @@ async def test_waits_for_the_smtp_check(lb_host: LbHost) -> None:
     )
     agent = start_agent(settings)
     try:
-        await asyncio.sleep(0.3)
         agent.ctx.hub.check_results.set({"smtp": {"ok": False}, "imap": {"ok": True}})
-        await asyncio.sleep(0.2)
+        await agent.wait(lambda a: a.status()["message"] == "waiting for check 'smtp' to pass")
+        await asyncio.sleep(0.2)  # room for a wrong request (a check that none comes)
         assert lb_host.triggered("dms-lb") == 0
-        assert agent.status()["message"] == "waiting for check 'smtp' to pass"
         agent.ctx.hub.check_results.set({"smtp": {"ok": True}})
         await agent.wait(ok)
         assert lb_host.triggered("dms-lb") == 1

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from agent.app import AgentContext
-from agent.events import EventType, LogEventSink
 from agent.executor import LocalExecutor, Result
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
 from agent.reconcile.reconciler import Engine, Reconciler
 from agent.settings import Settings
 from agent.status import State, StatusRegistry
-from tests.reconcile_rig import DmsRig, fault_script
+from tests.reconcile_rig import DmsRig, RecordedEvents, fault_script
 
 SECRET = "Tr0ub4dor&3-never-shown"
 
@@ -40,17 +39,6 @@ def desired(passwords: dict[str, str]) -> Desired:
 def with_setup(settings: Settings, setup: Path, **dms: object) -> Settings:
     update = settings.dms.model_copy(update={"setup_command": [str(setup)], **dms})
     return settings.model_copy(update={"dms": update})
-
-
-class RecordedEvents(LogEventSink):
-    """The agent's own log sink, remembering what it emitted."""
-
-    def __init__(self) -> None:
-        self.emitted: list[tuple[str, str, EventType]] = []
-
-    def emit(self, reason: str, message: str, type: EventType = "Normal") -> None:
-        self.emitted.append((reason, message, type))
-        super().emit(reason, message, type)
 
 
 async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
