@@ -198,7 +198,7 @@ def iter_accounts(text: Text, source: str = ACCOUNTS_FILE) -> Iterator[AccountLi
     return _iterate(text, source, _account, lambda e: e.address, continuation=False)
 
 
-def parse_accounts(text: str, source: str = ACCOUNTS_FILE) -> Parsed[AccountLine]:
+def parse_accounts(text: Text, source: str = ACCOUNTS_FILE) -> Parsed[AccountLine]:
     return _parse(iter_accounts(text, source), source)
 
 
@@ -229,7 +229,7 @@ def iter_virtual(text: Text, source: str = VIRTUAL_FILE) -> Iterator[AliasLine |
     return _iterate(text, source, _alias, lambda e: e.alias, continuation=True)
 
 
-def parse_virtual(text: str, source: str = VIRTUAL_FILE) -> Parsed[AliasLine]:
+def parse_virtual(text: Text, source: str = VIRTUAL_FILE) -> Parsed[AliasLine]:
     return _parse(iter_virtual(text, source), source)
 
 
@@ -257,7 +257,7 @@ def iter_quotas(text: Text, source: str = QUOTAS_FILE) -> Iterator[QuotaLine | L
     return _iterate(text, source, _quota, lambda e: e.address, continuation=False)
 
 
-def parse_quotas(text: str, source: str = QUOTAS_FILE) -> Parsed[QuotaLine]:
+def parse_quotas(text: Text, source: str = QUOTAS_FILE) -> Parsed[QuotaLine]:
     return _parse(iter_quotas(text, source), source)
 
 
@@ -279,11 +279,11 @@ def _access(number: int, content: str) -> AccessLine | str:
     return AccessLine(parts[0], parts[1], number)
 
 
-def parse_access(text: str, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine]:
+def parse_access(text: Text, source: str = SEND_ACCESS_FILE) -> Parsed[AccessLine]:
     return _parse(_iter_access(text, source), source)
 
 
-def _iter_access(text: str, source: str) -> Iterator[AccessLine | LocatedError]:
+def _iter_access(text: Text, source: str) -> Iterator[AccessLine | LocatedError]:
     return _iterate(text, source, _access, lambda e: e.address, continuation=True)
 
 
