@@ -5,18 +5,14 @@ leaves alone. Against the `setup` double (found by bench/mutation.py)."""
 from __future__ import annotations
 
 import json
-import logging
-
-import pytest
 
 from agent.app import AgentContext
 from agent.executor import LocalExecutor
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
-from agent.metrics import REGISTRY
 from agent.reconcile.ledger import intent_digests
 from agent.reconcile.reconciler import Engine, Reconciler
 from agent.status import StatusRegistry
-from tests.reconcile_rig import DmsRig, fault_script
+from tests.reconcile_rig import DmsRig
 
 
 def ledger(rig: DmsRig) -> dict[str, dict[str, object]]:
@@ -65,26 +61,6 @@ async def test_adoption_forgetting_learned_hashes_and_alias_claims(dms_rig: DmsR
     learned = ledger(dms_rig)["accounts"]
     assert learned["a@x.org"]["hash"] == dms_rig.hash_of("a@x.org")  # type: ignore[index]
     assert learned["b@x.org"]["hash"] == dms_rig.hash_of("b@x.org")  # type: ignore[index]
-
-
-async def test_failed_op_is_logged_counted_and_named(
-    dms_rig: DmsRig, caplog: pytest.LogCaptureFixture
-) -> None:
-    bad = fault_script(dms_rig, "failing", 'echo "no space left" >&2; exit 1')
-    settings = dms_rig.settings()
-    settings = settings.model_copy(
-        update={"dms": settings.dms.model_copy(update={"setup_command": [str(bad)]})}
-    )
-    labels = {"kind": "quota_set", "result": "failed"}
-    before = REGISTRY.get_sample_value("dms_agent_reconcile_ops_total", labels) or 0.0
-    caplog.set_level(logging.WARNING, "dms_agent.reconcile")
-    assert dms_rig.run_setup("email", "add", "a@x.org", stdin="p\np\n").returncode == 0
-    state = MailState(accounts={"a@x.org": Account("a@x.org", quota="1G")})
-    eng = Engine(settings, LocalExecutor())
-    report = await eng.run_pass(Desired(state))
-    assert report.outcome == "failed"
-    assert REGISTRY.get_sample_value("dms_agent_reconcile_ops_total", labels) == before + 1
-    assert "op quota_set a@x.org: no space left" in caplog.text
 
 
 async def test_observe_mode_counts_a_pass_and_writes_nothing(dms_rig: DmsRig) -> None:

@@ -108,7 +108,7 @@ class Merge:
         except _Rejected as whole:
             return await self._consider_partial(docs, whole.errors)
         self.partial = False
-        published = self._publish(desired, docs)
+        published = self._publish(desired, docs, key)  # key: digest(docs), made once
         if published or self.rejected:
             self._accepted(len(docs), f"generation {self.generation}")
         self.entry.set(
