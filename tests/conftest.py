@@ -2,6 +2,7 @@
 each owned by the capability that needs it; the doubles live in tests/dms_double and
 tests/kube_api. Register new fixture modules in ``pytest_plugins`` below."""
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 
@@ -35,3 +36,24 @@ async def _close_kube_clients() -> AsyncIterator[None]:
         from agent.kube.client import close_shared_clients
 
         await close_shared_clients()
+
+
+@pytest.fixture(autouse=True)
+async def _tasks_shown_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """pytest-timeout prints the threads' stacks, which for an async test all end in the event
+    loop's ``select``: print every asyncio task's stack shortly before it fires, so a test that
+    hangs on an await says which one."""
+    limit = float(request.config.getini("timeout") or 0)
+    handle = None
+    if limit > 30:
+        handle = asyncio.get_running_loop().call_later(limit - 20, _print_tasks)
+    yield
+    if handle is not None:
+        handle.cancel()
+
+
+def _print_tasks() -> None:
+    print("---- asyncio tasks still waiting, 20 s before the test's timeout ----", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        task.print_stack(file=sys.stderr)

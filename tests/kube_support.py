@@ -126,9 +126,13 @@ async def stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def eventually(check: Any, timeout: float = 5.0, step: float = 0.01) -> None:
-    """Poll ``check()`` until true (for conditions no event announces, e.g. a status line)."""
-    for _ in range(int(timeout / step)):
-        if check():
-            return
+    """Poll ``check()`` until true (for conditions no event announces, e.g. a status line).
+
+    The deadline is on the clock, not a count of polls: on a busy CI machine each poll and each
+    sleep can take far longer than ``step``, and a counted loop then waits many times ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")

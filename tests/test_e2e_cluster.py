@@ -93,6 +93,7 @@ async def test_configmap_and_secret_reach_dms_through_kube_exec(
         await eventually(lambda: status.details.get("outcome") in ("applied", "noop"), 10)
         adds_before = len(setup_calls(dms, "add"))
         assert adds_before == 2
+        passes_before = status.details["passes"]
 
         # one more account in the ConfigMap: exactly one more `setup email add`
         bob = "  bob@example.com: {}\n"
@@ -102,7 +103,9 @@ async def test_configmap_and_secret_reach_dms_through_kube_exec(
         await eventually(lambda: "carol@example.com" in dms.accounts(), 30)
         # the double logs a call when it exits, a moment after it wrote the file
         await eventually(lambda: len(setup_calls(dms, "add")) > adds_before, 10)
-        await eventually(lambda: status.details.get("outcome") in ("applied", "noop"), 10)
+        # the pass that added carol has ended (the outcome alone may still be the last pass's)
+        await eventually(lambda: status.details["passes"] > passes_before, 10)
+        assert status.details["outcome"] in ("applied", "noop")
         assert len(setup_calls(dms, "add")) == adds_before + 1
         assert doveadm_verify(dms.accounts()["carol@example.com"], "carol's secret")
         shown = str(agent.status.snapshot())

@@ -3,6 +3,7 @@ refusal, and the DMS `setup` double run "inside the container" when it is in the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,6 +77,34 @@ async def test_unreachable_api_raises(executor: KubeExecExecutor, kube_api: Kube
     await kube_api.server.stop()
     with pytest.raises(ExecUnavailable):
         await executor.run(["true"])
+
+
+async def test_a_server_that_never_answers_the_handshake_is_given_up(
+    kube_api: KubeApi,
+) -> None:
+    """A connection accepted and never answered (an overloaded API server, or no free
+    connection in the pool) ends as "did not start" after the request deadline."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # keep the socket open; never answer
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    config = load_cluster_config(KubeSettings(kubeconfig=kube_api.kubeconfig))
+    config.server = f"http://127.0.0.1:{port}"
+    client = KubeClient(config, request_timeout=0.5)
+    executor = KubeExecExecutor(client, kube_api.namespace, kube_api.pod, "mailserver")
+    try:
+        with pytest.raises(ExecUnavailable, match=r"no WebSocket handshake within 0\.5 s"):
+            await executor.run(["true"])
+        assert accepted  # it did connect: the handshake is what timed out
+    finally:
+        await client.close()
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 async def test_rotated_token_is_picked_up(executor: KubeExecExecutor, kube_api: KubeApi) -> None:

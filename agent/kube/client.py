@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import ssl
 import tempfile
@@ -29,6 +30,7 @@ import yaml
 from agent.kube.config import KubeSettings
 
 Query = Sequence[tuple[str, str]]
+log = logging.getLogger("dms_agent.kube.client")
 
 
 class KubeConfigError(Exception):
@@ -193,10 +195,17 @@ class KubeClient:
             self._loop = loop
         return self._session
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def close(self, grace: float = 5.0) -> None:
+        """Close the session; after ``grace`` seconds stop waiting for its sockets to finish
+        closing (a peer that stopped reading must not hold a shutdown or a reload)."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            async with asyncio.timeout(grace):
+                await session.close()
+        except TimeoutError:
+            log.warning("the Kubernetes API session did not close within %g s: left behind", grace)
 
     async def request(
         self,
@@ -262,14 +271,22 @@ class KubeClient:
         url = self.config.server.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         for attempt in (0, 1):
             try:
-                return await self.session().ws_connect(
-                    url + path,
-                    params=list(query),
-                    headers=self._headers(force_token=attempt == 1),
-                    protocols=(protocol,),
-                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-                    autoping=True,
-                )
+                # The handshake gets the request deadline: without it a pool with no free
+                # connection, or a server that never answers, holds the caller for aiohttp's
+                # default five minutes.
+                async with asyncio.timeout(self.request_timeout):
+                    return await self.session().ws_connect(
+                        url + path,
+                        params=list(query),
+                        headers=self._headers(force_token=attempt == 1),
+                        protocols=(protocol,),
+                        timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                        autoping=True,
+                    )
+            except TimeoutError:
+                raise aiohttp.ServerTimeoutError(
+                    f"no WebSocket handshake within {self.request_timeout:g} s"
+                ) from None
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401 and attempt == 0:
                     continue
