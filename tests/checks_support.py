@@ -72,6 +72,20 @@ class RunningChecks:
             set_verdict(verdict, reasons, checks)
 
         self.ctx.status.set_verdict = recording  # type: ignore[method-assign]
+        # every phase each check passed through, in order: a short phase (remediating) may
+        # come and go between two polls of a loaded machine
+        self.phases: dict[str, list[str]] = {}
+        publish = self.ctx.hub.check_results.set
+
+        def recording_phases(results: dict[str, Any]) -> None:
+            for name, summary in results.items():
+                seen = self.phases.setdefault(name, [])
+                phase = summary.get("phase") if isinstance(summary, dict) else None
+                if phase is not None and (not seen or seen[-1] != phase):
+                    seen.append(phase)
+            publish(results)
+
+        self.ctx.hub.check_results.set = recording_phases  # type: ignore[method-assign]
 
     async def __aenter__(self) -> RunningChecks:
         from agent.app import supervise
@@ -92,7 +106,7 @@ class RunningChecks:
     def results(self) -> dict[str, Any]:
         return self.ctx.hub.check_results.value
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 await asyncio.sleep(0.02)

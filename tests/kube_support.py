@@ -96,7 +96,7 @@ class Recorder:
     def accounts(self) -> list[set[str]]:
         return [set(d.state.accounts) for d in self.published]
 
-    async def until(self, accounts: set[str], timeout: float = 10.0) -> None:
+    async def until(self, accounts: set[str], timeout: float = 30.0) -> None:
         """Wait until the latest published state has exactly ``accounts``."""
         async with asyncio.timeout(timeout):
             version = self.hub.desired.version
@@ -125,7 +125,7 @@ async def stop(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def eventually(check: Any, timeout: float = 5.0, step: float = 0.01) -> None:
+async def eventually(check: Any, timeout: float = 30.0, step: float = 0.01) -> None:
     """Poll ``check()`` until true (for conditions no event announces, e.g. a status line).
 
     The deadline is on the clock, not a count of polls: on a busy CI machine each poll and each

@@ -290,7 +290,7 @@ async def probe(port: int, source: str = CLIENT_SOURCE) -> tuple[str, int]:
     return line.decode().strip(), client_port
 
 
-async def wait_route(port: int, label: str, timeout: float = 10.0) -> tuple[str, int]:
+async def wait_route(port: int, label: str, timeout: float = 30.0) -> tuple[str, int]:
     """Probe until the frontend reaches the backend ``label`` (a reload takes a moment)."""
     deadline = time.monotonic() + timeout
     last = ""
@@ -323,7 +323,7 @@ class RunningAgent:
         targets: dict[str, Any] = self.status()["details"]["targets"]
         return targets[label] if label else next(iter(targets.values()))
 
-    async def wait(self, predicate: Callable[[RunningAgent], bool], timeout: float = 10) -> None:
+    async def wait(self, predicate: Callable[[RunningAgent], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self):
             if self.task.done():

@@ -23,7 +23,7 @@ def probe(verdict_file: Path, max_age: int) -> int:
     return subprocess.run(argv, capture_output=True, timeout=5).returncode
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"

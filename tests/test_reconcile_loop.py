@@ -28,7 +28,7 @@ def desired(names: list[str]) -> Desired:
     return Desired(MailState(accounts=accounts, passwords=pws))
 
 
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll: the facts come from files other processes write (no event to wait on)."""
     async with asyncio.timeout(timeout):
         while not cond():

@@ -204,7 +204,7 @@ class KubeApiServer:
     def watch_count(self) -> int:
         return sum(1 for s in self._streams if s.watcher is not None)
 
-    async def wait_streams(self, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_streams(self, count: int = 1, timeout: float = 30.0) -> None:
         """Wait until at least ``count`` watch streams are open (for faults aimed at them)."""
         async with asyncio.timeout(timeout):
             while self.watch_count() < count:
