@@ -104,5 +104,7 @@ def serve(handle: Callable[[Json], Json]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     request = json.load(sys.stdin)
     reply = handle(request)
-    json.dump(reply, sys.stdout)
+    # dumps, not dump: only a one-shot encoding uses the C encoder (json.dump of a DNS run's
+    # 430 kB reply took 25 ms of CPU in pure Python)
+    sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()

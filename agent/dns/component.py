@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agent.dns import metrics, worker
 from agent.dns.model import DomainReport, Status
 from agent.dns.plan import plan_from
-from agent.dns.wire import reports_from_json
+from agent.dns.wire import report_from_json
 from agent.events import EventType
 from agent.status import State
 from agent.worker import WorkerFailed, run_worker
@@ -34,6 +34,23 @@ MAX_EVENTS_PER_RUN = 20  # one summary Event carries the rest
 # seconds the worker may take beyond dns.deadline: an interpreter's start and imports on a
 # busy node (the run itself stops at dns.deadline)
 WORKER_GRACE = 30.0
+# The longest stretch publishing a run's results may hold the agent's loop: 200 domains' reply
+# is ~40 ms of CPU to read and publish, and /healthz must not wait for it.
+SLICE_SECONDS = 0.002
+
+
+class Pacer:
+    """``await pace()`` inside a long loop: hands the event loop back once the work since the
+    last hand-back has taken ``budget`` seconds, so other tasks wait at most about that."""
+
+    def __init__(self, budget: float = SLICE_SECONDS) -> None:
+        self._budget = budget
+        self._since = time.perf_counter()
+
+    async def __call__(self) -> None:
+        if time.perf_counter() - self._since >= self._budget:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
 
 
 class DnsChecker:
@@ -66,14 +83,18 @@ class DnsChecker:
         except WorkerFailed as exc:
             self._worker_failed(str(exc))
             return {}
-        reports = reports_from_json(reply["reports"])
+        pace = Pacer()
+        reports = {}
+        for name, raw in reply["reports"].items():
+            reports[name] = report_from_json(raw)
+            await pace()
         for kind, count in reply["queryErrors"].items():
             for _ in range(count):
                 metrics.count_error(kind)
         duration = time.monotonic() - started
         self.runs += 1
-        self._publish_metrics(reports, duration)
-        self._publish_status(reports, duration)
+        await self._publish_metrics(reports, duration, pace)
+        await self._publish_status(reports, duration, pace)
         self._emit_events(reports)
         self.ctx.hub.dns_results.set(reports)
         log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
@@ -86,7 +107,9 @@ class DnsChecker:
         entry = self.ctx.status.component(self.name)
         entry.set(State.FAILED, f"the DNS run failed: {error}", workerError=error)
 
-    def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
+    async def _publish_metrics(
+        self, reports: dict[str, DomainReport], duration: float, pace: Pacer
+    ) -> None:
         current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
         if self.runs == 1:
             metrics.CHECK_STATE.clear()  # series a previous generation (before a reload) left
@@ -94,14 +117,20 @@ class DnsChecker:
             metrics.CHECK_STATE.remove(domain, check)  # a domain left the state: no stale series
         for (domain, check), status in current.items():
             metrics.CHECK_STATE.labels(domain, check).state(status.value)
+            await pace()
         metrics.DOMAINS.set(len(reports))
         metrics.RUN_DURATION.set(duration)
         metrics.LAST_RUN.set(time.time())
 
-    def _publish_status(self, reports: dict[str, DomainReport], duration: float) -> None:
+    async def _publish_status(
+        self, reports: dict[str, DomainReport], duration: float, pace: Pacer
+    ) -> None:
         counts = {s.value: 0 for s in Status}
         problems = []
+        views = {}
         for domain, rep in sorted(reports.items()):
+            views[domain] = domain_view(rep)
+            await pace()
             for res in rep.results.values():
                 counts[res.status.value] += 1
                 if res.status is not Status.PASS:
@@ -122,7 +151,7 @@ class DnsChecker:
             message,
             counts=counts,
             problems=problems,
-            domains={d: domain_view(rep) for d, rep in sorted(reports.items())},
+            domains=views,
             lastRun=time.time(),
             durationSeconds=round(duration, 3),
         )
