@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from agent.dns import metrics, worker
 from agent.dns.model import DomainReport, Status
 from agent.dns.plan import plan_from
-from agent.dns.wire import report_from_json
 from agent.events import EventType
+from agent.pacing import Pacer
 from agent.status import State
-from agent.worker import WorkerFailed, run_worker
+from agent.worker import WorkerFailed, run_worker_text
 
 if TYPE_CHECKING:
     from agent.app import AgentContext, Component
@@ -34,23 +34,6 @@ MAX_EVENTS_PER_RUN = 20  # one summary Event carries the rest
 # seconds the worker may take beyond dns.deadline: an interpreter's start and imports on a
 # busy node (the run itself stops at dns.deadline)
 WORKER_GRACE = 30.0
-# The longest stretch publishing a run's results may hold the agent's loop: 200 domains' reply
-# is ~40 ms of CPU to read and publish, and /healthz must not wait for it.
-SLICE_SECONDS = 0.002
-
-
-class Pacer:
-    """``await pace()`` inside a long loop: hands the event loop back once the work since the
-    last hand-back has taken ``budget`` seconds, so other tasks wait at most about that."""
-
-    def __init__(self, budget: float = SLICE_SECONDS) -> None:
-        self._budget = budget
-        self._since = time.perf_counter()
-
-    async def __call__(self) -> None:
-        if time.perf_counter() - self._since >= self._budget:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
 
 
 class DnsChecker:
@@ -78,24 +61,22 @@ class DnsChecker:
         started = time.monotonic()
         plan = plan_from(self.settings, self.ctx.hub.desired.value)
         request = worker.request(self.settings, plan, self.ctx.settings.dms.config_dir)
+        pace = Pacer()
+        deadline = self.settings.deadline + WORKER_GRACE
         try:
-            reply = await run_worker(worker.MODULE, request, self.settings.deadline + WORKER_GRACE)
+            reply = await run_worker_text(worker.MODULE, request, deadline)
+            reports, query_errors = await worker.read_reply(reply, pace)
         except WorkerFailed as exc:
             self._worker_failed(str(exc))
             return {}
-        pace = Pacer()
-        reports = {}
-        for name, raw in reply["reports"].items():
-            reports[name] = report_from_json(raw)
-            await pace()
-        for kind, count in reply["queryErrors"].items():
+        for kind, count in query_errors.items():
             for _ in range(count):
                 metrics.count_error(kind)
         duration = time.monotonic() - started
         self.runs += 1
         await self._publish_metrics(reports, duration, pace)
         await self._publish_status(reports, duration, pace)
-        self._emit_events(reports)
+        await self._emit_events(reports, pace)
         self.ctx.hub.dns_results.set(reports)
         log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
         return reports
@@ -156,13 +137,14 @@ class DnsChecker:
             durationSeconds=round(duration, 3),
         )
 
-    def _emit_events(self, reports: dict[str, DomainReport]) -> None:
+    async def _emit_events(self, reports: dict[str, DomainReport], pace: Pacer) -> None:
         current = {(d, c): r for d, rep in reports.items() for c, r in rep.results.items()}
         changes = []
         for key, res in sorted(current.items()):
             before = self._previous.get(key)
             if res.status != before and not (before is None and res.status is Status.PASS):
                 changes.append((before, res))
+            await pace()
         self._previous = {k: r.status for k, r in current.items()}
         for before, res in changes[:MAX_EVENTS_PER_RUN]:
             head = res.headline

@@ -15,15 +15,7 @@ from agent.dns.model import CheckResult, DkimInfo, DomainReport, Finding, Status
 Json = dict[str, Any]
 
 
-def reports_to_json(reports: dict[str, DomainReport]) -> Json:
-    return {name: _report_to_json(rep) for name, rep in reports.items()}
-
-
-def reports_from_json(raw: Json) -> dict[str, DomainReport]:
-    return {name: report_from_json(rep) for name, rep in raw.items()}
-
-
-def _report_to_json(rep: DomainReport) -> Json:
+def report_to_json(rep: DomainReport) -> Json:
     return {
         "domain": rep.domain,
         "checkedAt": rep.checked_at,
