@@ -130,3 +130,9 @@ def _serve(answer: Callable[[Json], str]) -> None:
     # DNS run's 430 kB reply took 25 ms of CPU in pure Python)
     sys.stdout.write(answer(request))
     sys.stdout.flush()
+    logging.shutdown()
+    sys.stderr.flush()
+    # The reply is out and nothing is left to write: end here rather than tear the
+    # interpreter down module by module (~0.1 s of CPU after a DNS run); the system takes the
+    # memory back either way.
+    os._exit(0)
