@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.dns.wire import report_from_json
 from agent.worker import Json, WorkerFailed, parse_reply, serve_lines
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ def request(settings: Any, plan: Any, config_dir: Path | None) -> Json:
 
 async def read_reply(text: str, pace: Pacer) -> tuple[dict[str, DomainReport], dict[str, int]]:
     """The reports and the error counts of a worker's reply (``handle``'s lines)."""
-    from agent.dns.wire import report_from_json
-
     head, *parts = text.splitlines() or [""]
     query_errors = parse_reply(MODULE, head).get("queryErrors")
     if not isinstance(query_errors, dict):
