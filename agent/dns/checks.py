@@ -15,14 +15,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import dns.reversename
 
 from agent.dns import dkimkeys, spfeval, tlsa
 from agent.dns.config import DnsSettings
 from agent.dns.dkimkeys import PublicKey, key_data
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
-from agent.dns.mtasts import PolicyError, fetch_policy
+from agent.dns.mtasts import PolicyError, PolicyFetcher
 from agent.dns.resolver import Lookup, LookupFailed
 
 log = logging.getLogger("dms_agent.dns")
@@ -37,7 +36,7 @@ class Env:
     settings: DnsSettings
     lookup: Lookup
     spf_ask: spfeval.Ask  # pyspf's lookups, answered by ``lookup`` on the event loop
-    http: aiohttp.ClientSession | None = None
+    http: PolicyFetcher | None = None
     http_problem: str | None = None  # why policies cannot be fetched (a bad CA bundle)
     dkim_keys: dict[str, dict[str, PublicKey]] = field(default_factory=dict)
 
@@ -557,7 +556,7 @@ async def check_mta_sts(env: Env, domain: str) -> CheckResult:
 
 async def _mta_sts_policy(env: Env, domain: str) -> Finding:
     if env.http is None:
-        raise RuntimeError("no HTTP session")  # the runner always opens one
+        raise RuntimeError("no policy fetcher")  # the runner always makes one
     s = env.settings.mta_sts
     serve = f"serve the policy over HTTPS at https://mta-sts.{domain}/.well-known/mta-sts.txt"
     if s.connect_to is None:
@@ -567,7 +566,7 @@ async def _mta_sts_policy(env: Env, domain: str) -> Finding:
             msg = f"mta-sts.{domain} has no address: the policy cannot be fetched"
             return Finding(F, msg, "none", f"A/AAAA of mta-sts.{domain}", fix)
     try:
-        policy = await fetch_policy(env.http, domain, s.port, s.timeout)
+        policy = await env.http.fetch(domain, s.port, s.timeout)
     except PolicyError as exc:
         status = E if exc.temporary else F
         if str(exc).startswith("certificate of"):  # the fix is the certificate, not the file

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from agent.dns import metrics, worker
 from agent.dns.model import DomainReport, Status
 from agent.dns.plan import plan_from
-from agent.dns.wire import reports_from_json
 from agent.events import EventType
+from agent.pacing import Pacer
 from agent.status import State
-from agent.worker import WorkerFailed, run_worker
+from agent.worker import WorkerFailed, run_worker_text
 
 if TYPE_CHECKING:
     from agent.app import AgentContext, Component
@@ -61,20 +61,22 @@ class DnsChecker:
         started = time.monotonic()
         plan = plan_from(self.settings, self.ctx.hub.desired.value)
         request = worker.request(self.settings, plan, self.ctx.settings.dms.config_dir)
+        pace = Pacer()
+        deadline = self.settings.deadline + WORKER_GRACE
         try:
-            reply = await run_worker(worker.MODULE, request, self.settings.deadline + WORKER_GRACE)
+            reply = await run_worker_text(worker.MODULE, request, deadline)
+            reports, query_errors = await worker.read_reply(reply, pace)
         except WorkerFailed as exc:
             self._worker_failed(str(exc))
             return {}
-        reports = reports_from_json(reply["reports"])
-        for kind, count in reply["queryErrors"].items():
+        for kind, count in query_errors.items():
             for _ in range(count):
                 metrics.count_error(kind)
         duration = time.monotonic() - started
         self.runs += 1
-        self._publish_metrics(reports, duration)
-        self._publish_status(reports, duration)
-        self._emit_events(reports)
+        await self._publish_metrics(reports, duration, pace)
+        await self._publish_status(reports, duration, pace)
+        await self._emit_events(reports, pace)
         self.ctx.hub.dns_results.set(reports)
         log.info("dns checks: %s in %.2fs", self.ctx.status.component(self.name).message, duration)
         return reports
@@ -86,7 +88,9 @@ class DnsChecker:
         entry = self.ctx.status.component(self.name)
         entry.set(State.FAILED, f"the DNS run failed: {error}", workerError=error)
 
-    def _publish_metrics(self, reports: dict[str, DomainReport], duration: float) -> None:
+    async def _publish_metrics(
+        self, reports: dict[str, DomainReport], duration: float, pace: Pacer
+    ) -> None:
         current = {(d, c): r.status for d, rep in reports.items() for c, r in rep.results.items()}
         if self.runs == 1:
             metrics.CHECK_STATE.clear()  # series a previous generation (before a reload) left
@@ -94,14 +98,20 @@ class DnsChecker:
             metrics.CHECK_STATE.remove(domain, check)  # a domain left the state: no stale series
         for (domain, check), status in current.items():
             metrics.CHECK_STATE.labels(domain, check).state(status.value)
+            await pace()
         metrics.DOMAINS.set(len(reports))
         metrics.RUN_DURATION.set(duration)
         metrics.LAST_RUN.set(time.time())
 
-    def _publish_status(self, reports: dict[str, DomainReport], duration: float) -> None:
+    async def _publish_status(
+        self, reports: dict[str, DomainReport], duration: float, pace: Pacer
+    ) -> None:
         counts = {s.value: 0 for s in Status}
         problems = []
+        views = {}
         for domain, rep in sorted(reports.items()):
+            views[domain] = domain_view(rep)
+            await pace()
             for res in rep.results.values():
                 counts[res.status.value] += 1
                 if res.status is not Status.PASS:
@@ -122,18 +132,19 @@ class DnsChecker:
             message,
             counts=counts,
             problems=problems,
-            domains={d: domain_view(rep) for d, rep in sorted(reports.items())},
+            domains=views,
             lastRun=time.time(),
             durationSeconds=round(duration, 3),
         )
 
-    def _emit_events(self, reports: dict[str, DomainReport]) -> None:
+    async def _emit_events(self, reports: dict[str, DomainReport], pace: Pacer) -> None:
         current = {(d, c): r for d, rep in reports.items() for c, r in rep.results.items()}
         changes = []
         for key, res in sorted(current.items()):
             before = self._previous.get(key)
             if res.status != before and not (before is None and res.status is Status.PASS):
                 changes.append((before, res))
+            await pace()
         self._previous = {k: r.status for k, r in current.items()}
         for before, res in changes[:MAX_EVENTS_PER_RUN]:
             head = res.headline

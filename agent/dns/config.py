@@ -84,9 +84,9 @@ class DnsSettings(Section):
     # out stops at once (the nameserver is not answering) rather than waiting them all out.
     deadline: float = Field(15.0, gt=0)
     interval: float = Field(3600.0, gt=0)  # seconds between scheduled runs
-    # Domains checked at once. The agent runs the checks on a loop of their own, so a busy run
-    # does not stall its health checks: bench/dns_checks.py (200 domains, local knotd, loaded
-    # 2-core machine) took 2.5 s with 4, 1.6 s with 16, 1.7 s with 32.
+    # Domains checked at once, and MTA-STS policies fetched at once (a thread each, in the
+    # run's worker process). bench/dns_checks.py (200 domains, local servers, loaded 2-core
+    # machine) is as fast with 32 and slower with 8.
     concurrency: int = Field(16, ge=1, le=256)
     domains: list[str] = Field(default_factory=list)  # checked besides the mail state's
     send_only_domains: list[str] = Field(default_factory=list)  # no MX / null MX expected

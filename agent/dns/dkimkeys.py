@@ -11,6 +11,7 @@ Private key files (``*.private``, ``*.private.txt``) are never opened.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,17 @@ def record_value(text: str) -> str:
 
 def tags(record: str) -> dict[str, str]:
     """A DKIM tag=value list (dkimpy's parser); raises ValueError when it does not parse."""
+    return dict(_parsed(record))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(record: str) -> tuple[tuple[str, str], ...]:
+    # cached: a DKIM check asks for the tags of the same two records about ten times
     try:
         parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
     except dkim.util.InvalidTagValueList as exc:
         raise ValueError(f"not a tag=value list: {exc}") from None
-    return {k.decode().lower(): v.decode() for k, v in parsed.items()}
+    return tuple((k.decode().lower(), v.decode()) for k, v in parsed.items())
 
 
 def key_data(record: str) -> str | None:

@@ -66,10 +66,11 @@ class CheckResult:
     domain: str
     check: str
     findings: tuple[Finding, ...]
+    # worked out once: publishing a run reads it several times for each of ~1,200 results
+    status: Status = field(init=False, compare=False, repr=False)
 
-    @property
-    def status(self) -> Status:
-        return worst(f.status for f in self.findings)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", worst(f.status for f in self.findings))
 
     @property
     def headline(self) -> Finding:

@@ -14,12 +14,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-
 from agent.dns import checks, dkimkeys, spfeval
 from agent.dns.config import DnsSettings
 from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
-from agent.dns.mtasts import LookupResolver, ssl_context
+from agent.dns.mtasts import PolicyFetcher, ssl_context
 from agent.dns.plan import DomainSpec, Plan
 from agent.dns.plan import plan_from as plan_from  # re-exported: check-dns and tests use it
 from agent.dns.resolver import Lookup
@@ -49,12 +47,7 @@ async def run(
     except (OSError, ssl.SSLError) as exc:  # every MTA-STS check says so, as an error
         env.http_problem = f"dns.mtaSts.caBundle {settings.mta_sts.ca_bundle}: {exc}"
         ctx = await asyncio.to_thread(ssl_context, None)
-    resolver = LookupResolver(lookup, settings.mta_sts.connect_to)
-    # Each policy host is fetched once per run: no keep-alive. (Closing 200 idle TLS
-    # connections together at the end stalled the loop for 15 ms in bench/dns_checks.py.)
-    connector = aiohttp.TCPConnector(
-        ssl=ctx, resolver=resolver, limit=settings.concurrency, force_close=True
-    )
+    env.http = PolicyFetcher(ctx, lookup, settings.mta_sts.connect_to, settings.concurrency)
     reports = {spec.name: DomainReport(spec.name) for spec in plan.domains}
     jobs: list[Callable[[], Awaitable[None]]] = [
         functools.partial(_domain, env, spec, reports[spec.name]) for spec in plan.domains
@@ -65,10 +58,9 @@ async def run(
             functools.partial(_host, env, host, reports.setdefault(host, DomainReport(host)))
         )
     try:
-        async with aiohttp.ClientSession(connector=connector) as http:
-            env.http = http
-            reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
+        reason = await _within_deadline(bounded(jobs, settings.concurrency), lookup, settings)
     finally:
+        env.http.close()
         lookup.close()
         transport.close()
     if reason is not None:

@@ -15,9 +15,6 @@ import hashlib
 import ssl
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 SMTP_TIMEOUT = 10.0
 
 
@@ -41,6 +38,11 @@ def association(cert_der: bytes, selector: int, mtype: int) -> bytes:
     if selector == 0:
         content = cert_der
     else:
+        # imported here: only a TLSA record of selector 1 needs it, and importing it costs
+        # every DNS run (a fresh worker process) tens of ms of CPU
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         cert = x509.load_der_x509_certificate(cert_der)
         content = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if mtype == 1:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dns.exception
+import dns.name
 import pytest
 
 from agent.dns import runner
 from agent.dns.config import DnsSettings, split_host_port
 from agent.dns.dkimkeys import key_data, record_value
 from agent.dns.mtasts import PolicyError, parse_policy
+from agent.dns.transport import absolute_name
 from agent.errors import InvalidDocument
 from agent.mailstate.model import Account, Desired, DkimSpec, Domain, MailState
 from agent.settings import load_settings
@@ -91,3 +94,24 @@ def test_key_file_formats_give_the_same_value() -> None:
     assert record_value(zone) == record_value(bare) == "v=DKIM1; k=rsa; p=AAABBB"
     assert key_data("v=DKIM1; p=AA A\tB") == "AAAB"
     assert key_data("not a tag list") is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("example.com", "Example.COM.", "_dmarc.x.test", "xn--bcher-kva.de", "bücher.de"),
+        *(r"a\.b.c", "", ".", "@", "x" * 63 + ".t"),
+        *("a..b", "x" * 64 + ".t", ("a" * 60 + ".") * 5),  # refused, as dnspython refuses them
+    ],
+)
+def test_query_names_are_dnspythons_names(name: str) -> None:
+    """The transport cuts plain names into labels itself: the same name, or the same error,
+    as dnspython's from_text."""
+    try:
+        want: object = dns.name.from_text(name.rstrip(".") + ".")
+    except dns.exception.DNSException as exc:
+        with pytest.raises(type(exc)):
+            absolute_name(name)
+        return
+    got = absolute_name(name)
+    assert got == want and got.labels == want.labels  # type: ignore[attr-defined]

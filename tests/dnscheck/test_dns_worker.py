@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import time
@@ -20,12 +21,13 @@ from agent.dns.component import DnsChecker
 from agent.dns.config import DnsSettings
 from agent.dns.model import DomainReport
 from agent.dns.plan import Plan, plan_from
-from agent.dns.wire import reports_from_json, reports_to_json
+from agent.dns.wire import report_from_json, report_to_json
 from agent.mailstate.model import Account, Desired, MailState
 from agent.metrics import REGISTRY
+from agent.pacing import Pacer
 from agent.settings import DmsSettings, Settings
 from agent.status import State, StatusRegistry
-from agent.worker import WorkerFailed, crash_site, run_worker
+from agent.worker import WorkerFailed, crash_site, run_worker, run_worker_text
 from tests.dnscheck.conftest import World
 
 AGENT_DNS = Path(worker.__file__).parent
@@ -46,9 +48,10 @@ def test_settings_and_plan_cross_as_json(dns_world: World) -> None:
 
 
 def test_reports_cross_as_json_unchanged(reports: dict[str, DomainReport]) -> None:
-    assert reports_from_json(reports_to_json(reports)) == reports
-    checks = [list(r.results) for r in reports.values()]
-    assert [list(r.results) for r in reports_from_json(reports_to_json(reports)).values()] == checks
+    for report in reports.values():
+        again = report_from_json(json.loads(json.dumps(report_to_json(report))))
+        assert again == report
+        assert list(again.results) == list(report.results)  # the checks' order too
 
 
 async def test_worker_reports_equal_a_run_in_the_agent(dns_world: World) -> None:
@@ -56,11 +59,20 @@ async def test_worker_reports_equal_a_run_in_the_agent(dns_world: World) -> None
     plan = plan_from(settings, None, NAMES)
     here = await runner.run(settings, plan, dns_world.config_dir)
     req = worker.request(settings, plan, dns_world.config_dir)
-    reply = await run_worker(worker.MODULE, req, 60)
-    there = reports_from_json(reply["reports"])
+    reply = await run_worker_text(worker.MODULE, req, 60)
+    assert len(reply.splitlines()) == 1 + len(here)  # the error counts, then a line per report
+    there, query_errors = await worker.read_reply(reply, Pacer())
     assert without_times(there) == without_times(here)
     assert there["good.test"].dkim["mail"].matches is True
-    assert reply["queryErrors"] == {}
+    assert query_errors == {}
+
+
+async def test_a_reply_line_that_is_no_report_is_a_located_worker_failure() -> None:
+    empty = {"domain": "a.test", "checkedAt": 0, "results": [], "dkim": []}
+    reply = [{"queryErrors": {}}, {"name": "a.test", "report": empty}, {"report": empty}]
+    text = "\n".join(json.dumps(part) for part in reply)
+    with pytest.raises(WorkerFailed, match=r"line 3 of its reply is no report \(KeyError"):
+        await worker.read_reply(text, Pacer())
 
 
 def silent_nameserver() -> Iterator[str]:
