@@ -93,18 +93,46 @@ def _as_bytes(data: Data) -> bytes:
     return (data if isinstance(data, str) else "".join(data)).encode("utf-8")
 
 
+class _KnownAccounts:
+    """The addresses (lower case) of a small accounts file, with the file's signature when
+    they were read: valid while the file is unchanged (replacing or editing it changes the
+    signature). Files above BATCH_FILE_LIMIT are not kept (their addresses cost memory)."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[Path, tuple[tuple[int, ...], frozenset[str]]] = {}
+
+    def addresses(self, path: Path) -> frozenset[str] | None:
+        kept = self._by_path.get(path)
+        if kept is None or _disk_signature(path) != kept[0]:
+            return None
+        return kept[1]
+
+    def remember(self, path: Path, text: _Lines) -> None:
+        """After a scan of ``text`` found every line readable: keep its addresses."""
+        self._by_path.pop(path, None)
+        if text.file is None:
+            return
+        st = os.fstat(text.file.fileno())
+        if st.st_size > BATCH_FILE_LIMIT or _disk_signature(path) != _signature(st):
+            return  # big, or replaced since it was opened
+        found = frozenset(
+            e.address.lower() for e in files.iter_accounts(text) if isinstance(e, files.AccountLine)
+        )
+        self._by_path[path] = (_signature(st), found)
+
+
 class _Lines:
     """A file's lines as bytes, from the start each time they are iterated: one descriptor,
     so both passes read the same file even if DMS replaces it meanwhile (``sed -i``)."""
 
     def __init__(self, file: BinaryIO | None) -> None:
-        self._file = file
+        self.file = file
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._file is None:  # no such file: no lines
+        if self.file is None:  # no such file: no lines
             return iter(())
-        self._file.seek(0)
-        return iter(self._file)
+        self.file.seek(0)
+        return iter(self.file)
 
 
 class FileApplier:
@@ -331,7 +359,19 @@ class FileApplier:
         return FileResult()
 
     def _require_account(self, address: str) -> None:
-        if self._account_line(address)[1] is None:
+        """A quota op's check that the account exists: answered from the addresses of the
+        accounts file as last read while the file is unchanged (an update's quota op then
+        does not parse every account line again)."""
+        path = self._path(files.ACCOUNTS_FILE)
+        known = _ACCOUNTS.addresses(path) if self._held is None else None
+        if known is None:
+            text, line = self._account_line(address)
+            if self._held is None:
+                _ACCOUNTS.remember(path, text)
+            exists = line is not None
+        else:
+            exists = address in known
+        if not exists:
             raise FileApplyError(f"{address} does not exist")
 
     # --- restrictions ---------------------------------------------------------------------
@@ -392,6 +432,9 @@ class FileApplier:
 
         self._rewrite(files.VIRTUAL_FILE, text, files.iter_virtual, files.alias_text, without)
         return FileResult()
+
+
+_ACCOUNTS = _KnownAccounts()
 
 
 def _key(entry: object) -> str:
