@@ -16,8 +16,7 @@ from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, S
 from agent.reconcile import ledger as ledger_module
 from agent.reconcile.ledger import LEDGER_NAME, Ledger, new_entry
 from agent.reconcile.plan import Op
-from agent.reconcile.reconciler import Engine
-from agent.settings import Settings
+from tests.test_reconcile_replan import engine
 
 
 def hashed(value: str) -> PasswordIntent:
@@ -153,17 +152,6 @@ def test_a_ledger_batch_appends_its_records_once_even_when_cut_short(
 async def test_a_first_pass_writes_each_dms_file_once_and_records_every_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    (keys / "ledger.key").write_bytes(b"batch-test-key\n")
-    (keys / "ledger.key").chmod(0o600)
-    settings = Settings.model_validate(
-        {
-            "dms": {"configDir": str(tmp_path / "dms"), "executor": {"kind": "file"}},
-            "reconcile": {"ledgerKeyFile": str(keys / "ledger.key")},
-            "dkim": {"enabled": False},
-        }
-    )
     names = [f"u{i:02d}@x.org" for i in range(40)]
     state = MailState(
         accounts={a: Account(a, quota="1G") for a in names},
@@ -172,7 +160,7 @@ async def test_a_first_pass_writes_each_dms_file_once_and_records_every_account(
     written = count_writes(monkeypatch, fileapply)
     appended = count_journal_lines(monkeypatch)
     seen: list[tuple[int, int, float | None]] = []
-    eng = Engine(settings, None)
+    eng = await engine(tmp_path)
     report = await eng.run_pass(Desired(state), progress=lambda *a: seen.append(a))
     assert report.outcome == "applied", report.describe()
     assert len(report.results) == 80 and not report.failed

@@ -15,8 +15,7 @@ from agent.dms import files
 from agent.dms.fileapply import FileApplier, FileApplyError
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
 from agent.reconcile.plan import Op
-from agent.reconcile.reconciler import Engine
-from agent.settings import Settings
+from tests.test_reconcile_replan import engine
 
 
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -72,17 +71,7 @@ def test_a_changed_accounts_file_is_read_again(tmp_path: Path) -> None:
 async def test_an_unchanged_folder_is_observed_again_without_a_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = tmp_path / "ledger.key"
-    key.write_bytes(b"reuse-test-key\n")
-    key.chmod(0o600)
-    settings = Settings.model_validate(
-        {
-            "dms": {"configDir": str(tmp_path / "dms"), "executor": {"kind": "file"}},
-            "reconcile": {"ledgerKeyFile": str(key)},
-            "dkim": {"enabled": False},
-        }
-    )
-    eng = Engine(settings, None)
+    eng = await engine(tmp_path)
     state = MailState(
         accounts={"a@x.org": Account("a@x.org", quota="1G")},
         passwords={"a@x.org": PasswordIntent("hash", Secret("{PLAIN}a"))},
