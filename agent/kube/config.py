@@ -36,6 +36,11 @@ class KubeSettings(Section):
     # the last version, so a quiet watch is never older than this and a stall shows within
     # stallTimeout (default: stall detected in at most 65 s, 10 s of margin over the end).
     watch_timeout: int = Field(55, ge=1)
+    # Bookmarks (the server's "nothing new up to version N" lines) keep a quiet watch's version
+    # fresh, so that a re-watch is not refused with 410 once the server's history moved on, but
+    # each wakes the agent. ``auto``: asked for once a re-watch of this source met 410 (its
+    # version had expired: the server's history moves fast here); ``always``; ``never``.
+    watch_bookmarks: Literal["auto", "always", "never"] = "auto"
     # seconds before a failed watch or list is retried, doubling...
     backoff_initial: float = Field(0.5, gt=0)
     # ...up to this
