@@ -23,7 +23,7 @@ Every row prints both figures and the ratio dms-agent / reference (below 1: dms-
 - recovery, API server down 5 s with an update during the outage: server back -> file written;
 - recovery, watch cut, then 410 on the re-watch: cut -> file written;
 - recovery, silent stall (connection open, nothing sent, not even bookmarks): stall -> file
-  written, the update made just after the stall began (skip with --no-stall: it takes ~70 s);
+  written, the update made just after the stall began (skip with --no-stall: it takes ~85 s);
 - idle RSS and idle CPU over ``idle`` seconds once the start-up is done.
 Goals (issue #24): e2e p50 and p99 <= 2x the reference; stall <= 90 s; start-up and idle CPU
 <= the reference's.
