@@ -15,11 +15,15 @@ Every row prints both figures and the ratio dms-agent / reference (below 1: dms-
   and quota files hold all 100 accounts, 200 ops on an empty folder; the reference: its file),
   median of ``starts``;
 - ConfigMap updated -> file written (the agent: dovecot-quotas.cf renamed into place), p50 / p99
-  of ``rounds`` alternating updates (user0's quota changes: one op);
+  of ``rounds`` alternating updates (user0's quota changes: one op); beside it the CPU time
+  each process spent per update (all of its work, also after the file is written: a figure
+  the machine's load does not disturb), and the floor the agent's durability sets on this disk:
+  the same file replaced atomically with fsync by the bench itself (no row of its own: the
+  reference does no fsync);
 - recovery, API server down 5 s with an update during the outage: server back -> file written;
 - recovery, watch cut, then 410 on the re-watch: cut -> file written;
 - recovery, silent stall (connection open, nothing sent, not even bookmarks): stall -> file
-  written, the update made just after the stall began (skip with --no-stall: it takes ~70 s);
+  written, the update made just after the stall began (skip with --no-stall: it takes ~85 s);
 - idle RSS and idle CPU over ``idle`` seconds once the start-up is done.
 Goals (issue #24): e2e p50 and p99 <= 2x the reference; stall <= 90 s; start-up and idle CPU
 <= the reference's.
@@ -49,6 +53,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.dms.files import NATIVE_FILES
+from agent.fsio import write_file
 from agent.sources.inotify import FolderWatch
 from tests.dms_double.fixtures import doveadm_hash
 from tests.kube_api.fixtures import NAMESPACE, KubeApi, start_kube_api
@@ -125,6 +130,11 @@ class Watcher:
                     raise SystemExit(f"{self.label}: no first state in 60 s")
             done = time.perf_counter() - started
             return (first or done), done
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -251,7 +261,7 @@ def watchers(target: Target, workdir: Path) -> list[Watcher]:
     ]
 
 
-async def e2e_rounds(target: Target, sides: list[Watcher], rounds: int) -> None:
+async def e2e_rounds(target: Target, sides: list[Watcher], rounds: int, floor: list[float]) -> None:
     for side in sides:
         async with FolderWatch(side.folder) as changes:
             for _ in range(3):  # warm-up, not timed
@@ -260,6 +270,7 @@ async def e2e_rounds(target: Target, sides: list[Watcher], rounds: int) -> None:
     watches = [FolderWatch(s.folder) for s in sides]
     for w in watches:
         await w.__aenter__()
+    cpu = {s.label: proc_stats(s.pid)[1] for s in sides}
     try:
         for _ in range(rounds):
             for side, changes in zip(sides, watches, strict=True):
@@ -268,9 +279,21 @@ async def e2e_rounds(target: Target, sides: list[Watcher], rounds: int) -> None:
                 t0 = time.perf_counter()
                 await side.update(target)
                 side.e2e.append((await side.applied(changes, 30) - t0) * 1000)
+            floor.append(write_floor(sides[0]))
     finally:
         for w in watches:
             await w.__aexit__(None, None, None)
+    for side in sides:  # all of each process's work for an update, whatever the machine's load
+        side.rows["cpu"] = [(proc_stats(side.pid)[1] - cpu[side.label]) * 1000 / rounds]
+
+
+def write_floor(agent: Watcher) -> float:
+    """ms to replace a copy of the agent's applied file as it does (atomic, fsync'd), beside
+    it: what the agent's durability alone costs an update on this disk, its floor."""
+    data = (agent.folder / agent.applied_name).read_bytes()
+    t0 = time.perf_counter()
+    write_file(agent.folder.parent / "floor.cf", data)
+    return (time.perf_counter() - t0) * 1000
 
 
 async def recovery(
@@ -362,7 +385,10 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(
-    sides: list[Watcher], starts: dict[str, list[tuple[float, float]]], idle: dict[str, Any]
+    sides: list[Watcher],
+    starts: dict[str, list[tuple[float, float]]],
+    idle: dict[str, Any],
+    floor: list[float],
 ) -> None:
     agent, ref = sides
     print(f"\n{'measure':58s} {'reference':>12s} {'dms-agent':>12s} {'ratio':>7s}")
@@ -377,6 +403,10 @@ def report(
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         row(f"ConfigMap updated -> file written, {name} ({len(agent.e2e)} rounds)",
             pct(ref.e2e, q), pct(agent.e2e, q), "ms")  # fmt: skip
+    row("CPU time of each process per update (all its threads)",
+        ref.rows["cpu"][0], agent.rows["cpu"][0], "ms")  # fmt: skip
+    print(f"{'  the floor: an fsync-ed atomic write of the same file alone, p50 / p99':58s} "
+          f"{'':12s} {pct(floor, 0.5):9.2f} ms {pct(floor, 0.99):6.2f} ms")  # fmt: skip
     for key, name in (
         ("outage", "recovery: API server down 5 s, update during it (back ->)"),
         ("cut410", "recovery: watch cut, then 410 on the re-watch"),
@@ -393,6 +423,7 @@ async def measure(target: Target, workdir: Path, args: argparse.Namespace) -> No
     sides = watchers(target, workdir)
     starts: dict[str, list[tuple[float, float]]] = {s.label: [] for s in sides}
     idle: dict[str, Any] = {"seconds": args.idle}
+    floor: list[float] = []
     try:
         for n in range(args.starts):
             for side in sides if n % 2 == 0 else reversed(sides):
@@ -406,7 +437,7 @@ async def measure(target: Target, workdir: Path, args: argparse.Namespace) -> No
             assert s.proc is not None
             rss, cpu = proc_stats(s.proc.pid)
             idle[s.label] = (rss, 100 * (cpu - before[s.label][1]) / args.idle)
-        await e2e_rounds(target, sides, args.rounds)
+        await e2e_rounds(target, sides, args.rounds, floor)
         for _ in range(args.faults if target.api else 0):
             await recovery(target, sides, "outage", fault_outage(target, sides), 60)
             await recovery(target, sides, "cut410", fault_cut_410(target, sides), 60)
@@ -419,7 +450,7 @@ async def measure(target: Target, workdir: Path, args: argparse.Namespace) -> No
     print(f"\nwatch path vs reference ({ACCOUNTS}-account ConfigMap; {where}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")  # fmt: skip
-    report(sides, starts, idle)
+    report(sides, starts, idle, floor)
 
 
 async def main(args: argparse.Namespace) -> None:

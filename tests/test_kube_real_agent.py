@@ -244,9 +244,10 @@ async def test_real_apiserver_agent_process_in_cluster_never_imports_kubernetes_
 
 async def test_real_apiserver_bookmarks_reach_the_agents_watch(pod_rig: PodRig) -> None:
     """The real server sends a bookmark ~2 s before a watch's timeoutSeconds once its version
-    of the resource moved past the watch's; the agent takes the bookmark's version."""
+    of the resource moved past the watch's; the agent takes the bookmark's version (bookmarks
+    asked for from the start: by default only once a re-watch met 410)."""
     pod = pod_rig.deploy()
-    async with pod_rig.run(pod, watchTimeout=4) as run:
+    async with pod_rig.run(pod, watchTimeout=4, watchBookmarks="always") as run:
         await applied(run, {"alice@example.com"})
         key = f"configmap/{pod.namespace}/{pod.source_names()['configmap']}"
         before = REGISTRY.get_sample_value(BOOKMARK_METRIC, {"source": key}) or 0.0

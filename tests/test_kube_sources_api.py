@@ -76,8 +76,9 @@ class Rig:
 def kube_settings(api: KubeApi, **overrides: object) -> KubeSettings:
     values: dict[str, object] = {
         "kubeconfig": api.kubeconfig,
-        "stall_timeout": 1.0,
+        "stall_timeout": 1.0,  # above the test server's bookmark interval (0.2 s)...
         "watch_timeout": 30,
+        "watch_bookmarks": "always",  # ...so they are asked for from the first watch
         "backoff_initial": 0.02,
         "backoff_max": 0.1,
         **overrides,
@@ -445,3 +446,38 @@ def test_default_timeouts_catch_a_stall_within_90_s_and_leave_quiet_watches_alon
     assert d.watch_timeout + 5 <= d.stall_timeout  # margin for a slow server's end
     first_backoff = min(d.backoff_max, d.backoff_initial * 2)  # _backoff(1), before jitter
     assert d.stall_timeout + first_backoff <= 90
+
+
+@pytest.mark.parametrize(
+    ("mode", "before", "after"),
+    [("auto", False, True), ("always", True, True), ("never", False, False)],
+)
+async def test_bookmarks_are_asked_for_once_a_rewatch_met_410(
+    kube_api: KubeApi, mode: str, before: bool, after: bool
+) -> None:
+    """Bookmarks wake the agent on every watch; by default (auto) they are asked for only once a
+    re-watch was refused with 410 (the server's history moved past the source's version:
+    bookmarks then keep it fresh) and from then on they arrive; always and never as said."""
+    settings = kube_settings(kube_api, watch_timeout=1, stall_timeout=3, watch_bookmarks=mode)
+    server = kube_api.server
+
+    def watches(since: int) -> list[str]:
+        return [p for _, p in server.requests[since:] if "watch=true" in p]
+
+    async with lone_source(kube_api, settings) as (src, _rec):
+        await eventually(lambda: src.restarts.get("end", 0) >= 2, 10)
+        assert {"allowWatchBookmarks=true" in p for p in watches(0)} == {before}
+        server.force_410(1)
+        server.drop_streams(abrupt=False)
+        await eventually(lambda: src.restarts.get("expired", 0) >= 1, 10)
+        seen = len(server.requests)
+        await eventually(lambda: len(watches(seen)) >= 2, 10)
+        assert {"allowWatchBookmarks=true" in p for p in watches(seen)} == {after}
+        if after:  # and they come
+            got = bookmarks(src)
+            await eventually(lambda: bookmarks(src) > got, 10)
+
+
+def bookmarks(src: KubeSource) -> float:
+    labels = {"source": src.key, "type": "BOOKMARK"}
+    return REGISTRY.get_sample_value("dms_agent_sources_events_received_total", labels) or 0.0

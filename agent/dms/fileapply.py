@@ -5,6 +5,11 @@ Used for pre-hashed passwords (which `setup` cannot take) and for the no-DMS ``f
 ``sed -i`` also replaces the inode, so its change detector sees the same kind of change), and
 the caller runs it in the same one-at-a-time sequence as the `setup` commands.
 
+``apply_batch`` does a run of ops with one write per changed file instead of one per op: the
+ops run in order against the files held in memory, then each changed file is written once, in
+the order the ops first changed them (the order single ops would have left them in). If a file
+changed on disk meanwhile, nothing held is written and the ops are done again one by one.
+
 Plain passwords are hashed with bcrypt and written as ``{BLF-CRYPT}$2b$…``, a scheme Dovecot
 accepts (checked with ``doveadm pw -t`` in the tests). Blocking: run ``apply`` in a thread.
 """
@@ -12,8 +17,10 @@ accepts (checked with ``doveadm pw -t`` in the tests). Blocking: run ``apply`` i
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -25,6 +32,15 @@ from agent.mailstate.model import PasswordIntent
 from agent.reconcile.plan import Op
 
 BCRYPT_ROUNDS = 10  # ~80 ms here; stronger than DMS's own SHA512-CRYPT default
+# a DMS file up to this size is held in memory during a batch (~8,000 accounts with hashes);
+# a bigger one is read and written per op as without a batch (its copy would cost memory)
+BATCH_FILE_LIMIT = 1 << 20
+# account_del is never batched: it removes the maildir, which must not happen before its
+# file changes are on disk
+BATCH_KINDS = frozenset(
+    {"account_add", "password_update", "quota_set", "quota_del", "alias_add", "alias_del",
+     "restrict_add", "restrict_del"}
+)  # fmt: skip
 T = TypeVar("T")
 _Entries = Callable[
     [Iterable[bytes], str], Iterator[T | LocatedError]
@@ -51,24 +67,113 @@ def hash_password(intent: PasswordIntent) -> str:
     return "{BLF-CRYPT}" + bcrypt.hashpw(intent.secret.value.encode(), salt).decode()
 
 
+@dataclass(slots=True)
+class _Held:
+    """A DMS file held in memory for a batch: its bytes (None: no such file), what the file on
+    disk looked like when read, and whether an op of the batch changed it."""
+
+    data: bytes | None
+    signature: tuple[int, ...] | None
+    changed: bool = False
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or edited in place."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _disk_signature(path: Path) -> tuple[int, ...] | None:
+    try:
+        return _signature(path.stat())
+    except FileNotFoundError:
+        return None
+
+
+def _as_bytes(data: Data) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    return (data if isinstance(data, str) else "".join(data)).encode("utf-8")
+
+
+class _KnownAccounts:
+    """The addresses (lower case) of a small accounts file, with the file's signature when
+    they were read: valid while the file is unchanged (replacing or editing it changes the
+    signature). Files above BATCH_FILE_LIMIT are not kept (their addresses cost memory)."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[Path, tuple[tuple[int, ...], frozenset[str]]] = {}
+
+    def addresses(self, path: Path) -> frozenset[str] | None:
+        kept = self._by_path.get(path)
+        if kept is None or _disk_signature(path) != kept[0]:
+            return None
+        return kept[1]
+
+    def remember(self, path: Path, text: _Lines) -> None:
+        """After a scan of ``text`` found every line readable: keep its addresses."""
+        self._by_path.pop(path, None)
+        if text.file is None:
+            return
+        st = os.fstat(text.file.fileno())
+        if st.st_size > BATCH_FILE_LIMIT or _disk_signature(path) != _signature(st):
+            return  # big, or replaced since it was opened
+        found = frozenset(
+            e.address.lower() for e in files.iter_accounts(text) if isinstance(e, files.AccountLine)
+        )
+        self._by_path[path] = (_signature(st), found)
+
+
 class _Lines:
     """A file's lines as bytes, from the start each time they are iterated: one descriptor,
     so both passes read the same file even if DMS replaces it meanwhile (``sed -i``)."""
 
     def __init__(self, file: BinaryIO | None) -> None:
-        self._file = file
+        self.file = file
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._file is None:  # no such file: no lines
+        if self.file is None:  # no such file: no lines
             return iter(())
-        self._file.seek(0)
-        return iter(self._file)
+        self.file.seek(0)
+        return iter(self.file)
 
 
 class FileApplier:
     def __init__(self, config_dir: Path, mail_dir: Path | None = None) -> None:
         self.config_dir = config_dir
         self.mail_dir = mail_dir
+        # during apply_batch: DMS's files by name, held (None: too big, read from disk)
+        self._held: dict[str, _Held | None] | None = None
+        self._changed: list[str] = []  # the held files changed, in the order first changed
+
+    def apply_batch(self, ops: Sequence[Op]) -> list[FileResult | FileApplyError | OSError]:
+        """Each op's result or error, as ``apply`` gives it, with one write per changed file
+        (see the module's docstring); an error writing a file fails every op that succeeded."""
+        self._held, self._changed = {}, []
+        try:
+            results = [self._outcome(op) for op in ops]
+            if all(self._unchanged_on_disk(name) for name in self._changed):
+                try:
+                    for name in self._changed:
+                        held = self._held[name]
+                        assert held is not None and held.data is not None
+                        write_file(self._path(name), held.data)
+                except OSError as exc:
+                    return [exc if isinstance(r, FileResult) else r for r in results]
+                return results
+        finally:
+            self._held, self._changed = None, []
+        return [self._outcome(op) for op in ops]  # someone changed a file: op by op, afresh
+
+    def _outcome(self, op: Op) -> FileResult | FileApplyError | OSError:
+        try:
+            return self.apply(op)
+        except (FileApplyError, OSError) as exc:
+            return exc
+
+    def _unchanged_on_disk(self, name: str) -> bool:
+        assert self._held is not None
+        held = self._held[name]
+        return held is not None and _disk_signature(self._path(name)) == held.signature
 
     def apply(self, op: Op) -> FileResult:
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -99,10 +204,7 @@ class FileApplier:
     ) -> tuple[_Lines, T | None]:
         """The file's lines, refused if any is unreadable (rewriting would drop it), and the
         entry of ``kind`` whose key is ``target`` (any case), if there is one."""
-        try:
-            text = _Lines(self._open.enter_context(self._path(name).open("rb")))
-        except FileNotFoundError:
-            text = _Lines(None)
+        text = _Lines(self._read(name))
         found: T | None = None
         for item in entries(text, str(self._path(name))):
             if not isinstance(item, kind):
@@ -135,8 +237,40 @@ class FileApplier:
 
         self._save(name, lines())
 
+    def _read(self, name: str) -> BinaryIO | None:
+        """The file open for reading (None: no such file); in a batch, its held copy."""
+        held = self._hold(name) if self._held is not None else None
+        if held is not None:
+            return None if held.data is None else io.BytesIO(held.data)
+        try:
+            return self._open.enter_context(self._path(name).open("rb"))
+        except FileNotFoundError:
+            return None
+
+    def _hold(self, name: str) -> _Held | None:
+        """The batch's copy of ``name``, read on first use (None: too big to hold)."""
+        assert self._held is not None
+        if name in self._held:
+            return self._held[name]
+        held: _Held | None
+        try:
+            with self._path(name).open("rb") as f:
+                st = os.fstat(f.fileno())
+                held = _Held(f.read(), _signature(st)) if st.st_size <= BATCH_FILE_LIMIT else None
+        except FileNotFoundError:
+            held = _Held(None, None)
+        self._held[name] = held
+        return held
+
     def _save(self, name: str, data: Data) -> None:
-        write_file(self._path(name), data)
+        held = self._held.get(name) if self._held is not None else None
+        if held is None:
+            write_file(self._path(name), data)
+            return
+        held.data = _as_bytes(data)
+        if not held.changed:
+            held.changed = True
+            self._changed.append(name)
 
     def _account_line(self, address: str) -> tuple[_Lines, files.AccountLine | None]:
         return self._scan(files.ACCOUNTS_FILE, files.iter_accounts, files.AccountLine, address)
@@ -227,7 +361,19 @@ class FileApplier:
         return FileResult()
 
     def _require_account(self, address: str) -> None:
-        if self._account_line(address)[1] is None:
+        """A quota op's check that the account exists: answered from the addresses of the
+        accounts file as last read while the file is unchanged (an update's quota op then
+        does not parse every account line again)."""
+        path = self._path(files.ACCOUNTS_FILE)
+        known = _ACCOUNTS.addresses(path) if self._held is None else None
+        if known is None:
+            text, line = self._account_line(address)
+            if self._held is None:
+                _ACCOUNTS.remember(path, text)
+            exists = line is not None
+        else:
+            exists = address in known
+        if not exists:
             raise FileApplyError(f"{address} does not exist")
 
     # --- restrictions ---------------------------------------------------------------------
@@ -255,10 +401,9 @@ class FileApplier:
         return FileResult()
 
     def _text(self, name: str) -> str:
-        try:
-            return self._path(name).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return ""
+        file = self._read(name)
+        # text mode, as a plain read_text: universal newlines
+        return "" if file is None else io.TextIOWrapper(file, encoding="utf-8").read()
 
     # --- aliases --------------------------------------------------------------------------
     def _alias_add(self, op: Op) -> FileResult:
@@ -289,6 +434,9 @@ class FileApplier:
 
         self._rewrite(files.VIRTUAL_FILE, text, files.iter_virtual, files.alias_text, without)
         return FileResult()
+
+
+_ACCOUNTS = _KnownAccounts()
 
 
 def _key(entry: object) -> str:

@@ -126,13 +126,21 @@ class FolderReader:
         self._last: tuple[Path, DmsInfo, tuple[object, ...], Actual] | None = None
         self._files: ParseCache = {}  # per file: only a changed file is parsed again
 
-    def read(self, config_dir: Path, info: DmsInfo, missing_ok: bool = False) -> Actual:
-        if missing_ok and not config_dir.exists():
-            return read_files(config_dir, info, missing_ok)
+    def unchanged(self, config_dir: Path, info: DmsInfo) -> Actual | None:
+        """The last result if no file changed since (a few stats: cheap enough for the event
+        loop, where it saves an update's pass two thread hand-offs); else None."""
         last = self._last
         if last is not None and last[:2] == (config_dir, info):
             if _busy(config_dir, time.time()) is None and signature(config_dir) == last[2]:
                 return last[3]
+        return None
+
+    def read(self, config_dir: Path, info: DmsInfo, missing_ok: bool = False) -> Actual:
+        if missing_ok and not config_dir.exists():
+            return read_files(config_dir, info, missing_ok)
+        if (same := self.unchanged(config_dir, info)) is not None:
+            return same
+        last = self._last
         if not config_dir.is_dir():
             raise ObserveError(f"{config_dir}: the DMS config folder does not exist")
         if last is not None and last[0] != config_dir:
@@ -508,6 +516,8 @@ async def observe(
         if executor is None:
             raise ObserveError("neither a DMS config folder nor an executor is configured")
         return await observe_commands(executor, setup, timeout, info, container_config_dir)
+    if reader is not None and (same := reader.unchanged(config_dir, info)) is not None:
+        return same
     deadline = time.monotonic() + busy_wait
     while True:
         try:

@@ -31,11 +31,17 @@ class KubeSettings(Section):
     # A watch that has sent no line (event, bookmark, or its end) for this long is taken as
     # silently stalled and restarted. Keep it above watchTimeout: the API server ends a quiet
     # healthy watch then, while its bookmarks on a quiet watch may come only after ~2 minutes.
-    stall_timeout: float = Field(65.0, gt=0)
+    stall_timeout: float = Field(80.0, gt=0)
     # Server-side end of each watch request (timeoutSeconds): the agent re-watches at once from
     # the last version, so a quiet watch is never older than this and a stall shows within
-    # stallTimeout (default: stall detected in at most 65 s, 10 s of margin over the end).
-    watch_timeout: int = Field(55, ge=1)
+    # stallTimeout (default: stall detected in at most 80 s, 5 s of margin over the end). Each
+    # re-watch costs a request on every watch: longer is less idle CPU, shorter a faster stall.
+    watch_timeout: int = Field(75, ge=1)
+    # Bookmarks (the server's "nothing new up to version N" lines) keep a quiet watch's version
+    # fresh, so that a re-watch is not refused with 410 once the server's history moved on, but
+    # each wakes the agent. ``auto``: asked for once a re-watch of this source met 410 (its
+    # version had expired: the server's history moves fast here); ``always``; ``never``.
+    watch_bookmarks: Literal["auto", "always", "never"] = "auto"
     # seconds before a failed watch or list is retried, doubling...
     backoff_initial: float = Field(0.5, gt=0)
     # ...up to this

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from agent.dms.actual import DkimBackend
 from agent.dms.commands import Command, CommandError, command_for
-from agent.dms.fileapply import FileApplier, FileApplyError
+from agent.dms.fileapply import BATCH_KINDS, FileApplier, FileApplyError, FileResult
 from agent.dms.observe import ANSI, account_hash
 from agent.executor import Executor, Result
 from agent.fsio import open_private
@@ -151,6 +151,46 @@ class Applier:
             with contextlib.suppress(Exception):
                 await task  # the command runs to its end and is recorded; then we stop
             raise
+
+    def batchable(self, op: Op) -> bool:
+        """Whether ``op`` may run in a batch with its like (``run_batch``): a quick file op. A
+        plain password is not: its bcrypt hash (~80 ms) dwarfs the write it would save, and a
+        batch of them would report progress only at its end."""
+        if op.password is not None and op.password.kind != "hash":
+            return False
+        return self.files is not None and op.kind in BATCH_KINDS and self._via_files(op)
+
+    async def run_batch(self, ops: Sequence[Op]) -> list[OpResult]:
+        """Do batchable ``ops`` of one kind with one write per DMS file they change, then
+        record the ones done with one ledger append; shielded as ``run``."""
+        task = asyncio.ensure_future(self._run_batch(ops))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task
+            raise
+
+    async def _run_batch(self, ops: Sequence[Op]) -> list[OpResult]:
+        assert self.files is not None
+        started = time.monotonic()
+        outcomes = await asyncio.to_thread(self.files.apply_batch, ops)
+        each = (time.monotonic() - started) / max(1, len(ops))  # the batch's time, shared
+        results, done = [], []
+        for op, outcome in zip(ops, outcomes, strict=True):
+            if isinstance(outcome, FileResult):
+                results.append(OpResult(op, "ok", "", 0, each))
+                done.append((op, outcome.hash))
+            else:
+                results.append(OpResult(op, "failed", str(outcome), None, each))
+        if done:
+            await asyncio.to_thread(self._record_batch, done)
+        return results
+
+    def _record_batch(self, done: Sequence[tuple[Op, str | None]]) -> None:
+        with self.ledger.batch():
+            for op, written in done:
+                self._record(op, written)
 
     async def _run(self, op: Op) -> OpResult:
         written: str | None = None  # the hash the file applier wrote: no need to read it back

@@ -202,6 +202,7 @@ class Ledger:
         self.data = LedgerData()
         self._journal_lines = 0
         self._torn_at: int | None = None  # where a torn last journal line starts
+        self._pending: list[dict[str, Any]] | None = None  # inside batch(): records to append
 
     # loading ------------------------------------------------------------------------------
     def load(self) -> LedgerData:
@@ -294,7 +295,21 @@ class Ledger:
         self._append_lines(_journal_line(rec) for rec in recs)
         self._journal_lines += len(entries)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The records made inside are appended together when it ends, with one fsync (a
+        batch of ops done with one write per file is recorded with one append too)."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            self._append(*pending)
+
     def _append(self, *recs: dict[str, Any]) -> None:
+        if self._pending is not None:
+            self._pending.extend(recs)
+            return
         if recs:
             self._append_lines(_journal_line(rec) for rec in recs)
             self._journal_lines += len(recs)

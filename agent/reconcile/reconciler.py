@@ -16,7 +16,7 @@ import logging
 import operator
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,7 @@ from agent.reconcile.metrics import (
     RECONCILES,
     REFUSED,
 )
-from agent.reconcile.plan import Plan, PlanPolicy, plan
+from agent.reconcile.plan import Op, Plan, PlanPolicy, plan
 from agent.settings import Settings
 from agent.status import ComponentStatus, State
 
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dms_agent.reconcile")
 
 MAX_STATUS_RESULTS = 200  # /status keeps the failures plus the most recent results
+# ops of one kind done with one write per DMS file: bounds what a failed write takes with it
+MAX_BATCH = 1000
 
 
 # (ops done, ops planned, seconds left or None before the first op): called after every op
@@ -507,28 +509,38 @@ class Engine:
         interval = self.settings.reconcile.progress_interval
         if progress is not None:
             progress(0, total, None)
-        for done, op in enumerate(p.ops, 1):
+        done = 0
+        for group in _batches(p.ops, applier.batchable):
             # yield once: a stop (SIGTERM) that arrived with the last op's end cancels us here,
             # before the next command starts
             await asyncio.sleep(0)
-            result = await applier.run(op)
-            report.results.append(result)
-            report.commands_time += result.duration
-            OPS.labels(op.kind, result.status).inc()
-            OP_SECONDS.labels(op.kind).observe(result.duration)
-            if result.status != "ok":
-                log.warning("op %s %s: %s", op.kind, op.target, result.message or result.status)
-                self.events.emit("OpFailed", f"{op.key}: {result.message}", "Warning")
-            if result.status == "unknown":
+            if len(group) > 1:
+                results = await applier.run_batch(group)
+            else:
+                results = [await applier.run(group[0])]
+            done += len(results)
+            for result in results:
+                self._count(result, report)
+            if results[-1].status == "unknown":
                 report.interrupted = True  # observe afresh before anything else runs
                 break
             now = time.monotonic()
             eta = (now - started) / done * (total - done)
             if progress is not None:
-                progress(done, total, eta)  # /status: after every op
+                progress(done, total, eta)  # /status: after every op (or batch)
             if now - last_progress >= interval and done < total:
                 last_progress = now  # the log: every progressInterval seconds
                 log.info("reconcile progress: %d/%d ops done, ETA %.0fs", done, total, eta)
+
+    def _count(self, result: OpResult, report: PassReport) -> None:
+        op = result.op
+        report.results.append(result)
+        report.commands_time += result.duration
+        OPS.labels(op.kind, result.status).inc()
+        OP_SECONDS.labels(op.kind).observe(result.duration)
+        if result.status != "ok":
+            log.warning("op %s %s: %s", op.kind, op.target, result.message or result.status)
+            self.events.emit("OpFailed", f"{op.key}: {result.message}", "Warning")
 
     def _settle_retries(self, p: Plan, report: PassReport) -> None:
         rec = self.settings.reconcile
@@ -712,6 +724,21 @@ class Reconciler:
             for w in waits:
                 w.cancel()
         return hub.resync.version
+
+
+def _batches(ops: Sequence[Op], batchable: Callable[[Op], bool]) -> Iterator[list[Op]]:
+    """``ops`` in order, a run of batchable ops of one kind together (at most MAX_BATCH)."""
+    group: list[Op] = []
+    for op in ops:
+        if group and not (batchable(op) and op.kind == group[0].kind and len(group) < MAX_BATCH):
+            yield group
+            group = []
+        group.append(op)
+        if not batchable(op):
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _file_signature(path: Path | None) -> tuple[int, ...] | None:

@@ -1,14 +1,16 @@
 """API source: named ConfigMaps/Secrets or a label selector, by list then watch.
 
 The loop follows the API's documented contract for efficient change detection:
-list (collection resourceVersion) -> watch from it with bookmarks -> on a clean end
+list (collection resourceVersion) -> watch from it -> on a clean end
 (``timeoutSeconds``), resume from the last version seen (event or bookmark) -> on 410
 Expired/Gone, list again -> on an API error Status, list again after a backoff -> on
 connection errors, payload errors or timeouts, resume from the last version after a backoff.
 A watch that sent no line for ``kube.stallTimeout`` is restarted (and says so in /status and a
 metric): watches are known to stop silently. The server ends every watch after
 ``kube.watchTimeout`` (below stallTimeout), so a quiet healthy watch is never taken for a stalled
-one even where bookmarks come only every few minutes. resourceVersion is never
+one even where bookmarks come only every few minutes. Bookmarks are asked for (by default)
+only once a re-watch met 410: where the server's history moves past a quiet source's version,
+they keep it fresh; elsewhere each would only wake the agent. resourceVersion is never
 compared or computed with, as the API asks.
 
 A deleted object (or a selector matching nothing) makes the source *absent*: reported, never
@@ -111,6 +113,9 @@ class KubeSource:
         self.progressed = False
         self.refused = False
         self.unreachable = False  # the last round could not connect (its warning was logged)
+        # ask for bookmarks? ("auto": from the first re-watch refused with 410 Expired on)
+        self.bookmarks = settings.watch_bookmarks == "always"
+        self.watching = False  # a watch is being asked for (a 410 then is the re-watch's)
         if settings.stall_timeout <= settings.watch_timeout:
             log.warning(
                 "%s: kube.stallTimeout (%ss) is not above kube.watchTimeout (%ss): a quiet "
@@ -169,14 +174,17 @@ class KubeSource:
 
     async def _one_round(self) -> str:
         """List if needed, then watch. Returns why the watch stopped."""
+        self.watching = False
         try:
             if self.rv is None:
                 await self._list()
+            self.watching = True
             await self._watch()
             return "end"
         except WatchExpired:
             log.info("%s: resourceVersion expired (410); listing again", self.key)
             self.rv = None
+            self._version_expired()
             return "expired"
         except (WatchStalled, aiohttp.SocketTimeoutError):  # silent before or after the head
             log.warning(
@@ -193,6 +201,8 @@ class KubeSource:
             # value to compaction. So list again, as client-go's reflector does.
             log.warning("%s: API error: %s%s", self.key, exc, "" if refused else "; listing again")
             self.entry.set(State.DEGRADED, f"API error: {exc}")
+            if exc.status == 410:  # an answer, not an ERROR event (which is WatchExpired)
+                self._version_expired()
             if not refused:
                 self.rv = None
             return "unauthorized" if refused else "error"
@@ -206,6 +216,13 @@ class KubeSource:
             # ClientPayloadError (a reset stream), connection refused, a broken line ...
             log.warning("%s: watch interrupted: %s: %s", self.key, type(exc).__name__, exc)
             return "error"
+
+    def _version_expired(self) -> None:
+        """A 410. In "auto" mode, a watch's own version expiring means the server's history
+        moves on faster than this source changes: from now on bookmarks keep it fresh."""
+        if self.watching and self.settings.watch_bookmarks == "auto" and not self.bookmarks:
+            log.info("%s: asking for bookmarks from now on (the watch's version expired)", self.key)
+            self.bookmarks = True
 
     async def _list(self) -> None:
         body = await self.client.request("GET", self.path, self.selectors)
@@ -221,7 +238,7 @@ class KubeSource:
         query = [
             *self.selectors,
             ("watch", "true"),
-            ("allowWatchBookmarks", "true"),
+            *([("allowWatchBookmarks", "true")] if self.bookmarks else []),
             ("timeoutSeconds", str(self.settings.watch_timeout)),
             ("resourceVersion", self.rv or ""),
         ]
