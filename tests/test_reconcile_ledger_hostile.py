@@ -217,7 +217,7 @@ def test_a_created_key_is_logged_with_its_file(
     assert caplog.messages == [f"{key}: no digest key; created a new random one (createLedgerKey)"]
 
 
-def test_an_unreadable_or_unwritable_journal_is_a_located_error(tmp_path: Path) -> None:
+def test_an_unreadable_or_unwritable_journal_or_snapshot_is_a_located_error(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "ledger.json")
     led.journal_path.mkdir()  # a folder where the journal should be
     with pytest.raises(LedgerError) as read:
@@ -229,6 +229,13 @@ def test_an_unreadable_or_unwritable_journal_is_a_located_error(tmp_path: Path) 
     with pytest.raises(LedgerError) as write:
         led.set_alias("p@x.org", frozenset({"a"}))
     assert str(write.value) == f"{led.journal_path}: not written: Is a directory"
+    led.journal_path.rmdir()
+    led.set_alias("p@x.org", frozenset({"a"}))
+    led.path.mkdir()  # a folder where the snapshot should be
+    with pytest.raises(LedgerError) as compact:
+        led.compact()
+    assert str(compact.value) == f"{led.path}: not written: Is a directory"
+    assert led.journal_path.exists()  # kept: nothing it holds is lost
 
 
 def test_a_journal_of_only_a_torn_line_loads_empty_and_takes_appends(
