@@ -283,3 +283,17 @@ def test_a_snapshot_with_several_aliases_reads_back(tmp_path: Path) -> None:
         led.set_alias(alias, frozenset({"a@x.org"}))
     led.compact()
     assert Ledger(tmp_path / "ledger.json").load().aliases == led.data.aliases
+
+
+def test_a_journal_folded_before_any_append_takes_the_next_one(tmp_path: Path) -> None:
+    """After a restart: a clean journal is replayed, the first pass changes nothing but folds
+    it into the snapshot, and the next pass's record starts a new journal."""
+    led = Ledger(tmp_path / "ledger.json")
+    led.load()
+    led.set_account("a@x.org", LedgerEntry("d1", None))
+    again = Ledger(tmp_path / "ledger.json")
+    again.load()
+    again.compact()
+    assert not again.journal_path.exists()
+    again.set_account("b@x.org", LedgerEntry("d2", None))
+    assert sorted(Ledger(tmp_path / "ledger.json").load().accounts) == ["a@x.org", "b@x.org"]
