@@ -6,7 +6,9 @@ notice ("survived") is a behaviour no test pins. For each module below this scri
 repository into a scratch folder, runs mutmut there with only that module mutated and only its
 fast tests selected, and prints the kill rate. Goal: >= 90 % killed per module; every survivor
 either killed by a new test or explained in bench/mutation-equivalent.md (listed by name:
-those count as explained, not killed).
+those count as explained, not killed). mutmut numbers mutants per function, so editing a
+function renames its mutants: an entry there that no longer names a survivor is printed as
+stale, to be checked against `mutmut show` in the work folder and renamed or dropped.
 
 Slow (minutes per module on two cores); not part of CI's default run. Needs the test extras
 (mutmut). Run from the repository root:
