@@ -6,7 +6,9 @@ notice ("survived") is a behaviour no test pins. For each module below this scri
 repository into a scratch folder, runs mutmut there with only that module mutated and only its
 fast tests selected, and prints the kill rate. Goal: >= 90 % killed per module; every survivor
 either killed by a new test or explained in bench/mutation-equivalent.md (listed by name:
-those count as explained, not killed).
+those count as explained, not killed). mutmut numbers mutants per function, so editing a
+function renames its mutants: an entry there that no longer names a survivor is printed as
+stale, to be checked against `mutmut show` in the work folder and renamed or dropped.
 
 Slow (minutes per module on two cores); not part of CI's default run. Needs the test extras
 (mutmut). Run from the repository root:
@@ -147,6 +149,22 @@ def explained() -> set[str]:
     return set(re.findall(r"`(agent\.[^`]+__mutmut_\d+)`", EQUIVALENT.read_text()))
 
 
+def stale_entries(
+    target: Target, known: set[str], results: dict[str, str], whole: bool
+) -> list[str]:
+    """Names in the equivalents file that no longer name a surviving mutant of ``target``:
+    mutmut numbers mutants per function, so an edit there renames them (then an entry may
+    name a killed mutant, or none). ``whole``: the run saw every mutant of the module, so a
+    name it did not see is stale too; otherwise names out of its scope are not judged."""
+    module = target.path.removesuffix(".py").replace("/", ".") + "."
+    return sorted(
+        k
+        for k in known
+        if k.startswith(module)
+        and (results.get(k) in ("killed", "timeout") or (whole and k not in results))
+    )
+
+
 def prepare(work: Path, target: Target, keep: bool) -> None:
     """A copy of the tree for mutmut; ``keep``: refresh the copy, keep mutmut's results."""
     if work.exists() and not keep:
@@ -268,6 +286,9 @@ def main() -> int:
             for k in left:
                 if k not in known:
                     print(f"    {results[k]:<10} {k}")
+        whole = not scope(TARGETS[name], args.functions)
+        for k in stale_entries(TARGETS[name], known, results, whole):
+            print(f"    stale entry in {EQUIVALENT.name} ({results.get(k, 'no such mutant')}): {k}")
     print(f"{'module':<32} {'mutants':>7} {'killed':>6} {'equiv':>5} {'kill%':>6} {'+equiv%':>7}")
     for path, total, killed, equivalents, rate, explained_rate in rows:
         flag = "" if explained_rate >= GOAL else f"  below the {GOAL:g} % goal"

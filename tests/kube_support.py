@@ -105,7 +105,7 @@ class Recorder:
                 if value is not None and set(value.state.accounts) == accounts:
                     break
                 version, _ = await self.hub.desired.wait_newer(version)
-        await asyncio.sleep(0.01)  # let the recorder see it too
+        await eventually(lambda: any(p is value for p in self.published))  # recorded too
 
     def stop(self) -> None:
         self._task.cancel()

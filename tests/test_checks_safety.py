@@ -4,6 +4,7 @@ remediations stay capped across agent restarts (the counts are kept beside the v
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import time
@@ -15,7 +16,7 @@ from agent.checks.config import Remediation
 from agent.checks.probe import PROBE_SCRIPT
 from agent.checks.ratelog import RateLog, beside
 from agent.checks.remediation import Remediator, Result
-from agent.checks.verdict import Board, VerdictWriter
+from agent.checks.verdict import Board, VerdictWriter, write_atomically
 from agent.events import EventType
 from agent.executor import LocalExecutor
 from agent.hub import Hub
@@ -113,6 +114,53 @@ async def test_one_spell_is_one_escalation(tmp_path: Path) -> None:
         await writer._write(Verdict.UNHEALTHY, ["x"])
         assert first_line(path) == "unhealthy"
     assert await RateLog(beside(path, "escalations")).count("unhealthy", 3600) == 1
+
+
+async def test_the_writer_counts_each_spell_once_and_says_when_it_caps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Driven through the writer's own loop: a spell whose reasons change is still one
+    escalation; a healthy verdict ends the spell; the spell over the cap is written unknown and
+    logged at ERROR with the cap."""
+    path = tmp_path / "verdict"
+    board = Board([], StatusRegistry(), Hub())
+    writer = VerdictWriter(board, path, 3600.0, RateLog(beside(path, "escalations")), 2)
+    task = asyncio.create_task(writer.run())
+
+    async def show(verdict: Verdict, *reasons: str) -> str:
+        board.verdict, board.reasons = verdict, list(reasons)
+        board.changed.set()
+        async with asyncio.timeout(10):  # until this very write is on disk
+            while not (path.exists() and all(r in path.read_text() for r in reasons)):
+                await asyncio.sleep(0.01)
+        return first_line(path)
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="dms_agent.checks.verdict"):
+            assert await show(Verdict.UNHEALTHY, "smtp: refused") == "unhealthy"
+            assert await show(Verdict.UNHEALTHY, "smtp: refused", "imap: down") == "unhealthy"
+            assert await show(Verdict.HEALTHY, "spell 1 over") == "healthy"
+            assert await show(Verdict.UNHEALTHY, "smtp: refused again") == "unhealthy"
+            assert await show(Verdict.HEALTHY, "spell 2 over") == "healthy"
+            assert caplog.messages == []
+            assert await show(Verdict.UNHEALTHY, "smtp: refused a third time") == "unknown"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await RateLog(beside(path, "escalations")).count("unhealthy", 3600) == 2
+    assert caplog.messages == [
+        "mailserver unhealthy, but 2 restarts were asked in the last hour: the verdict file "
+        "says unknown until the next hour"
+    ]
+
+
+def test_a_verdict_file_left_private_is_made_readable_again(tmp_path: Path) -> None:
+    """The probe may run as another user: whatever mode the file had, it is written 0644."""
+    path = tmp_path / "verdict"
+    path.write_text("unknown 1\n")
+    path.chmod(0o600)
+    write_atomically(path, "healthy 2\n")
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 # --- remediations ----------------------------------------------------------------------------

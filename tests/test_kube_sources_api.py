@@ -110,6 +110,10 @@ async def rig(kube_api: KubeApi) -> AsyncIterator[Rig]:
         await client.close()
 
 
+def merges(result: str) -> float:
+    return REGISTRY.get_sample_value("dms_agent_sources_merges_total", {"result": result}) or 0.0
+
+
 def assert_nothing_twice(r: Rig) -> None:
     gens = [d.generation for d in r.rec.published]
     assert len(gens) == len(set(gens)), gens
@@ -126,9 +130,11 @@ async def _chaos_round(
         r.write_state("a@x.org", f"{tag}{i}@x.org")
         r.write_passwords(f"a@x.org: {{password: {tag}{i}}}\n")
     await r.settled({"a@x.org", f"{tag}{n - 1}@x.org"})
-    last = r.hub.desired.value
-    await asyncio.sleep(0.2)
-    assert r.hub.desired.value is last
+    version = r.hub.desired.version
+    # a later write as the marker: once it is out, whatever the fault left behind has been seen
+    r.write_state("a@x.org", f"{tag}-marker@x.org")
+    await r.settled({"a@x.org", f"{tag}-marker@x.org"})
+    assert r.hub.desired.version == version + 1  # nothing published between the two
     assert_nothing_twice(r)
 
 
@@ -205,11 +211,15 @@ async def test_error_status_for_a_version_lists_again(rig: Rig) -> None:
 
 async def test_compaction_while_disconnected(rig: Rig) -> None:
     server = rig.api.server
+    ended = [sum(s.restarts.values()) for s in rig.sources]
     await server.stop()
     rig.write_state("a@x.org", "during@x.org")
     rig.write_passwords("a@x.org: {password: during}\n")
     server.store.compact()
-    await asyncio.sleep(0.1)
+    # both sources have seen their watch end (they are disconnected, not just idle)
+    await eventually(
+        lambda: all(sum(s.restarts.values()) > n for s, n in zip(rig.sources, ended, strict=True))
+    )
     await server.start()
     await rig.rec.until({"a@x.org", "during@x.org"})
     assert sum(s.restarts.get("expired", 0) for s in rig.sources) >= 1
@@ -229,8 +239,15 @@ async def test_deleted_object_is_absent_not_empty(rig: Rig) -> None:
     rig.api.server.store.delete("secrets", NS, "mail-passwords")
     merge = rig.status.component("sources merge")
     await eventually(lambda: "absent" in merge.message)
+    state, waited = rig.sources[0].key, merges("waiting")
     rig.write_state("a@x.org", "b@x.org")  # not published while the Secret is unknown
-    await asyncio.sleep(0.3)
+    # the new state has reached the board and the merge has considered it since
+    await eventually(
+        lambda: (
+            any("b@x.org" in d.text for d in snapshots(rig.hub)[state].documents or ())
+            and merges("waiting") > waited
+        )
+    )
     assert rig.rec.accounts() == [{"a@x.org"}]
     rig.write_passwords("a@x.org: {password: back}\n")
     await rig.rec.until({"a@x.org", "b@x.org"})

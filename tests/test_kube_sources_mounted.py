@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,11 +48,13 @@ async def test_kubelet_swap_publishes_each_generation_once(tmp_path: Path) -> No
         kubelet_write(cm, {"mailserver.yaml": state_yaml("a@x.org", "b@x.org")})
         await rec.until({"a@x.org", "b@x.org"})
         kubelet_write(cm, {"mailserver.yaml": state_yaml("a@x.org", "b@x.org")})  # same content
-        await asyncio.sleep(0.3)
+        # a later generation as the marker: once it is out, the one before has been read
+        kubelet_write(cm, {"mailserver.yaml": state_yaml("c@x.org")})
+        await rec.until({"c@x.org"})
     finally:
         await stop(tasks)
         rec.stop()
-    assert rec.accounts() == [{"a@x.org"}, {"a@x.org", "b@x.org"}]
+    assert rec.accounts() == [{"a@x.org"}, {"a@x.org", "b@x.org"}, {"c@x.org"}]
 
 
 async def test_rapid_updates_end_on_the_last_one(tmp_path: Path) -> None:
@@ -67,12 +68,13 @@ async def test_rapid_updates_end_on_the_last_one(tmp_path: Path) -> None:
         for i in range(1, 20):
             kubelet_write(cm, {"mailserver.yaml": state_yaml(f"u{i}@x.org")})
         await rec.until({"u19@x.org"})
-        await asyncio.sleep(0.2)
+        kubelet_write(cm, {"mailserver.yaml": state_yaml("u20@x.org")})  # the marker
+        await rec.until({"u20@x.org"})
     finally:
         await stop(tasks)
         rec.stop()
     seen = [next(iter(a)) for a in rec.accounts()]
-    assert seen[-1] == "u19@x.org"
+    assert seen[-2:] == ["u19@x.org", "u20@x.org"]  # no stale generation after the last one
     # nothing twice, and in the order written (some may be coalesced)
     assert len(seen) == len(set(seen))
     assert seen == sorted(seen, key=lambda a: int(a[1:].split("@")[0]))
@@ -115,10 +117,13 @@ async def test_absent_folder_publishes_nothing_until_it_appears(tmp_path: Path) 
     rec = Recorder(hub)
     tasks = start(*_pipeline(hub, status, (cm, False), (secret, True), resync=0.1))
     try:
-        await asyncio.sleep(0.3)
-        assert rec.published == []  # the secret is unknown, not empty
         merge = status.component("sources merge")
-        assert "absent" in merge.message and f"path:{secret}" in merge.message
+        # the merge has seen the state (no longer named absent) and waits for the secret
+        await eventually(
+            lambda: f"path:{secret}" in merge.message and f"path:{cm}" not in merge.message
+        )
+        assert "absent" in merge.message
+        assert rec.published == []  # the secret is unknown, not empty
         kubelet_write(secret, {"passwords.yaml": "{}\n"})
         await rec.until({"a@x.org"})
     finally:
@@ -162,7 +167,7 @@ async def test_invalid_input_keeps_the_last_good_and_conflicts_name_both(tmp_pat
         assert str(two / "more.yaml") in error and str(one / "mailserver.yaml") in error
         assert hub.desired.value.state.accounts.keys() == {"a@x.org", "b@x.org"}
         kubelet_write(two, {"more.yaml": state_yaml("b@x.org")})  # back to the state in force
-        await asyncio.sleep(0.3)
+        await eventually(lambda: merge.message == "published")  # the undo has been merged
     finally:
         await stop(tasks)
         rec.stop()

@@ -7,6 +7,7 @@ A scripted executor answers in-process: these are the applier's decisions, not D
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -332,3 +333,66 @@ async def test_apply_lock_waits_for_the_holder_and_its_file_is_private(tmp_path:
     holder.release()  # the waiter gets it within its wait
     async with asyncio.timeout(10):
         await waiter
+
+
+# --- survivors of the second mutation run -------------------------------------------------
+
+
+async def test_a_direct_mail_deletion_without_the_mail_folder_fails_and_others_go_on(
+    tmp_path: Path,
+) -> None:
+    """Without dms.mailDir a direct deletion that should take the mail is refused (DMS's own
+    `email del` cannot be used for it); the files route needs no mail folder otherwise."""
+    app = applier(tmp_path, Scripted(), mail=False)
+    hashed = PasswordIntent("hash", Secret("{PLAIN}p"))
+    assert (await app.run(Op("account_add", "a@x.org", password=hashed))).status == "ok"
+    purge = Op("account_del", "a@x.org", delete_mail_data=True, direct=True)
+    res = await app.run(purge)
+    assert (res.status, res.message) == (
+        "failed",
+        "deleteMailData without DMS's `email del` needs the mail folder (dms.mailDir)",
+    )
+    assert "a@x.org" in (tmp_path / "cfg" / "postfix-accounts.cf").read_text()  # still there
+    kept = await app.run(Op("account_del", "a@x.org", direct=True))
+    assert kept.status == "ok"
+
+
+def test_re_taking_the_lock_it_held_last_writes_nothing(tmp_path: Path) -> None:
+    """The holder's pid is rewritten only when another process held the lock last."""
+    path = tmp_path / "lock"
+    lock = ApplyLock(path)
+    assert lock.try_acquire()
+    lock.release()
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # a past stamp any write would move
+    assert lock.try_acquire()
+    lock.release()
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    assert path.read_text() == f"{os.getpid()}\n"
+    path.write_text("12345\n")  # another process held it last
+    assert lock.try_acquire()
+    assert path.read_text() == f"{os.getpid()}\n"
+    lock.release()
+
+
+async def test_a_stop_stays_a_stop_when_the_op_then_crashes(tmp_path: Path) -> None:
+    """Cancelled while its command runs, the applier waits for it; should the op then fail with
+    an unexpected error, the stop is still what the caller sees (the crash is not raised)."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    class Crashing:
+        async def run(
+            self, argv: Sequence[str], stdin: str | None = None, timeout: float = 60.0
+        ) -> Result:
+            started.set()
+            await finish.wait()
+            raise RuntimeError("the transport broke")
+
+    app = applier(tmp_path, None)
+    app.executor = Crashing()
+    task = asyncio.create_task(app.run(Op("alias_add", "l@x.org", "a@x.org")))
+    async with asyncio.timeout(10):
+        await started.wait()
+    task.cancel()
+    finish.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task

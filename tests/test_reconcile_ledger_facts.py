@@ -78,3 +78,28 @@ async def test_observe_mode_counts_a_pass_and_writes_nothing(dms_rig: DmsRig) ->
     assert dms_rig.mutating_calls() == []
     assert not (dms_rig.config_dir / "dms-agent-ledger.json").exists()
     assert ctx.status.component("reconcile").details["mode"] == "observe"
+
+
+async def test_a_hash_changed_outside_is_not_learned_while_passwords_are_initial(
+    dms_rig: DmsRig,
+) -> None:
+    """Only an entry without a hash learns DMS's: a password changed outside while the
+    ledger holds the applied hash stays drift (even in a pass that records other facts, here an
+    adoption), reported once passwords are managed again."""
+    assert dms_rig.run_setup("email", "add", "a@x.org", stdin="hand\nhand\n").returncode == 0
+    pw = PasswordIntent("plain", Secret("declared"))
+    state = MailState(accounts={"a@x.org": Account("a@x.org")}, passwords={"a@x.org": pw})
+    initial = Engine(dms_rig.settings(passwords="initial"), LocalExecutor())
+    await initial.run_pass(Desired(state))
+    adopted = dms_rig.hash_of("a@x.org")
+    assert ledger(dms_rig)["accounts"]["a@x.org"]["hash"] == adopted  # type: ignore[index]
+    outside = dms_rig.run_setup("email", "update", "a@x.org", stdin="other\nother\n")
+    assert outside.returncode == 0 and dms_rig.hash_of("a@x.org") != adopted
+    assert dms_rig.run_setup("email", "add", "b@x.org", stdin="hand\nhand\n").returncode == 0
+    state.accounts["b@x.org"] = Account("b@x.org")
+    await initial.run_pass(Desired(state))
+    assert ledger(dms_rig)["accounts"]["b@x.org"]["origin"] == "adopted"  # type: ignore[index]
+    assert ledger(dms_rig)["accounts"]["a@x.org"]["hash"] == adopted  # type: ignore[index]
+    on_change = Engine(dms_rig.settings(), LocalExecutor())
+    report = await on_change.run_pass(Desired(state))
+    assert report.plan is not None and report.plan.drift == ["a@x.org"]

@@ -40,6 +40,8 @@ def v2(**parts: object) -> str:
         (json.dumps({"version": 1, "managed": [1]}), "managed: must be a list of strings"),
         ("[]", "not a JSON object"),
         ('{"version": 2, "accou', "unreadable ledger"),
+        (json.dumps({"version": 1, "passwordDigests": []}), "passwordDigests: must be an object"),
+        (v2(aliases=["p@x.org"]), "aliases: must be an object"),
     ],
 )  # fmt: skip
 def test_wrong_types_in_the_snapshot_name_the_field(
@@ -68,6 +70,10 @@ def test_a_non_utf8_snapshot_is_a_ledger_error(tmp_path: Path) -> None:
         (b'{"t":"launch"}\n', ":1: t: must be account, forget or alias"),
         (b'{"t":"forget","address":"\xff"}\n{"t":"forget"}\n', ":1: not a journal record"),
         (b'[1]\n', ":1: must be an object"),
+        (b'{"t":"forget","address":7}\n', ":1: address: must be a string"),
+        (b'{"t":"alias","alias":null,"recipients":[]}\n', ":1: alias: must be a string"),
+        # a broken line that is not the last one is an error even when the last one is torn
+        (b'{"t":"forget"\n{"t":"forget","address":"a"}\n{"t":"acc', ":1: not a journal record"),
     ],
 )  # fmt: skip
 def test_journal_lines_with_wrong_types_name_line_and_field(
@@ -187,3 +193,107 @@ def test_the_streamed_snapshot_is_the_ledgers_json(tmp_path: Path) -> None:
     led.compact()
     assert json.loads(led.path.read_text()) == led.data.as_json()
     assert Ledger(tmp_path / "ledger.json").load() == led.data
+
+
+# --- survivors of the second mutation run ----------------------------------------------------
+
+
+def test_a_key_others_may_only_execute_is_accepted(tmp_path: Path) -> None:
+    """Only read and write bits of group and others count: an execute bit leaks nothing."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = keys / "ledger.key"
+    key.write_text("k\n")
+    key.chmod(0o611)
+    assert load_key(key, tmp_path / "ledger.json") == b"k"
+
+
+def test_a_created_key_is_logged_with_its_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = tmp_path / "var" / "ledger.key"
+    with caplog.at_level(logging.INFO, logger="dms_agent.ledger"):
+        load_key(key, tmp_path / "cfg" / "ledger.json", create=True)
+    assert caplog.messages == [f"{key}: no digest key; created a new random one (createLedgerKey)"]
+
+
+def test_an_unreadable_or_unwritable_journal_or_snapshot_is_a_located_error(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "ledger.json")
+    led.journal_path.mkdir()  # a folder where the journal should be
+    with pytest.raises(LedgerError) as read:
+        led.load()
+    assert str(read.value) == f"{led.journal_path}: Is a directory"
+    led.journal_path.rmdir()
+    led.load()
+    led.journal_path.mkdir()
+    with pytest.raises(LedgerError) as write:
+        led.set_alias("p@x.org", frozenset({"a"}))
+    assert str(write.value) == f"{led.journal_path}: not written: Is a directory"
+    led.journal_path.rmdir()
+    led.set_alias("p@x.org", frozenset({"a"}))
+    led.path.mkdir()  # a folder where the snapshot should be
+    with pytest.raises(LedgerError) as compact:
+        led.compact()
+    assert str(compact.value) == f"{led.path}: not written: Is a directory"
+    assert led.journal_path.exists()  # kept: nothing it holds is lost
+
+
+def test_a_journal_of_only_a_torn_line_loads_empty_and_takes_appends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    led = Ledger(tmp_path / "ledger.json")
+    led.journal_path.write_bytes(b'{"t":"account","addr')  # the first append, torn
+    assert led.load().accounts == {}
+    for n in (1, 2):  # the torn bytes are cut once, then each record is appended after the other
+        led.set_account(f"u{n}@x.org", LedgerEntry(f"d{n}", None))
+    again = Ledger(tmp_path / "ledger.json").load()
+    assert sorted(again.accounts) == ["u1@x.org", "u2@x.org"]
+    assert led.journal_path.read_bytes().count(b"\n") == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dms_agent.ledger"):
+        Ledger(tmp_path / "ledger.json").load()  # a whole journal: nothing called torn
+    assert caplog.messages == []
+
+
+def test_a_clean_journals_last_record_survives_the_next_append(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "ledger.json")
+    led.load()
+    led.set_account("a@x.org", LedgerEntry("d1", None))
+    led.set_account("b@x.org", LedgerEntry("d2", None))
+    again = Ledger(tmp_path / "ledger.json")
+    again.load()
+    again.set_account("c@x.org", LedgerEntry("d3", None))  # after a restart: appended, not cut
+    assert sorted(Ledger(tmp_path / "ledger.json").load().accounts) == [
+        "a@x.org",
+        "b@x.org",
+        "c@x.org",
+    ]
+
+
+def test_an_alias_emptied_in_the_journal_that_was_never_recorded(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "ledger.json")
+    led.journal_path.write_bytes(b'{"t":"alias","alias":"p@x.org","recipients":[]}\n')
+    assert led.load().aliases == {}
+
+
+def test_a_snapshot_with_several_aliases_reads_back(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "ledger.json")
+    led.load()
+    for alias in ("p@x.org", "q@x.org", "r@x.org"):
+        led.set_alias(alias, frozenset({"a@x.org"}))
+    led.compact()
+    assert Ledger(tmp_path / "ledger.json").load().aliases == led.data.aliases
+
+
+def test_a_journal_folded_before_any_append_takes_the_next_one(tmp_path: Path) -> None:
+    """After a restart: a clean journal is replayed, the first pass changes nothing but folds
+    it into the snapshot, and the next pass's record starts a new journal."""
+    led = Ledger(tmp_path / "ledger.json")
+    led.load()
+    led.set_account("a@x.org", LedgerEntry("d1", None))
+    again = Ledger(tmp_path / "ledger.json")
+    again.load()
+    again.compact()
+    assert not again.journal_path.exists()
+    again.set_account("b@x.org", LedgerEntry("d2", None))
+    assert sorted(Ledger(tmp_path / "ledger.json").load().accounts) == ["a@x.org", "b@x.org"]

@@ -18,8 +18,9 @@ from agent.mailstate.model import (
     Policy,
     Secret,
 )
+from agent.reconcile.dkimwork import DkimWork
 from agent.reconcile.ledger import LedgerData, LedgerEntry, intent_digests
-from agent.reconcile.plan import Op, Plan, PlanPolicy, plan, shown_quota
+from agent.reconcile.plan import Adoption, Op, Plan, PlanPolicy, plan, shown_quota
 from tests.rig.proc import require_binary
 
 KEY = b"k"
@@ -577,3 +578,156 @@ def test_loops_go_on_past_an_adoption_a_blocked_quota_and_a_pending_restriction(
     )
     managed = LedgerData(accounts={n: LedgerEntry(None, None) for n in ("a@x.org", "b@x.org")})
     assert ops(run(q, qa, managed)) == [("quota_del", "b@x.org", "")]
+
+
+# --- survivors of the second mutation run ----------------------------------------------------
+
+
+def test_a_declared_hash_dms_already_holds_is_settled_not_applied() -> None:
+    """An imported hash that DMS already has: the ledger learns the new digest, no command runs;
+    the accounts after it are still planned."""
+    held, other = "{SHA512-CRYPT}$6$held", "{SHA512-CRYPT}$6$other"
+    d = MailState(
+        accounts=accounts("held@x.org", "later@x.org"),
+        passwords={"held@x.org": pw(held, "hash"), "later@x.org": pw("new")},
+    )
+    a = Actual(
+        MailState(accounts=accounts("held@x.org", "later@x.org")),
+        {"held@x.org": held, "later@x.org": other},
+    )
+    ledger = LedgerData(
+        accounts={n: LedgerEntry("old", other) for n in ("held@x.org", "later@x.org")}
+    )
+    p = run(d, a, ledger)
+    digest = intent_digests(KEY, d.passwords)["held@x.org"]
+    assert p.settled == [Adoption("held@x.org", digest, held)]
+    assert ops(p) == [("password_update", "later@x.org", "")]
+    # a hash DMS does not hold, or a plain password that reads like the hash, is applied
+    for intent in (pw("{SHA512-CRYPT}$6$else", "hash"), pw(held)):
+        d.passwords["held@x.org"] = intent
+        p = run(d, a, ledger)
+        assert p.settled == [] and ("password_update", "held@x.org", "") in ops(p)
+
+
+def test_a_quota_under_one_kib_is_reported_when_only_commands_can_see_it() -> None:
+    """`setup email list` shows a quota under 1 KiB as no limit: the plan cannot tell whether
+    DMS holds it and says so; a zero quota (no limit) or a visible one needs no word."""
+    d = MailState(
+        accounts={
+            "tiny@x.org": Account("tiny@x.org", quota="512"),
+            "free@x.org": Account("free@x.org"),
+            "big@x.org": Account("big@x.org", quota="1536k"),
+            **{f"z{q}@x.org": Account(f"z{q}@x.org", quota=q) for q in ("0", "0k", "0M")},
+        }
+    )
+    have = {n: Account(n) for n in d.accounts}
+    have["big@x.org"] = Account("big@x.org", quota="1.5M")
+    a = Actual(MailState(accounts=have), None, source="commands")
+    ledger = LedgerData(accounts={n: LedgerEntry(None, None) for n in d.accounts})
+    p = run(d, a, ledger)
+    assert p.ops == [] and p.warnings == [
+        "tiny@x.org: quota 512 is under 1 KiB; `setup email list` shows it as no limit, so "
+        "whether DMS holds it cannot be seen without dms.configDir"
+    ]
+    # read from DMS's files the quota is seen as it is: no guess, no word
+    files = Actual(MailState(accounts={"free@x.org": Account("free@x.org")}), {})
+    free = MailState(accounts=accounts("free@x.org"))
+    assert run(free, files, ledger).warnings == []
+
+
+def test_refusing_alias_removals_of_an_empty_state_says_why() -> None:
+    a = Actual(MailState(aliases={"l@x.org": ("r@y.org",)}), {})
+    ledger = LedgerData(aliases={"l@x.org": frozenset({"r@y.org"})})
+    p = run(MailState(), a, ledger, prune=True)
+    assert p.ops == [] and [op.key for op in p.refused] == ["alias_del:l@x.org:r@y.org"]
+    assert p.refused_reason == (
+        "1 alias removals refused: the desired state is empty"
+        " (approve once: dms-agent apply --allow-deletions N)"
+    )
+
+
+def test_describe_lists_what_the_dkim_component_will_do() -> None:
+    work = DkimWork("x.org", "generate", "mail", "no key")
+    out = Plan(dkim=[work, DkimWork("y.org", "wait", "mail", "dns")]).describe(limit=1)
+    assert out["dkim"] == [work.describe()] and out["counts"]["dkim"] == 2
+
+
+def test_ops_on_addresses_dms_spells_with_upper_case_go_to_the_files() -> None:
+    """DMS's sed edits match case-sensitively: an alias whose address or recipient its files
+    spell with upper case is written by the agent (reason joined to the op's own), the rest
+    stays with DMS's commands."""
+    d = MailState(
+        accounts=accounts("keep@x.org"),
+        aliases={"cased@x.org": ("t@y.org",), "plain@x.org": ("t@y.org",)},
+    )
+    a = Actual(
+        MailState(
+            accounts=accounts("keep@x.org", "gone@x.org"),
+            aliases={"plain@x.org": ("u@y.org",)},
+        ),
+        {},
+        cased=frozenset({"cased@x.org", "u@y.org", "gone@x.org"}),
+    )
+    ledger = LedgerData(accounts={n: LedgerEntry(None, None) for n in ("keep@x.org", "gone@x.org")})
+    p = run(d, a, ledger, prune=True)
+    routed = {op.key: (op.direct, op.reason) for op in p.ops}
+    assert routed == {
+        "alias_add:cased@x.org:t@y.org": (
+            True,
+            "DMS cannot edit alias cased@x.org: its file spells it with upper case letters",
+        ),
+        "alias_add:plain@x.org:t@y.org": (False, ""),
+        "alias_del:plain@x.org:u@y.org": (
+            True,
+            "not declared; DMS cannot edit alias plain@x.org: its file spells it with upper "
+            "case letters",
+        ),
+        "account_del:gone@x.org:": (
+            True,
+            "pruned; DMS cannot edit gone@x.org: its files spell it with upper case letters",
+        ),
+    }
+
+
+def test_a_blocked_restriction_is_not_counted_as_written() -> None:
+    """Without the config folder a `restrict add` DMS would refuse is blocked; the next one is
+    then judged against the file as it stays (without the blocked line)."""
+    send = frozenset({"send"})
+    d = MailState(
+        accounts={
+            "ab@x.org": Account("ab@x.org", restrict=send),
+            "b@x.org": Account("b@x.org", restrict=send),
+            "ab@x.org.au": Account("ab@x.org.au", restrict=send),
+        }
+    )
+    have = accounts("ab@x.org", "b@x.org")
+    have["ab@x.org.au"] = Account("ab@x.org.au", restrict=send)
+    a = Actual(
+        MailState(accounts=have),
+        None,
+        source="commands",
+        access_lines={"send": ("ab@x.org.au \t\t REJECT",)},
+    )
+    ledger = LedgerData(accounts={n: LedgerEntry(None, None) for n in d.accounts})
+    p = run(d, a, ledger)
+    found = "DMS's restrict add finds {} inside 'ab@x.org.au'; mount DMS's config folder"
+    assert p.ops == [] and p.blocked == {
+        f"restrict_add:{n}:send": found.format(n) + " (dms.configDir) to converge"
+        for n in ("ab@x.org", "b@x.org")
+    }
+
+
+def test_a_restrict_del_that_would_sweep_others_names_them_all() -> None:
+    lines = ("b@x.org \t\t REJECT", "b@x.org.au \t\t REJECT", "b@x.org.uk \t\t REJECT")
+    d = MailState(accounts=accounts("b@x.org"))
+    a = Actual(
+        MailState(accounts={"b@x.org": Account("b@x.org", restrict=frozenset({"send"}))}),
+        None,
+        source="commands",
+        access_lines={"send": lines},
+    )
+    p = run(d, a, LedgerData(accounts={"b@x.org": LedgerEntry(None, None)}))
+    assert p.blocked == {
+        "restrict_del:b@x.org:send": "DMS's restrict del would also remove b@x.org.au, "
+        "b@x.org.uk; mount DMS's config folder (dms.configDir) to converge"
+    }

@@ -176,7 +176,9 @@ def test_a_dms_file_that_is_not_utf8_is_a_located_error_and_never_rewritten(
         f"{virtual}:2: not UTF-8 text (the first invalid byte is in column 4); "
         "DMS and the agent read this file as UTF-8: save it as UTF-8"
     )
-    with pytest.raises(FileApplyError, match=r"alias_add p@x\.org: not UTF-8 text"):
+    with pytest.raises(
+        FileApplyError, match=r"alias_add p@x\.org: not UTF-8 text \(byte 4 of a line\); save"
+    ):
         FileApplier(tmp_path).apply(Op("alias_add", "p@x.org", value="b@x.org"))
     assert virtual.read_bytes() == b"b@x.org b@x.org\ncaf\xe9@x.org b@x.org\n"
 

@@ -247,10 +247,10 @@ class KubeSource:
             self._report()
             while True:
                 try:
-                    line = await asyncio.wait_for(
-                        resp.content.readline(max_line_length=MAX_LINE),
-                        self.settings.stall_timeout,
-                    )
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation
+                    # that arrives as the line does, and the source would never stop
+                    async with asyncio.timeout(self.settings.stall_timeout):
+                        line = await resp.content.readline(max_line_length=MAX_LINE)
                 except TimeoutError:
                     raise WatchStalled from None
                 if not line:
