@@ -79,7 +79,8 @@ async def run_process(
         return Result(127, "", f"cannot start {argv[0]}: {exc.strerror or exc}", 0.0)
     data = stdin.encode() if stdin is not None else None
     try:
-        out, err = await asyncio.wait_for(proc.communicate(data), near_timeout)
+        async with asyncio.timeout(near_timeout):
+            out, err = await proc.communicate(data)
     except asyncio.CancelledError:
         # the caller gave up (a check's own deadline, a stop): nothing is left running behind
         # it, no child and no pipe transport outlives the event loop (the reconciler and the

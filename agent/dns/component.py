@@ -52,7 +52,8 @@ class DnsChecker:
             seen = hub.desired.version
             await self.check_once()
             try:  # the next run: at the interval, or at once when the desired state changes
-                await asyncio.wait_for(hub.desired.wait_newer(seen), self.settings.interval)
+                async with asyncio.timeout(self.settings.interval):
+                    await hub.desired.wait_newer(seen)
             except TimeoutError:
                 pass
 

@@ -114,7 +114,8 @@ class FolderWatch:
         """The names changed since the last call; empty after ``timeout`` with no change."""
         if not self._pending and not self.gone:
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return set()
         self._ready.clear()
