@@ -18,11 +18,11 @@ from typing import Any
 import dns.reversename
 
 from agent.dns import dkimkeys, spfeval, tlsa
-from agent.dns.config import DnsSettings
 from agent.dns.dkimkeys import PublicKey, key_data
 from agent.dns.model import CheckResult, DkimInfo, Finding, Status
 from agent.dns.mtasts import PolicyError, PolicyFetcher
 from agent.dns.resolver import Lookup, LookupFailed
+from agent.dns.runsettings import RunSettings
 
 log = logging.getLogger("dms_agent.dns")
 
@@ -33,7 +33,7 @@ P, W, F, E = Status.PASS, Status.WARN, Status.FAIL, Status.ERROR
 class Env:
     """What every check of one run shares."""
 
-    settings: DnsSettings
+    settings: RunSettings
     lookup: Lookup
     spf_ask: spfeval.Ask  # pyspf's lookups, answered by ``lookup`` on the event loop
     http: PolicyFetcher | None = None

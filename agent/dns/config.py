@@ -23,24 +23,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from agent.config_base import Section
+from agent.dns.runsettings import PolicyFetch, RunSettings, split_host_port
 
-
-def split_host_port(value: str, default_port: int = 53) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port)."""
-    value = value.strip()
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad nameserver {value!r}: expected [ADDRESS]:PORT")
-        port = int(rest[1:]) if rest else default_port
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-        port = int(port_text)
-    else:
-        host, port = value, default_port
-    if not 0 < port < 65536:
-        raise ValueError(f"bad port in {value!r}")
-    return host, port
+__all__ = ["DnsSettings", "MtaStsSettings", "split_host_port"]
 
 
 class MtaStsSettings(Section):
@@ -119,3 +104,22 @@ class DnsSettings(Section):
         if self.egress:
             return list(self.egress)
         return [*self.ipv4, *self.ipv6]
+
+    def for_run(self) -> RunSettings:
+        """What a run reads, as plain data (agent/dns/runsettings.py)."""
+        sts = self.mta_sts
+        return RunSettings(
+            mx_host=self.mx_host,
+            ipv4=tuple(self.ipv4),
+            ipv6=tuple(self.ipv6),
+            egress=tuple(self.egress),
+            nameservers=tuple(self.nameservers),
+            timeout=self.timeout,
+            lifetime=self.lifetime,
+            deadline=self.deadline,
+            concurrency=self.concurrency,
+            default_dkim_selectors=tuple(self.default_dkim_selectors),
+            min_dkim_bits=self.min_dkim_bits,
+            smtp_port=self.smtp_port,
+            mta_sts=PolicyFetch(sts.timeout, sts.ca_bundle, sts.port, sts.connect_to),
+        )

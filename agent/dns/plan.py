@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.dns.config import DnsSettings
+if TYPE_CHECKING:  # the worker reads plans without the settings' models (pydantic)
+    from agent.dns.config import DnsSettings
 
 
 @dataclass(frozen=True, slots=True)

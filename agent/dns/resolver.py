@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import dns.nameserver
 
-from agent.dns.config import split_host_port
+from agent.dns.runsettings import split_host_port
 
 
 class LookupFailed(Exception):

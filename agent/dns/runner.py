@@ -15,24 +15,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.dns import checks, dkimkeys, spfeval
-from agent.dns.config import DnsSettings
 from agent.dns.model import CHECKS, CheckResult, DomainReport, Finding, Status
 from agent.dns.mtasts import PolicyFetcher, ssl_context
 from agent.dns.plan import DomainSpec, Plan
 from agent.dns.plan import plan_from as plan_from  # re-exported: check-dns and tests use it
 from agent.dns.resolver import Lookup
+from agent.dns.runsettings import RunSettings, Validated, for_run
 from agent.dns.transport import make_transport
 
 T = TypeVar("T")
 
 
 async def run(
-    settings: DnsSettings,
+    given: RunSettings | Validated,
     plan: Plan,
     config_dir: Path | None,
     on_error: Callable[[str], None] | None = None,
 ) -> dict[str, DomainReport]:
     """Check every domain of ``plan`` and the MX host; reports keyed by domain / host name."""
+    settings = for_run(given)
     transport = make_transport(settings)
     lookup = Lookup(transport, on_error)
     loop = asyncio.get_running_loop()
@@ -74,7 +75,7 @@ async def run(
 
 
 async def run_off_loop(
-    settings: DnsSettings,
+    settings: RunSettings | Validated,
     plan: Plan,
     config_dir: Path | None,
     on_error: Callable[[str], None] | None = None,
@@ -132,7 +133,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 async def _within_deadline(
-    work: Awaitable[Any], lookup: Lookup, settings: DnsSettings
+    work: Awaitable[Any], lookup: Lookup, settings: RunSettings
 ) -> str | None:
     """Run ``work`` until done, the deadline, or the nameserver found silent: None when it
     finished, else why not (the remaining checks' error)."""
@@ -173,8 +174,8 @@ def domain_checks(spec: DomainSpec) -> list[str]:
     return names
 
 
-def host_checks(settings: DnsSettings) -> list[str]:
-    return ["mx-address", "tlsa", *(["ptr"] if settings.egress_addresses() else [])]
+def host_checks(settings: RunSettings | Validated) -> list[str]:
+    return ["mx-address", "tlsa", *(["ptr"] if for_run(settings).egress_addresses() else [])]
 
 
 async def bounded(jobs: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

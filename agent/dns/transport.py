@@ -35,8 +35,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.wire
 
-from agent.dns.config import DnsSettings, split_host_port
 from agent.dns.resolver import Answer, LookupFailed
+from agent.dns.runsettings import RunSettings, Validated, for_run, split_host_port
 
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation on common paths
 # OPT pseudo-record: root owner, type 41, payload size, extended rcode/version/flags 0, no data
@@ -45,7 +45,7 @@ _FLAGS_RD = 0x0100
 _QR = 0x80  # in the third byte of the header
 
 
-def server_addresses(settings: DnsSettings) -> list[tuple[str, int]]:
+def server_addresses(settings: RunSettings) -> list[tuple[str, int]]:
     """(address, port) of the configured nameservers, else of resolv.conf's (read here)."""
     if settings.nameservers:
         return [split_host_port(text) for text in settings.nameservers]
@@ -57,7 +57,8 @@ def server_addresses(settings: DnsSettings) -> list[tuple[str, int]]:
     ]
 
 
-def make_transport(settings: DnsSettings) -> Transport:
+def make_transport(given: RunSettings | Validated) -> Transport:
+    settings = for_run(given)
     return Transport(server_addresses(settings), settings.timeout, settings.lifetime)
 
 

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.dns.runsettings import RunSettings, Validated, for_run
 from agent.dns.wire import report_from_json
 from agent.worker import Json, WorkerFailed, parse_reply, serve_lines
 
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 MODULE = "agent.dns.worker"
 
 
-def request(settings: Any, plan: Any, config_dir: Path | None) -> Json:
+def request(settings: RunSettings | Validated, plan: Any, config_dir: Path | None) -> Json:
     """The request the agent sends (``settings``: DnsSettings, ``plan``: Plan)."""
     return {
-        "settings": settings.model_dump(mode="json", by_alias=True),
+        # validated in the agent already: the worker builds it without pydantic
+        "settings": for_run(settings).as_json(),
         "plan": plan.as_json(),
         "configDir": None if config_dir is None else str(config_dir),
     }
@@ -55,11 +57,10 @@ async def read_reply(text: str, pace: Pacer) -> tuple[dict[str, DomainReport], d
 
 def handle(req: Json) -> list[Json]:
     from agent.dns import runner
-    from agent.dns.config import DnsSettings
     from agent.dns.plan import Plan
     from agent.dns.wire import report_to_json
 
-    settings = DnsSettings.model_validate(req["settings"])
+    settings = RunSettings.from_json(req["settings"])
     config_dir = Path(req["configDir"]) if req["configDir"] is not None else None
     errors: Counter[str] = Counter()
 
