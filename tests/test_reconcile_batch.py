@@ -132,6 +132,33 @@ def test_a_failed_write_fails_every_op_it_carried(
     assert (fa.config_dir / files.ACCOUNTS_FILE).read_text() == before
 
 
+def test_a_batch_checks_accounts_in_its_held_file_not_in_the_addresses_kept_from_disk(
+    tmp_path: Path,
+) -> None:
+    fa = seeded(tmp_path / "cfg")
+    fa.apply(Op("quota_set", "a@x.org", "2G"))  # keeps the accounts file's addresses: a only
+    # b is added in memory; the file on disk (and the addresses kept from it) still lack it
+    results = fa.apply_batch([ADDS[0], Op("quota_set", "b@x.org", "3G")])
+    assert results == [FileResult("{PLAIN}b"), FileResult()]
+    quota_text = (fa.config_dir / files.QUOTAS_FILE).read_text()
+    assert quota_text == "a@x.org:2G\nb@x.org:3G\n"
+
+
+@pytest.mark.parametrize(("over_the_limit", "writes"), [(0, 1), (1, 2)])
+def test_a_file_over_the_batch_limit_is_not_held_but_written_per_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over_the_limit: int, writes: int
+) -> None:
+    fa = seeded(tmp_path / "cfg")
+    path = fa.config_dir / files.ACCOUNTS_FILE
+    # a file of exactly the limit is held; one byte more is read and written per op
+    monkeypatch.setattr(fileapply, "BATCH_FILE_LIMIT", path.stat().st_size - over_the_limit)
+    written = count_writes(monkeypatch, fileapply)
+    results = fa.apply_batch([ADDS[0], ADDS[2]])
+    assert results == [FileResult("{PLAIN}b"), FileResult("{PLAIN}c")]
+    assert written == [files.ACCOUNTS_FILE] * writes
+    assert path.read_text() == "a@x.org|{PLAIN}a\nb@x.org|{PLAIN}b\nc@x.org|{PLAIN}c\n"
+
+
 def test_a_ledger_batch_appends_its_records_once_even_when_cut_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
