@@ -17,6 +17,7 @@ from agent.dms.fileapply import FileApplier, FileApplyError, FileResult
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
 from agent.reconcile import apply as apply_module
 from agent.reconcile import ledger as ledger_module
+from agent.reconcile import reconciler
 from agent.reconcile.apply import Applier, OpResult
 from agent.reconcile.ledger import LEDGER_NAME, Ledger, new_entry
 from agent.reconcile.plan import Op
@@ -239,6 +240,19 @@ async def test_a_stopped_batch_finishes_and_stays_a_stop_when_it_then_crashes(
     finish.set()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_a_pass_groups_runs_of_batchable_ops_of_one_kind_up_to_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconciler, "MAX_BATCH", 2)
+    q1, q2, q3, q4, q5 = (Op("quota_set", f"q{i}@x.org", "1G") for i in range(1, 6))
+    alias = Op("alias_add", "l@x.org", "q1@x.org")
+    alone = Op("quota_set", "slow@x.org", "1G")  # not batchable: always on its own
+    ops = [q1, q2, q3, alias, alone, q4, alone, q5]
+    groups = list(reconciler._batches(ops, lambda op: op is not alone))
+    assert groups == [[q1, q2], [q3], [alias], [alone], [q4], [alone], [q5]]
+    assert list(reconciler._batches([], lambda op: True)) == []
 
 
 async def test_a_first_pass_writes_each_dms_file_once_and_records_every_account(
