@@ -68,6 +68,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_ledger.py",
             "tests/test_reconcile_ledger_hostile.py",  # typed fields, the key's mode, streaming
             "tests/test_reconcile_failsafe.py::test_corrupt_ledger_fails_closed_with_a_located_error",
+            "tests/test_reconcile_batch.py",  # batch(): one append for the run
         ],
     ),
     "apply": Target(
@@ -77,6 +78,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_failsafe.py",
             "tests/test_reconcile_errors.py",  # DMS's error lines, joined and redacted
             "tests/test_reconcile_quirks.py",  # ops written to the files directly
+            "tests/test_reconcile_batch.py",  # run_batch: one write per file, one append
         ],
     ),
     "commands": Target(
@@ -90,6 +92,8 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_units.py",
             "tests/test_reconcile_fileapply.py",
             "tests/test_reconcile_access_files.py",
+            "tests/test_reconcile_batch.py",  # apply_batch: held files, one write per file
+            "tests/test_reconcile_reuse.py",  # the accounts file's addresses kept
         ],
     ),
     # the deletion and password paths: the pass and its re-plan under the lock (the deletion
@@ -110,6 +114,8 @@ TARGETS: dict[str, Target] = {
             "tests/test_reconcile_progress.py",
             "tests/test_reconcile_quirks.py",
             "tests/test_reconcile_truth.py",
+            "tests/test_reconcile_batch.py",  # runs of ops done as batches
+            "tests/test_reconcile_reuse.py",
         ],
         only=[
             "agent.reconcile.reconciler.xǁEngineǁrun_pass__mutmut_*",

@@ -4,7 +4,9 @@ on disk meanwhile or to a write that fails."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ import pytest
 from agent.dms import fileapply, files
 from agent.dms.fileapply import FileApplier, FileApplyError, FileResult
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
+from agent.reconcile import apply as apply_module
 from agent.reconcile import ledger as ledger_module
+from agent.reconcile import reconciler
+from agent.reconcile.apply import Applier, OpResult
 from agent.reconcile.ledger import LEDGER_NAME, Ledger, new_entry
 from agent.reconcile.plan import Op
 from tests.test_reconcile_replan import engine
@@ -132,6 +137,33 @@ def test_a_failed_write_fails_every_op_it_carried(
     assert (fa.config_dir / files.ACCOUNTS_FILE).read_text() == before
 
 
+def test_a_batch_checks_accounts_in_its_held_file_not_in_the_addresses_kept_from_disk(
+    tmp_path: Path,
+) -> None:
+    fa = seeded(tmp_path / "cfg")
+    fa.apply(Op("quota_set", "a@x.org", "2G"))  # keeps the accounts file's addresses: a only
+    # b is added in memory; the file on disk (and the addresses kept from it) still lack it
+    results = fa.apply_batch([ADDS[0], Op("quota_set", "b@x.org", "3G")])
+    assert results == [FileResult("{PLAIN}b"), FileResult()]
+    quota_text = (fa.config_dir / files.QUOTAS_FILE).read_text()
+    assert quota_text == "a@x.org:2G\nb@x.org:3G\n"
+
+
+@pytest.mark.parametrize(("over_the_limit", "writes"), [(0, 1), (1, 2)])
+def test_a_file_over_the_batch_limit_is_not_held_but_written_per_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over_the_limit: int, writes: int
+) -> None:
+    fa = seeded(tmp_path / "cfg")
+    path = fa.config_dir / files.ACCOUNTS_FILE
+    # a file of exactly the limit is held; one byte more is read and written per op
+    monkeypatch.setattr(fileapply, "BATCH_FILE_LIMIT", path.stat().st_size - over_the_limit)
+    written = count_writes(monkeypatch, fileapply)
+    results = fa.apply_batch([ADDS[0], ADDS[2]])
+    assert results == [FileResult("{PLAIN}b"), FileResult("{PLAIN}c")]
+    assert written == [files.ACCOUNTS_FILE] * writes
+    assert path.read_text() == "a@x.org|{PLAIN}a\nb@x.org|{PLAIN}b\nc@x.org|{PLAIN}c\n"
+
+
 def test_a_ledger_batch_appends_its_records_once_even_when_cut_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +179,80 @@ def test_a_ledger_batch_appends_its_records_once_even_when_cut_short(
     reloaded = Ledger(tmp_path / "ledger.json").load()
     assert sorted(reloaded.accounts) == ["a@x.org", "b@x.org"]
     assert reloaded.aliases == {"l@x.org": frozenset({"a@x.org"})}
+
+
+def file_applier(tmp_path: Path) -> Applier:
+    """An applier with no DMS (the file executor's route) on a seeded config folder."""
+    seeded(tmp_path / "cfg")
+    ledger = Ledger(tmp_path / "ledger.json")
+    ledger.load()
+    return Applier(ledger, None, ["setup"], 7.0, tmp_path / "cfg", None)
+
+
+class Clock:
+    """``time`` for the applier module: each reading a given number of seconds later."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
+
+    def monotonic(self) -> float:
+        return self.readings.pop(0)
+
+
+async def test_an_applier_batch_gives_each_op_its_result_and_a_share_of_the_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = file_applier(tmp_path)
+    monkeypatch.setattr(apply_module, "time", Clock(10.0, 13.0))
+    results = await app.run_batch(ADDS)
+    assert results == [  # the batch took 3 s: one each
+        OpResult(ADDS[0], "ok", "", 0, 1.0),
+        OpResult(ADDS[1], "failed", "a@x.org already exists", None, 1.0),
+        OpResult(ADDS[2], "ok", "", 0, 1.0),
+    ]
+    accounts = app.ledger.data.accounts
+    assert sorted(accounts) == ["b@x.org", "c@x.org"]  # the failed op is not recorded
+    assert (accounts["b@x.org"].hash, accounts["c@x.org"].hash) == ("{PLAIN}b", "{PLAIN}c")
+    # a batch of one op is charged the whole time
+    monkeypatch.setattr(apply_module, "time", Clock(20.0, 22.0))
+    alone = Op("quota_set", "b@x.org", "1G")
+    assert await app.run_batch([alone]) == [OpResult(alone, "ok", "", 0, 2.0)]
+
+
+async def test_a_stopped_batch_finishes_and_stays_a_stop_when_it_then_crashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = file_applier(tmp_path)
+    assert app.files is not None
+    started, finish = threading.Event(), threading.Event()
+
+    def crashing(ops: Any) -> Any:
+        started.set()
+        finish.wait(10)
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(app.files, "apply_batch", crashing)
+    task = asyncio.create_task(app.run_batch(ADDS))
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not task.done()  # the batch's writes are under way: waited for
+    finish.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_a_pass_groups_runs_of_batchable_ops_of_one_kind_up_to_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconciler, "MAX_BATCH", 2)
+    q1, q2, q3, q4, q5 = (Op("quota_set", f"q{i}@x.org", "1G") for i in range(1, 6))
+    alias = Op("alias_add", "l@x.org", "q1@x.org")
+    alone = Op("quota_set", "slow@x.org", "1G")  # not batchable: always on its own
+    ops = [q1, q2, q3, alias, alone, q4, alone, q5]
+    groups = list(reconciler._batches(ops, lambda op: op is not alone))
+    assert groups == [[q1, q2], [q3], [alias], [alone], [q4], [alone], [q5]]
+    assert list(reconciler._batches([], lambda op: True)) == []
 
 
 async def test_a_first_pass_writes_each_dms_file_once_and_records_every_account(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.dms import files
+from agent.dms import fileapply, files
 from agent.dms.fileapply import FileApplier, FileApplyError
 from agent.mailstate.model import Account, Desired, MailState, PasswordIntent, Secret
 from agent.reconcile.plan import Op
@@ -66,6 +66,22 @@ def test_a_changed_accounts_file_is_read_again(tmp_path: Path) -> None:
         f.write("not an account line\n")
     with pytest.raises(FileApplyError, match=r"^not rewriting postfix-accounts.cf: .*:3: "):
         fa.apply(Op("quota_set", "a@x.org", "4G"))
+
+
+@pytest.mark.parametrize(("over_the_limit", "parsed"), [(0, []), (1, [1])])
+def test_the_addresses_of_an_accounts_file_over_the_limit_are_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, over_the_limit: int, parsed: list[int]
+) -> None:
+    accounts = tmp_path / files.ACCOUNTS_FILE
+    accounts.write_text("a@x.org|{PLAIN}a\n")
+    # a file of exactly the limit has its addresses kept; one byte more is parsed per op
+    monkeypatch.setattr(fileapply, "BATCH_FILE_LIMIT", accounts.stat().st_size - over_the_limit)
+    fa = FileApplier(tmp_path)
+    fa.apply(Op("quota_set", "a@x.org", "1G"))
+    calls = parses(monkeypatch)
+    fa.apply(Op("quota_set", "a@x.org", "2G"))
+    assert calls == parsed
+    assert (tmp_path / files.QUOTAS_FILE).read_text() == "a@x.org:2G\n"
 
 
 async def test_an_unchanged_folder_is_observed_again_without_a_thread(
