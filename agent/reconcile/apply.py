@@ -15,10 +15,10 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from agent.dms.actual import DkimBackend
 from agent.dms.commands import Command, CommandError, command_for
@@ -28,6 +28,8 @@ from agent.executor import Executor, Result
 from agent.fsio import open_private
 from agent.reconcile.ledger import Ledger, new_entry
 from agent.reconcile.plan import Op
+
+T = TypeVar("T")
 
 OpStatus = Literal["ok", "failed", "unknown"]
 
@@ -144,13 +146,7 @@ class Applier:
 
     async def run(self, op: Op) -> OpResult:
         """Do ``op`` and record it. Cancellation waits for the op to finish (shielded)."""
-        task = asyncio.ensure_future(self._run(op))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await task  # the command runs to its end and is recorded; then we stop
-            raise
+        return await _to_the_end(self._run(op))
 
     def batchable(self, op: Op) -> bool:
         """Whether ``op`` may run in a batch with its like (``run_batch``): a quick file op. A
@@ -163,13 +159,7 @@ class Applier:
     async def run_batch(self, ops: Sequence[Op]) -> list[OpResult]:
         """Do batchable ``ops`` of one kind with one write per DMS file they change, then
         record the ones done with one ledger append; shielded as ``run``."""
-        task = asyncio.ensure_future(self._run_batch(ops))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await task
-            raise
+        return await _to_the_end(self._run_batch(ops))
 
     async def _run_batch(self, ops: Sequence[Op]) -> list[OpResult]:
         assert self.files is not None
@@ -285,3 +275,15 @@ class Applier:
             managed = ledger.data.aliases.get(op.target, frozenset())
             if op.value in managed:
                 ledger.set_alias(op.target, managed - {op.value})
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; a cancellation meanwhile waits for it to end (the command runs to its
+    end and is recorded), then stops the caller."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
